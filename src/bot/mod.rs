@@ -1,0 +1,349 @@
+//! The dispatcher: a [`Router`] of async handlers behind filters, wrapped by middleware.
+//!
+//! Order, documented once:
+//! 1. Middleware runs outermost-first in the order it was added; each gets the message and a
+//!    [`Next`] to call (or not: a middleware may answer by itself).
+//! 2. Routes are tried in the order they were added. A route whose filter matches runs its
+//!    handler; a handler answers [`Flow::Reply`] (the first reply wins, later routes do not
+//!    run) or [`Flow::Next`] (explicit fall-through to the next matching route).
+//! 3. When no route replies, the answer is [`Reply::Success`] (no visible reply).
+//!
+//! A handler is any `async fn(Context) -> R` where `R` is a [`Reply`], an `Option<Reply>`
+//! (`None` falls through), a [`Flow`], or a `Result` of those (an `Err` is logged and answered
+//! with `success`).
+//!
+//! ```
+//! use huixin::bot::{filter, Context, Router};
+//! use huixin::wechat::Reply;
+//!
+//! let router = Router::new()
+//!     .route(filter::content("ping"), |_ctx: Context| async { Reply::text("pong") })
+//!     .route(filter::text(), |ctx: Context| async move {
+//!         ctx.message.content().map(Reply::text)
+//!     });
+//! ```
+
+pub mod echo;
+pub mod filter;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::http::Extensions;
+
+pub use filter::{Captures, Filter, TextMatch};
+
+use crate::wechat::{Message, Reply};
+
+/// A boxed, sendable future.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+/// A boxed error from user code.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A failure inside the bot: our own fault, never the caller's. The HTTP edge answers
+/// `success` and logs it with the message's ids.
+#[derive(Debug, thiserror::Error)]
+pub enum BotError {
+    /// A handler returned an error.
+    #[error("handler failed: {0}")]
+    Handler(BoxError),
+    /// A middleware failed.
+    #[error("middleware failed: {0}")]
+    Middleware(BoxError),
+    /// A handler or middleware panicked.
+    #[error("handler panicked: {0}")]
+    Panic(String),
+}
+
+/// What a handler decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Flow {
+    /// Answer with this reply; no further route runs.
+    Reply(Reply),
+    /// Not handled here: try the next matching route.
+    Next,
+}
+
+/// Conversion of a handler's return value into a [`Flow`].
+pub trait IntoFlow {
+    /// The flow, or the handler's error.
+    fn into_flow(self) -> Result<Flow, BotError>;
+}
+
+impl IntoFlow for Flow {
+    fn into_flow(self) -> Result<Flow, BotError> {
+        Ok(self)
+    }
+}
+
+impl IntoFlow for Reply {
+    fn into_flow(self) -> Result<Flow, BotError> {
+        Ok(Flow::Reply(self))
+    }
+}
+
+impl IntoFlow for Option<Reply> {
+    fn into_flow(self) -> Result<Flow, BotError> {
+        Ok(self.map_or(Flow::Next, Flow::Reply))
+    }
+}
+
+impl<T, E> IntoFlow for Result<T, E>
+where
+    T: IntoFlow,
+    E: Into<BoxError>,
+{
+    fn into_flow(self) -> Result<Flow, BotError> {
+        self.map_err(|e| BotError::Handler(e.into()))?.into_flow()
+    }
+}
+
+/// What a handler and a middleware see: the message, the captures of the filter that matched
+/// (empty in middleware), and extensions middleware can use to pass values inward.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The inbound message.
+    pub message: Arc<Message>,
+    /// Regex captures from the route's filter.
+    pub captures: Captures,
+    /// Typed values added by middleware (e.g. a session), read by handlers.
+    pub extensions: Extensions,
+}
+
+impl Context {
+    /// A context for a message, with no captures or extensions.
+    pub fn new(message: Message) -> Self {
+        Self {
+            message: Arc::new(message),
+            captures: Captures::default(),
+            extensions: Extensions::new(),
+        }
+    }
+}
+
+/// An async message handler. Implemented for `Fn(Context) -> impl Future<Output: IntoFlow>`.
+pub trait Handler: Send + Sync + 'static {
+    /// Handles one message.
+    fn call(&self, ctx: Context) -> BoxFuture<Result<Flow, BotError>>;
+}
+
+impl<F, Fut, R> Handler for F
+where
+    F: Fn(Context) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = R> + Send + 'static,
+    R: IntoFlow,
+{
+    fn call(&self, ctx: Context) -> BoxFuture<Result<Flow, BotError>> {
+        let fut = self(ctx);
+        Box::pin(async move { fut.await.into_flow() })
+    }
+}
+
+/// Wraps dispatch: runs before and after the inner layers and routes, and may answer alone.
+pub trait Middleware: Send + Sync + 'static {
+    /// Handles one message; call `next.run(ctx)` to continue inward.
+    fn call(&self, ctx: Context, next: Next) -> BoxFuture<Result<Reply, BotError>>;
+}
+
+/// Middleware from an async function `(Context, Next) -> Result<Reply, BotError>`.
+pub fn from_fn<F, Fut>(f: F) -> impl Middleware
+where
+    F: Fn(Context, Next) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Reply, BotError>> + Send + 'static,
+{
+    struct FnMiddleware<F>(F);
+    impl<F, Fut> Middleware for FnMiddleware<F>
+    where
+        F: Fn(Context, Next) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Reply, BotError>> + Send + 'static,
+    {
+        fn call(&self, ctx: Context, next: Next) -> BoxFuture<Result<Reply, BotError>> {
+            Box::pin((self.0)(ctx, next))
+        }
+    }
+    FnMiddleware(f)
+}
+
+/// The rest of the pipeline after a middleware.
+#[derive(Clone)]
+pub struct Next {
+    router: Arc<Router>,
+    index: usize,
+}
+
+impl Next {
+    /// Runs the inner middleware and then the routes.
+    pub fn run(self, ctx: Context) -> BoxFuture<Result<Reply, BotError>> {
+        match self.router.middleware.get(self.index) {
+            Some(layer) => {
+                let layer = Arc::clone(layer);
+                let next = Next {
+                    router: self.router,
+                    index: self.index + 1,
+                };
+                layer.call(ctx, next)
+            }
+            None => Box::pin(async move { self.router.route_message(ctx).await }),
+        }
+    }
+}
+
+struct Route {
+    filter: Filter,
+    handler: Arc<dyn Handler>,
+}
+
+/// Routes and middleware. Build it, then hand it to [`crate::server`] (or call
+/// [`Router::dispatch`] yourself).
+#[derive(Default)]
+pub struct Router {
+    routes: Vec<Route>,
+    middleware: Vec<Arc<dyn Middleware>>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field(
+                "routes",
+                &self.routes.iter().map(|r| &r.filter).collect::<Vec<_>>(),
+            )
+            .field("middleware", &self.middleware.len())
+            .finish()
+    }
+}
+
+impl Router {
+    /// An empty router: every message is answered `success`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a route after the existing ones.
+    pub fn route(mut self, filter: Filter, handler: impl Handler) -> Self {
+        self.routes.push(Route {
+            filter,
+            handler: Arc::new(handler),
+        });
+        self
+    }
+
+    /// Adds a middleware inside the existing ones (the first added runs outermost).
+    pub fn layer(mut self, middleware: impl Middleware) -> Self {
+        self.middleware.push(Arc::new(middleware));
+        self
+    }
+
+    /// Runs a message through middleware and routes.
+    pub fn dispatch(self: &Arc<Self>, ctx: Context) -> BoxFuture<Result<Reply, BotError>> {
+        Next {
+            router: Arc::clone(self),
+            index: 0,
+        }
+        .run(ctx)
+    }
+
+    async fn route_message(&self, ctx: Context) -> Result<Reply, BotError> {
+        for route in &self.routes {
+            let Some(captures) = route.filter.matches(&ctx.message) else {
+                continue;
+            };
+            let mut route_ctx = ctx.clone();
+            route_ctx.captures = captures;
+            match route.handler.call(route_ctx).await? {
+                Flow::Reply(reply) => return Ok(reply),
+                Flow::Next => continue,
+            }
+        }
+        Ok(Reply::Success)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn text(content: &str) -> Context {
+        let xml = format!(
+            "<xml><ToUserName>gh</ToUserName><FromUserName>u1</FromUserName><CreateTime>1</CreateTime>\
+             <MsgType>text</MsgType><Content><![CDATA[{content}]]></Content><MsgId>1</MsgId></xml>"
+        );
+        Context::new(Message::parse(xml.as_bytes()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn first_reply_wins_and_next_falls_through() {
+        let seen = Arc::new(AtomicUsize::new(0));
+        let s = seen.clone();
+        let router = Arc::new(
+            Router::new()
+                .route(filter::text(), move |_ctx: Context| {
+                    let s = s.clone();
+                    async move {
+                        s.fetch_add(1, Ordering::SeqCst);
+                        Flow::Next
+                    }
+                })
+                .route(
+                    filter::content_regex(r"^deploy (?P<env>\w+)$").unwrap(),
+                    |ctx: Context| async move {
+                        Reply::text(format!(
+                            "deploying {}",
+                            ctx.captures.name("env").unwrap_or("?")
+                        ))
+                    },
+                )
+                .route(filter::any(), |_ctx: Context| async {
+                    Reply::text("fallback")
+                }),
+        );
+        let reply = router.dispatch(text("deploy prod")).await.unwrap();
+        assert_eq!(reply, Reply::text("deploying prod"));
+        assert_eq!(
+            router.dispatch(text("hi")).await.unwrap(),
+            Reply::text("fallback")
+        );
+        assert_eq!(seen.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn middleware_wraps_and_can_short_circuit() {
+        let router = Arc::new(
+            Router::new()
+                .layer(from_fn(|ctx: Context, next: Next| async move {
+                    if ctx.message.content() == Some("blocked") {
+                        return Ok(Reply::Success);
+                    }
+                    let reply = next.run(ctx).await?;
+                    Ok(match reply {
+                        Reply::Text { content } => Reply::text(format!("[{content}]")),
+                        other => other,
+                    })
+                }))
+                .route(filter::text(), |ctx: Context| async move {
+                    ctx.message.content().map(Reply::text)
+                }),
+        );
+        assert_eq!(
+            router.dispatch(text("a")).await.unwrap(),
+            Reply::text("[a]")
+        );
+        assert_eq!(
+            router.dispatch(text("blocked")).await.unwrap(),
+            Reply::Success
+        );
+    }
+
+    #[tokio::test]
+    async fn handler_errors_surface() {
+        let router = Arc::new(Router::new().route(filter::any(), |_ctx: Context| async {
+            Err::<Reply, _>("boom")
+        }));
+        assert!(matches!(
+            router.dispatch(text("x")).await,
+            Err(BotError::Handler(_))
+        ));
+    }
+}

@@ -1,0 +1,398 @@
+//! Configuration: one struct read from `huixin.toml` (or `--config PATH`), overridden by
+//! `HUIXIN_<SECTION>_<KEY>` environment variables, which a `.env` file in the working directory
+//! may supply. With nothing configured the defaults run a plain-mode server on
+//! 127.0.0.1:8080 with an SQLite file in the working directory.
+//!
+//! The key names are fixed: tools and deployment scripts rely on them.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::wechat::crypto::{CryptoError, MsgCrypt, decode_aes_key};
+use crate::wechat::{Mode, Protocol};
+
+/// The config file read when `--config` is not given (optional).
+pub const DEFAULT_CONFIG_FILE: &str = "huixin.toml";
+/// Prefix of the environment variables that override the file.
+pub const ENV_PREFIX: &str = "HUIXIN_";
+
+/// Sections of the config; `HUIXIN_<SECTION>_<KEY>` maps to `[section] key`.
+const SECTIONS: &[&str] = &["server", "wechat", "storage", "rules", "log"];
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`: the HTTP listener.
+    pub server: ServerConfig,
+    /// `[wechat]`: the account.
+    pub wechat: WechatConfig,
+    /// `[storage]`: the database.
+    pub storage: StorageConfig,
+    /// `[rules]`: the bot's Rhai rules.
+    pub rules: RulesConfig,
+    /// `[log]`: logging.
+    pub log: LogConfig,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// `listen`: address and port to bind. Default `127.0.0.1:8080`; port 0 picks a free port.
+    pub listen: String,
+    /// `path`: the callback path WeChat posts to. Default `/wechat`.
+    pub path: String,
+    /// `public_url`: the externally visible base URL (`https://bot.example.com`), used for links
+    /// huixin hands out. Default empty (derived from `listen`).
+    pub public_url: String,
+    /// `body_limit`: largest request body accepted, in bytes. Default 262144 (256 KiB).
+    pub body_limit: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            path: "/wechat".into(),
+            public_url: String::new(),
+            body_limit: 256 * 1024,
+        }
+    }
+}
+
+/// `[wechat]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WechatConfig {
+    /// `token`: the Token set in the WeChat console (3-32 letters and digits). Empty: a token
+    /// is generated on first start, printed once and kept in the store.
+    pub token: Secret,
+    /// `app_id`: the AppID (`wx…`). Required in safe and compatible mode.
+    #[serde(deserialize_with = "lenient_string")]
+    pub app_id: String,
+    /// `app_secret`: the AppSecret, for the outbound API.
+    pub app_secret: Secret,
+    /// `encoding_aes_key`: the 43-character EncodingAESKey. Required in safe and compatible mode.
+    pub encoding_aes_key: Secret,
+    /// `mode`: `plain`, `compatible` or `safe`. Default `plain`.
+    pub mode: Mode,
+    /// `api_base`: base URL of the WeChat API. Default `https://api.weixin.qq.com`.
+    pub api_base: String,
+    /// `max_clock_skew_secs`: refuse requests whose timestamp is further than this from our
+    /// clock. Default 300; 0 disables the check.
+    pub max_clock_skew_secs: u64,
+    /// `extra_app_ids`: further app ids accepted in encrypted messages (a third-party
+    /// platform's component app id). Default empty.
+    pub extra_app_ids: Vec<String>,
+}
+
+impl Default for WechatConfig {
+    fn default() -> Self {
+        Self {
+            token: Secret::default(),
+            app_id: String::new(),
+            app_secret: Secret::default(),
+            encoding_aes_key: Secret::default(),
+            mode: Mode::Plain,
+            api_base: "https://api.weixin.qq.com".into(),
+            max_clock_skew_secs: 300,
+            extra_app_ids: Vec::new(),
+        }
+    }
+}
+
+impl WechatConfig {
+    /// The encryption state, when an EncodingAESKey is configured.
+    pub fn msg_crypt(&self, token: &str) -> Result<Option<MsgCrypt>, CryptoError> {
+        let key = self.encoding_aes_key.expose();
+        if key.is_empty() {
+            return Ok(None);
+        }
+        MsgCrypt::new(token, key, &self.app_id, &self.extra_app_ids).map(Some)
+    }
+
+    /// The callback protocol for this account, signing with `token` (the configured token, or
+    /// the generated one).
+    pub fn protocol(&self, token: &str) -> Result<Protocol, CryptoError> {
+        Ok(match self.msg_crypt(token)? {
+            Some(crypt) => Protocol::with_crypt(self.mode, crypt, token, self.max_clock_skew_secs),
+            None => Protocol::plain(token, self.max_clock_skew_secs),
+        })
+    }
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `url`: the database. Default `sqlite://huixin.db` (created in the working directory).
+    pub url: String,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://huixin.db".into(),
+        }
+    }
+}
+
+/// `[rules]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RulesConfig {
+    /// `dir`: the folder of `*.rhai` rules. Default `rules`.
+    pub dir: PathBuf,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("rules"),
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `level`: a tracing filter (`info`, `huixin=debug,info`). Default `info`. `RUST_LOG`,
+    /// when set, wins.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+        }
+    }
+}
+
+/// A secret string: never printed by `Debug`, so a logged config leaks nothing.
+#[derive(Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret value. Call only where it is used, never to log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether no value is set.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "\"<redacted>\""
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        lenient_string(d).map(Self)
+    }
+}
+
+/// Accepts a string or a number as a string: `HUIXIN_WECHAT_TOKEN=123456` arrives as a number.
+fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Lenient {
+        S(String),
+        I(i64),
+        U(u64),
+        F(f64),
+        B(bool),
+    }
+    Ok(match Lenient::deserialize(d)? {
+        Lenient::S(s) => s,
+        Lenient::I(i) => i.to_string(),
+        Lenient::U(u) => u.to_string(),
+        Lenient::F(f) => f.to_string(),
+        Lenient::B(b) => b.to_string(),
+    })
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `--config PATH` names a file that does not exist.
+    #[error("config file {0} not found")]
+    NotFound(PathBuf),
+    /// The `.env` file could not be read.
+    #[error("cannot read .env: {0}")]
+    DotEnv(String),
+    /// The file or an environment variable holds an unknown key or a value of the wrong type.
+    #[error("{0}")]
+    Figment(Box<figment::Error>),
+    /// A value is out of range or inconsistent with another.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads `.env`, then `path` (or `huixin.toml` if present), then `HUIXIN_*` variables,
+    /// and validates the result.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        load_dotenv()?;
+        let file = match path {
+            Some(p) if !p.is_file() => return Err(ConfigError::NotFound(p.to_owned())),
+            Some(p) => Some(p.to_owned()),
+            None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.is_file()),
+        };
+        Self::from_figment(file.as_deref())
+    }
+
+    fn from_figment(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment.merge(env_provider());
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Figment(Box::new(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a TOML document (no environment): for tests and embedders.
+    pub fn from_toml(toml: &str) -> Result<Self, ConfigError> {
+        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(toml))
+            .extract()
+            .map_err(|e| ConfigError::Figment(Box::new(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values and their combinations; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        if !self.server.path.starts_with('/') {
+            return invalid(format!(
+                "[server] path {:?} must start with '/'",
+                self.server.path
+            ));
+        }
+        if self.server.body_limit < 1024 {
+            return invalid("[server] body_limit must be at least 1024 bytes".into());
+        }
+        let token = self.wechat.token.expose();
+        if !token.is_empty() && !valid_token(token) {
+            return invalid("[wechat] token must be 3-32 letters and digits".into());
+        }
+        let key = self.wechat.encoding_aes_key.expose();
+        if !key.is_empty()
+            && let Err(e) = decode_aes_key(key)
+        {
+            return invalid(format!("[wechat] encoding_aes_key: {e}"));
+        }
+        if self.wechat.mode != Mode::Plain {
+            let mode = self.wechat.mode.as_str();
+            if key.is_empty() {
+                return invalid(format!("[wechat] mode = \"{mode}\" needs encoding_aes_key"));
+            }
+            if self.wechat.app_id.is_empty() {
+                return invalid(format!("[wechat] mode = \"{mode}\" needs app_id"));
+            }
+        }
+        if !(self.wechat.api_base.starts_with("http://")
+            || self.wechat.api_base.starts_with("https://"))
+        {
+            return invalid("[wechat] api_base must be an http(s) URL".into());
+        }
+        Ok(())
+    }
+}
+
+/// Whether `token` is acceptable to WeChat: 3-32 ASCII letters and digits.
+pub fn valid_token(token: &str) -> bool {
+    (3..=32).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// `HUIXIN_WECHAT_APP_ID` -> `wechat.app_id`. Variables outside the known sections (such as
+/// `HUIXIN_CONFIG`) are not config keys and are skipped.
+fn env_provider() -> Env {
+    Env::prefixed(ENV_PREFIX).filter_map(|key| {
+        let key = key.as_str().to_ascii_lowercase();
+        SECTIONS.iter().find_map(|section| {
+            key.strip_prefix(section)
+                .and_then(|rest| rest.strip_prefix('_'))
+                .filter(|rest| !rest.is_empty())
+                .map(|rest| format!("{section}.{rest}").into())
+        })
+    })
+}
+
+/// Loads `./.env` into the environment; variables already set win.
+fn load_dotenv() -> Result<(), ConfigError> {
+    match dotenvy::from_path(".env") {
+        Ok(()) => Ok(()),
+        Err(e) if e.not_found() => Ok(()),
+        Err(e) => Err(ConfigError::DotEnv(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:8080");
+        assert_eq!(c.server.path, "/wechat");
+        assert_eq!(c.server.body_limit, 262_144);
+        assert_eq!(c.wechat.api_base, "https://api.weixin.qq.com");
+        assert_eq!(c.wechat.max_clock_skew_secs, 300);
+        assert_eq!(c.wechat.mode, Mode::Plain);
+        assert_eq!(c.storage.url, "sqlite://huixin.db");
+        assert_eq!(c.rules.dir, PathBuf::from("rules"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let err = Config::from_toml("[wechat]\napp_secert = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("app_secert"), "{err}");
+        let err = Config::from_toml("[wechat]\ntoken = \"a b\"").unwrap_err();
+        assert!(err.to_string().contains("token"), "{err}");
+        let err = Config::from_toml("[wechat]\nmode = \"safe\"").unwrap_err();
+        assert!(err.to_string().contains("encoding_aes_key"), "{err}");
+        let err = Config::from_toml("[wechat]\nmode = \"secret\"").unwrap_err();
+        assert!(err.to_string().contains("mode"), "{err}");
+    }
+
+    #[test]
+    fn numbers_are_accepted_as_strings() {
+        let c = Config::from_toml("[wechat]\ntoken = 123456\napp_id = 42").unwrap();
+        assert_eq!(c.wechat.token.expose(), "123456");
+        assert_eq!(c.wechat.app_id, "42");
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let c = Config::from_toml("[wechat]\ntoken = \"hunter2abc\"").unwrap();
+        assert!(!format!("{c:?}").contains("hunter2abc"));
+    }
+}

@@ -1,0 +1,197 @@
+//! The callback endpoint: `GET` answers WeChat's URL verification, `POST` carries messages.
+//!
+//! Outcomes: a bad or missing signature is 403 and runs nothing; a malformed body is 400; a
+//! body over `[server] body_limit` is 413; anything that fails on our side (a handler error or
+//! panic) answers `success` and is logged with the message's ids, so the follower never sees
+//! "该公众号暂时无法提供服务" because of us.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::{Body, to_bytes};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{ConnectInfo, FromRequestParts, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt;
+use tracing::{Instrument, debug, error, info_span, warn};
+
+use super::AppState;
+use crate::bot::{BotError, Context};
+use crate::wechat::signature::unix_now;
+use crate::wechat::{CallbackError, CallbackQuery, Inbound, Reply};
+
+/// The peer address when the server was started with connect info; never rejects, so the
+/// surface also works without it (in-process tests, other embedders).
+pub struct Peer(pub Option<SocketAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| *addr),
+        ))
+    }
+}
+
+/// `GET {path}`: echo `echostr` when the signature is valid.
+pub async fn verify_url(
+    State(state): State<AppState>,
+    peer: Peer,
+    query: Result<Query<CallbackQuery>, QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return plain(StatusCode::BAD_REQUEST, "malformed query string".into());
+    };
+    match state.protocol().verify_echo(&query, unix_now()) {
+        Ok(echostr) => {
+            tracing::info!("URL verification succeeded");
+            plain(StatusCode::OK, echostr.to_owned())
+        }
+        Err(e) => refuse(&e, peer),
+    }
+}
+
+/// `POST {path}`: verify, read, decrypt, parse, dispatch, reply.
+pub async fn receive(
+    State(state): State<AppState>,
+    peer: Peer,
+    query: Result<Query<CallbackQuery>, QueryRejection>,
+    request: Request,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return plain(StatusCode::BAD_REQUEST, "malformed query string".into());
+    };
+    let protocol = state.protocol();
+    // The signature covers only the query, so check it before reading a byte of the body.
+    if let Err(e) = protocol.verify_query(&query, unix_now()) {
+        return refuse(&e, peer);
+    }
+    let body = match read_body(request.into_body(), state.body_limit()).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let inbound = match protocol.open(&query, &body) {
+        Ok(inbound) => inbound,
+        Err(e) => return refuse(&e, peer),
+    };
+
+    let message = &inbound.message;
+    let span = info_span!(
+        "message",
+        openid = %message.from,
+        msg_type = %message.kind.msg_type(),
+        msg_id = message.msg_id.map(|id| id.0),
+        event = message.event_name(),
+        create_time = message.create_time,
+    );
+    answer(&state, &query, &inbound).instrument(span).await
+}
+
+/// Dispatches the message and seals the reply. Our own failures become `success`.
+async fn answer(state: &AppState, query: &CallbackQuery, inbound: &Inbound) -> Response {
+    let ctx = Context {
+        message: Arc::clone(&inbound.message),
+        captures: Default::default(),
+        extensions: Default::default(),
+    };
+    let reply = match std::panic::AssertUnwindSafe(state.router().dispatch(ctx))
+        .catch_unwind()
+        .await
+    {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(e)) => {
+            error!(error = %e, "bot failed; answered success");
+            Reply::Success
+        }
+        Err(panic) => {
+            let e = BotError::Panic(panic_message(&panic));
+            error!(error = %e, "bot panicked; answered success");
+            Reply::Success
+        }
+    };
+    let sealed = state.protocol().seal(inbound, &reply, query, unix_now());
+    for note in &sealed.notes {
+        warn!(
+            ?note,
+            reply = reply.msg_type(),
+            "reply adjusted so WeChat accepts it"
+        );
+    }
+    debug!(
+        reply = reply.msg_type(),
+        encrypted = sealed.encrypted,
+        "answered"
+    );
+    let content_type = if sealed.encrypted || sealed.body != "success" {
+        "application/xml; charset=utf-8"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    let mut response = Response::new(Body::from(sealed.body));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// Reads the body up to `limit` bytes: 413 beyond it, 400 if the client breaks off.
+async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Response> {
+    match to_bytes(body, limit).await {
+        Ok(bytes) => Ok(bytes),
+        Err(e) => {
+            let too_large = e
+                .into_inner()
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some();
+            if too_large {
+                warn!(limit, "refused callback: body over [server] body_limit");
+                Err(plain(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("body exceeds {limit} bytes"),
+                ))
+            } else {
+                Err(plain(
+                    StatusCode::BAD_REQUEST,
+                    "could not read the body".into(),
+                ))
+            }
+        }
+    }
+}
+
+/// 403 for authentication failures, 400 for malformed input; the reason is logged and sent.
+fn refuse(e: &CallbackError, peer: Peer) -> Response {
+    let peer = peer.0.map(|addr| addr.to_string()).unwrap_or_default();
+    let status = if e.is_forbidden() {
+        StatusCode::FORBIDDEN
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    warn!(%peer, status = status.as_u16(), error = %e, "refused callback");
+    plain(status, e.to_string())
+}
+
+fn plain(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic payload".to_owned()
+    }
+}

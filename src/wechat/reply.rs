@@ -1,0 +1,489 @@
+//! Passive replies (reference §4): what a handler answers, rendered into the XML WeChat
+//! accepts, and parsed back (the simulator plays WeChat with it).
+//!
+//! Rendering never produces what makes WeChat show "该公众号暂时无法提供服务": an empty text
+//! becomes `success`, `]]>` is split across CDATA sections, XML-illegal characters are dropped,
+//! over-long text and excess news articles are cut. Each adjustment is reported as a
+//! [`RenderNote`] for the caller to log.
+
+use super::ids::MediaId;
+use super::message::{Message, ParseError};
+use super::xml::{self, Element, push_cdata_elem, push_num_elem};
+
+/// Longest text reply WeChat reliably delivers, in bytes.
+pub const MAX_TEXT_BYTES: usize = 2048;
+/// News articles allowed when answering a user's message (text, image, voice, …).
+pub const MAX_ARTICLES_TO_MESSAGE: usize = 1;
+/// News articles allowed otherwise (events).
+pub const MAX_ARTICLES: usize = 8;
+
+/// A passive reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// `text`: `<Content>`. Never sent empty.
+    Text {
+        /// `Content`.
+        content: String,
+    },
+    /// `image`: `<Image><MediaId/></Image>`.
+    Image {
+        /// `MediaId`.
+        media_id: MediaId,
+    },
+    /// `voice`: `<Voice><MediaId/></Voice>`.
+    Voice {
+        /// `MediaId`.
+        media_id: MediaId,
+    },
+    /// `video`: `<Video><MediaId/><Title/><Description/></Video>`.
+    Video {
+        /// `MediaId`.
+        media_id: MediaId,
+        /// `Title`.
+        title: String,
+        /// `Description`.
+        description: String,
+    },
+    /// `music`.
+    Music(Music),
+    /// `news`: up to 1 article when answering a user's message, up to 8 otherwise.
+    News(Vec<Article>),
+    /// `transfer_customer_service`: hand the conversation to customer service.
+    TransferCustomerService {
+        /// `TransInfo/KfAccount`: a specific agent, if any.
+        kf_account: Option<String>,
+    },
+    /// No reply: the body `success`.
+    Success,
+}
+
+/// The body of a `music` reply.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Music {
+    /// `Title`.
+    pub title: String,
+    /// `Description`.
+    pub description: String,
+    /// `MusicUrl`.
+    pub music_url: String,
+    /// `HQMusicUrl`: preferred on Wi-Fi.
+    pub hq_music_url: String,
+    /// `ThumbMediaId`: the cover, from the media upload API.
+    pub thumb_media_id: MediaId,
+}
+
+/// One news article.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Article {
+    /// `Title`.
+    pub title: String,
+    /// `Description`.
+    pub description: String,
+    /// `PicUrl`: 360x200 for the first article, 200x200 for the rest.
+    pub pic_url: String,
+    /// `Url`: opened on tap.
+    pub url: String,
+}
+
+/// Something rendering changed so WeChat would accept the reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RenderNote {
+    /// An empty (or whitespace-only) text was answered with `success` instead.
+    EmptyText,
+    /// A media reply without a media id was answered with `success` instead.
+    EmptyMediaId,
+    /// A news reply without articles was answered with `success` instead.
+    NoArticles,
+    /// A text longer than [`MAX_TEXT_BYTES`] was cut to this many bytes.
+    TextTruncated {
+        /// The original length in bytes.
+        from: usize,
+        /// The length sent.
+        to: usize,
+    },
+    /// More articles than allowed; the first ones were kept.
+    ArticlesTruncated {
+        /// Articles given.
+        from: usize,
+        /// Articles sent.
+        to: usize,
+    },
+}
+
+/// A rendered reply: the XML (or `None` for `success`) and what was adjusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// The reply XML; `None` means answer the body `success`.
+    pub xml: Option<String>,
+    /// Adjustments made, for the log.
+    pub notes: Vec<RenderNote>,
+}
+
+/// A reply as WeChat reads it: header plus body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedReply {
+    /// `ToUserName`: the user.
+    pub to: String,
+    /// `FromUserName`: the account.
+    pub from: String,
+    /// `CreateTime`.
+    pub create_time: i64,
+    /// The reply.
+    pub reply: Reply,
+}
+
+impl Reply {
+    /// A text reply.
+    pub fn text(content: impl Into<String>) -> Self {
+        Self::Text {
+            content: content.into(),
+        }
+    }
+
+    /// An image reply.
+    pub fn image(media_id: impl Into<MediaId>) -> Self {
+        Self::Image {
+            media_id: media_id.into(),
+        }
+    }
+
+    /// A voice reply.
+    pub fn voice(media_id: impl Into<MediaId>) -> Self {
+        Self::Voice {
+            media_id: media_id.into(),
+        }
+    }
+
+    /// A video reply.
+    pub fn video(
+        media_id: impl Into<MediaId>,
+        title: impl Into<String>,
+        description: impl Into<String>,
+    ) -> Self {
+        Self::Video {
+            media_id: media_id.into(),
+            title: title.into(),
+            description: description.into(),
+        }
+    }
+
+    /// A news reply.
+    pub fn news(articles: impl IntoIterator<Item = Article>) -> Self {
+        Self::News(articles.into_iter().collect())
+    }
+
+    /// Hand the conversation to customer service, optionally to one agent.
+    pub fn transfer_customer_service(kf_account: Option<String>) -> Self {
+        Self::TransferCustomerService { kf_account }
+    }
+
+    /// The reply's `MsgType`; `success` for [`Reply::Success`].
+    pub fn msg_type(&self) -> &'static str {
+        match self {
+            Self::Text { .. } => "text",
+            Self::Image { .. } => "image",
+            Self::Voice { .. } => "voice",
+            Self::Video { .. } => "video",
+            Self::Music(_) => "music",
+            Self::News(_) => "news",
+            Self::TransferCustomerService { .. } => "transfer_customer_service",
+            Self::Success => "success",
+        }
+    }
+
+    /// Renders the reply to `msg`: header fields swapped from the message, the article limit
+    /// chosen by the message's kind.
+    pub fn render_for(&self, msg: &Message, create_time: i64) -> Rendered {
+        let max_articles = if msg.is_user_message() {
+            MAX_ARTICLES_TO_MESSAGE
+        } else {
+            MAX_ARTICLES
+        };
+        self.render(msg.from.as_str(), &msg.to, create_time, max_articles)
+    }
+
+    /// Renders the reply addressed to user `to` from account `from`.
+    pub fn render(&self, to: &str, from: &str, create_time: i64, max_articles: usize) -> Rendered {
+        let mut notes = Vec::new();
+        let mut out = String::with_capacity(256);
+        let header = |out: &mut String, msg_type: &str| {
+            out.push_str("<xml>");
+            push_cdata_elem(out, "ToUserName", to);
+            push_cdata_elem(out, "FromUserName", from);
+            push_num_elem(out, "CreateTime", create_time);
+            push_cdata_elem(out, "MsgType", msg_type);
+        };
+        let success = |notes: Vec<RenderNote>| Rendered { xml: None, notes };
+        match self {
+            Self::Success => return success(notes),
+            Self::Text { content } => {
+                if content.trim().is_empty() {
+                    return success(vec![RenderNote::EmptyText]);
+                }
+                let cut = truncate_at_char(content, MAX_TEXT_BYTES);
+                if cut.len() < content.len() {
+                    notes.push(RenderNote::TextTruncated {
+                        from: content.len(),
+                        to: cut.len(),
+                    });
+                }
+                header(&mut out, "text");
+                push_cdata_elem(&mut out, "Content", cut);
+            }
+            Self::Image { media_id } | Self::Voice { media_id } => {
+                if media_id.as_str().trim().is_empty() {
+                    return success(vec![RenderNote::EmptyMediaId]);
+                }
+                let (msg_type, wrapper) = match self {
+                    Self::Image { .. } => ("image", "Image"),
+                    _ => ("voice", "Voice"),
+                };
+                header(&mut out, msg_type);
+                out.push_str(&format!("<{wrapper}>"));
+                push_cdata_elem(&mut out, "MediaId", media_id.as_str());
+                out.push_str(&format!("</{wrapper}>"));
+            }
+            Self::Video {
+                media_id,
+                title,
+                description,
+            } => {
+                if media_id.as_str().trim().is_empty() {
+                    return success(vec![RenderNote::EmptyMediaId]);
+                }
+                header(&mut out, "video");
+                out.push_str("<Video>");
+                push_cdata_elem(&mut out, "MediaId", media_id.as_str());
+                push_cdata_elem(&mut out, "Title", title);
+                push_cdata_elem(&mut out, "Description", description);
+                out.push_str("</Video>");
+            }
+            Self::Music(m) => {
+                header(&mut out, "music");
+                out.push_str("<Music>");
+                push_cdata_elem(&mut out, "Title", &m.title);
+                push_cdata_elem(&mut out, "Description", &m.description);
+                push_cdata_elem(&mut out, "MusicUrl", &m.music_url);
+                push_cdata_elem(&mut out, "HQMusicUrl", &m.hq_music_url);
+                push_cdata_elem(&mut out, "ThumbMediaId", m.thumb_media_id.as_str());
+                out.push_str("</Music>");
+            }
+            Self::News(articles) => {
+                if articles.is_empty() {
+                    return success(vec![RenderNote::NoArticles]);
+                }
+                let keep = articles.len().min(max_articles.max(1));
+                if keep < articles.len() {
+                    notes.push(RenderNote::ArticlesTruncated {
+                        from: articles.len(),
+                        to: keep,
+                    });
+                }
+                header(&mut out, "news");
+                push_num_elem(&mut out, "ArticleCount", keep);
+                out.push_str("<Articles>");
+                for a in &articles[..keep] {
+                    out.push_str("<item>");
+                    push_cdata_elem(&mut out, "Title", &a.title);
+                    push_cdata_elem(&mut out, "Description", &a.description);
+                    push_cdata_elem(&mut out, "PicUrl", &a.pic_url);
+                    push_cdata_elem(&mut out, "Url", &a.url);
+                    out.push_str("</item>");
+                }
+                out.push_str("</Articles>");
+            }
+            Self::TransferCustomerService { kf_account } => {
+                header(&mut out, "transfer_customer_service");
+                if let Some(account) = kf_account.as_deref().filter(|a| !a.is_empty()) {
+                    out.push_str("<TransInfo>");
+                    push_cdata_elem(&mut out, "KfAccount", account);
+                    out.push_str("</TransInfo>");
+                }
+            }
+        }
+        out.push_str("</xml>");
+        Rendered {
+            xml: Some(out),
+            notes,
+        }
+    }
+
+    /// Parses a reply body as WeChat would: `success` or an empty body is [`Reply::Success`].
+    pub fn parse(body: &str) -> Result<ParsedReply, ParseError> {
+        let trimmed = body.trim();
+        if trimmed.is_empty() || trimmed == "success" {
+            return Ok(ParsedReply {
+                to: String::new(),
+                from: String::new(),
+                create_time: 0,
+                reply: Reply::Success,
+            });
+        }
+        let root = xml::parse_str(trimmed)?;
+        let get = |el: &Element, name: &str| el.text_of(name).unwrap_or_default().to_owned();
+        let required = |name: &'static str| {
+            root.text_of(name)
+                .filter(|v| !v.trim().is_empty())
+                .map(str::to_owned)
+                .ok_or(ParseError::Missing(name))
+        };
+        let to = required("ToUserName")?;
+        let from = required("FromUserName")?;
+        let create_time_text = required("CreateTime")?;
+        let create_time = create_time_text
+            .trim()
+            .parse()
+            .map_err(|_| ParseError::Invalid {
+                field: "CreateTime",
+                value: create_time_text.clone(),
+            })?;
+        let msg_type = required("MsgType")?;
+        let nested = |name: &str| root.child(name).cloned().unwrap_or_default();
+        let reply = match msg_type.as_str() {
+            "text" => Reply::text(get(&root, "Content")),
+            "image" => Reply::image(get(&nested("Image"), "MediaId")),
+            "voice" => Reply::voice(get(&nested("Voice"), "MediaId")),
+            "video" => {
+                let v = nested("Video");
+                Reply::video(get(&v, "MediaId"), get(&v, "Title"), get(&v, "Description"))
+            }
+            "music" => {
+                let m = nested("Music");
+                Reply::Music(Music {
+                    title: get(&m, "Title"),
+                    description: get(&m, "Description"),
+                    music_url: get(&m, "MusicUrl"),
+                    hq_music_url: get(&m, "HQMusicUrl"),
+                    thumb_media_id: MediaId(get(&m, "ThumbMediaId")),
+                })
+            }
+            "news" => Reply::News(
+                nested("Articles")
+                    .children_named("item")
+                    .map(|i| Article {
+                        title: get(i, "Title"),
+                        description: get(i, "Description"),
+                        pic_url: get(i, "PicUrl"),
+                        url: get(i, "Url"),
+                    })
+                    .collect(),
+            ),
+            "transfer_customer_service" => Reply::TransferCustomerService {
+                kf_account: nested("TransInfo")
+                    .text_of("KfAccount")
+                    .filter(|a| !a.is_empty())
+                    .map(str::to_owned),
+            },
+            other => {
+                return Err(ParseError::Invalid {
+                    field: "MsgType",
+                    value: other.chars().take(64).collect(),
+                });
+            }
+        };
+        Ok(ParsedReply {
+            to,
+            from,
+            create_time,
+            reply,
+        })
+    }
+}
+
+/// The longest prefix of `s` of at most `max` bytes ending on a character boundary.
+fn truncate_at_char(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(reply: &Reply) -> Rendered {
+        reply.render("o_user", "gh_account", 1_700_000_000, MAX_ARTICLES)
+    }
+
+    #[test]
+    fn every_kind_round_trips() {
+        let replies = [
+            Reply::text("你好 ]]> world"),
+            Reply::image("m1"),
+            Reply::voice("m2"),
+            Reply::video("m3", "t", "d"),
+            Reply::Music(Music {
+                title: "t".into(),
+                description: "d".into(),
+                music_url: "http://a".into(),
+                hq_music_url: "http://b".into(),
+                thumb_media_id: "m4".into(),
+            }),
+            Reply::news((0..8).map(|i| Article {
+                title: format!("t{i}"),
+                ..Article::default()
+            })),
+            Reply::transfer_customer_service(None),
+            Reply::transfer_customer_service(Some("kf@x".into())),
+        ];
+        for reply in replies {
+            let xml = render(&reply).xml.expect("rendered");
+            let parsed = Reply::parse(&xml).expect("parses back");
+            assert_eq!(parsed.reply, reply);
+            assert_eq!(parsed.to, "o_user");
+            assert_eq!(parsed.from, "gh_account");
+            assert_eq!(parsed.create_time, 1_700_000_000);
+        }
+    }
+
+    #[test]
+    fn never_sends_an_empty_text() {
+        assert_eq!(render(&Reply::text("")).xml, None);
+        assert_eq!(
+            render(&Reply::text(" \n")).notes,
+            vec![RenderNote::EmptyText]
+        );
+        assert_eq!(render(&Reply::image("")).xml, None);
+        assert_eq!(render(&Reply::News(vec![])).xml, None);
+        assert_eq!(render(&Reply::Success).xml, None);
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let long = "字".repeat(1000); // 3000 bytes
+        let r = render(&Reply::text(long));
+        let parsed = Reply::parse(r.xml.as_deref().unwrap()).unwrap();
+        let Reply::Text { content } = parsed.reply else {
+            panic!()
+        };
+        assert_eq!(content.len(), 2046);
+        assert!(matches!(
+            r.notes[0],
+            RenderNote::TextTruncated {
+                from: 3000,
+                to: 2046
+            }
+        ));
+
+        let nine = Reply::news((0..9).map(|_| Article::default()));
+        assert!(
+            render(&nine)
+                .xml
+                .unwrap()
+                .contains("<ArticleCount>8</ArticleCount>")
+        );
+        let one = nine.render("u", "a", 0, MAX_ARTICLES_TO_MESSAGE);
+        assert!(one.xml.unwrap().contains("<ArticleCount>1</ArticleCount>"));
+    }
+
+    #[test]
+    fn success_bodies_parse() {
+        assert_eq!(Reply::parse("success").unwrap().reply, Reply::Success);
+        assert_eq!(Reply::parse("").unwrap().reply, Reply::Success);
+    }
+}
