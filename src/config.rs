@@ -242,9 +242,10 @@ pub enum ConfigError {
     /// The `.env` file could not be read.
     #[error("cannot read .env: {0}")]
     DotEnv(String),
-    /// The file or an environment variable holds an unknown key or a value of the wrong type.
+    /// The file or an environment variable holds an unknown key or a value of the wrong type;
+    /// one line per problem, naming where it came from.
     #[error("{0}")]
-    Figment(Box<figment::Error>),
+    Parse(String),
     /// A value is out of range or inconsistent with another.
     #[error("invalid configuration: {0}")]
     Invalid(String),
@@ -269,9 +270,7 @@ impl Config {
             figment = figment.merge(Toml::file_exact(file));
         }
         figment = figment.merge(env_provider());
-        let config: Config = figment
-            .extract()
-            .map_err(|e| ConfigError::Figment(Box::new(e)))?;
+        let config: Config = figment.extract().map_err(explain)?;
         config.validate()?;
         Ok(config)
     }
@@ -281,7 +280,7 @@ impl Config {
         let config: Config = Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::string(toml))
             .extract()
-            .map_err(|e| ConfigError::Figment(Box::new(e)))?;
+            .map_err(explain)?;
         config.validate()?;
         Ok(config)
     }
@@ -343,6 +342,35 @@ fn env_provider() -> Env {
                 .map(|rest| format!("{section}.{rest}").into())
         })
     })
+}
+
+/// Turns figment's errors into lines like
+/// `environment variable HUIXIN_WECHAT_MAX_CLOCK_SKEW_SECS: [wechat] max_clock_skew_secs: invalid type…`.
+fn explain(error: figment::Error) -> ConfigError {
+    let lines: Vec<String> = error
+        .into_iter()
+        .map(|e| {
+            let path: Vec<&str> = e.path.iter().map(String::as_str).collect();
+            let key = match path.as_slice() {
+                [] => String::new(),
+                [section] => format!("[{section}]: "),
+                [section, rest @ ..] => format!("[{section}] {}: ", rest.join(".")),
+            };
+            let place = match e.metadata.as_ref() {
+                Some(m) => match &m.source {
+                    Some(figment::Source::File(file)) => file.display().to_string(),
+                    _ if m.name.contains("environment") => format!(
+                        "environment variable {ENV_PREFIX}{}",
+                        path.join("_").to_ascii_uppercase()
+                    ),
+                    _ => m.name.to_string(),
+                },
+                None => "configuration".to_owned(),
+            };
+            format!("{place}: {key}{}", e.kind)
+        })
+        .collect();
+    ConfigError::Parse(lines.join("\n"))
 }
 
 /// Loads `./.env` into the environment; variables already set win.

@@ -342,8 +342,9 @@ impl MessageSpec {
 pub struct Prepared {
     /// The full URL with the signed query.
     pub url: String,
-    /// The body.
-    pub body: String,
+    /// The body (bytes as sent; not always UTF-8 in adversarial tests).
+    #[serde(serialize_with = "lossy")]
+    pub body: Vec<u8>,
     /// `timestamp`.
     pub timestamp: String,
     /// `nonce`.
@@ -421,20 +422,29 @@ impl Simulator {
         url.into()
     }
 
-    /// Signs `xml` as WeChat would now, encrypting it in safe and compatible mode.
-    pub fn prepare(&self, xml: &str, openid: &str) -> Prepared {
+    /// Signs `xml` as WeChat would now, encrypting it in safe and compatible mode. The bytes
+    /// are sent (or encrypted) exactly as given, even when they are not valid UTF-8.
+    pub fn prepare(&self, xml: impl AsRef<[u8]>, openid: &str) -> Prepared {
         self.prepare_at(xml, openid, &unix_now().to_string(), &random_nonce())
     }
 
     /// Signs with a given timestamp and nonce.
-    pub fn prepare_at(&self, xml: &str, openid: &str, timestamp: &str, nonce: &str) -> Prepared {
+    pub fn prepare_at(
+        &self,
+        xml: impl AsRef<[u8]>,
+        openid: &str,
+        timestamp: &str,
+        nonce: &str,
+    ) -> Prepared {
+        let bytes = xml.as_ref();
+        let xml = String::from_utf8_lossy(bytes);
         let (body, encrypted, msg_signature) = match (&self.crypt, self.mode) {
             (Some(crypt), Mode::Safe | Mode::Compatible) => {
-                let encrypt = crypt.encrypt(xml.as_bytes(), crypt.app_id());
+                let encrypt = crypt.encrypt(bytes, crypt.app_id());
                 let msg_signature = crypt.msg_signature(timestamp, nonce, &encrypt);
                 let body = if self.mode == Mode::Safe {
                     let mut body = String::from("<xml><ToUserName><![CDATA[");
-                    body.push_str(&to_user_name(xml));
+                    body.push_str(&to_user_name(&xml));
                     body.push_str("]]></ToUserName><Encrypt><![CDATA[");
                     body.push_str(&encrypt);
                     body.push_str("]]></Encrypt></xml>");
@@ -450,9 +460,9 @@ impl Simulator {
                         None => inner.to_owned(),
                     }
                 };
-                (body, true, Some(msg_signature))
+                (body.into_bytes(), true, Some(msg_signature))
             }
-            _ => (xml.to_owned(), false, None),
+            _ => (bytes.to_vec(), false, None),
         };
         let mut extra = vec![("openid", openid)];
         if let Some(msg_signature) = &msg_signature {
@@ -469,7 +479,7 @@ impl Simulator {
     }
 
     /// Signs and sends `xml`, then verifies and decrypts the reply.
-    pub async fn send(&self, xml: &str, openid: &str) -> Result<Exchange, SimError> {
+    pub async fn send(&self, xml: impl AsRef<[u8]>, openid: &str) -> Result<Exchange, SimError> {
         let prepared = self.prepare(xml, openid);
         self.send_prepared(&prepared).await
     }
@@ -590,6 +600,10 @@ pub fn describe_reply(reply: &Reply) -> String {
         },
         Reply::Success => "success (no reply shown to the user)".to_owned(),
     }
+}
+
+fn lossy<S: serde::Serializer>(body: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&String::from_utf8_lossy(body))
 }
 
 fn random_nonce() -> String {

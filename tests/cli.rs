@@ -1,0 +1,401 @@
+//! The real binaries: `huixin serve` on the embedded default and from config files,
+//! `huixin simulate` against it, `huixin token`, and `examples/echo_bot`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const HUIXIN: &str = env!("CARGO_BIN_EXE_huixin");
+
+/// A spawned server, killed on drop; its stdout lines arrive on a channel.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    /// Lines read so far.
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn spawn(program: &Path, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .env_remove("HUIXIN_CONFIG")
+            .env("RUST_LOG", "warn");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a stdout line containing `needle`.
+    fn wait_for(&mut self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line containing {needle:?}; saw {:?}", self.seen),
+            }
+        }
+    }
+
+    /// The callback URL from the banner.
+    fn url(&mut self) -> String {
+        let line = self.wait_for("listening on");
+        line.split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .expect("URL in banner")
+            .to_owned()
+    }
+
+    /// Sends SIGTERM and returns whether it exited cleanly.
+    fn terminate(mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        for _ in 0..100 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn huixin(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(HUIXIN);
+    cmd.args(args).current_dir(dir).env_remove("HUIXIN_CONFIG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run huixin")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn simulate_ok(dir: &Path, url: &str, args: &[&str]) -> String {
+    let mut all = vec!["simulate", "--url", url];
+    all.extend_from_slice(args);
+    let out = huixin(dir, &all, &[]);
+    assert!(
+        out.status.success(),
+        "simulate {args:?} failed: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+const PORT0: (&str, &str) = ("HUIXIN_SERVER_LISTEN", "127.0.0.1:0");
+
+#[test]
+fn serve_runs_on_the_embedded_default_and_simulate_talks_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Running::spawn(Path::new(HUIXIN), dir.path(), &["serve"], &[PORT0]);
+    let url = server.url();
+    assert!(url.ends_with("/wechat"), "{url}");
+    let token_line = server.wait_for("generated callback token");
+    let token = token_line.rsplit(' ').next().unwrap().to_owned();
+    assert_eq!(token.len(), 32);
+    assert!(
+        dir.path().join("huixin.db").exists(),
+        "SQLite file in the working directory"
+    );
+
+    let out = simulate_ok(dir.path(), &url, &["text", "hello 回信"]);
+    assert!(out.contains("text: hello 回信"), "{out}");
+    let out = simulate_ok(dir.path(), &url, &["image", "--media-id", "MEDIA_1"]);
+    assert!(out.contains("image: media_id=MEDIA_1"), "{out}");
+    let out = simulate_ok(dir.path(), &url, &["subscribe", "--scene", "poster_7"]);
+    assert!(out.contains("poster_7"), "{out}");
+    let out = simulate_ok(dir.path(), &url, &["--verify-url"]);
+    assert!(out.contains("echostr echoed"), "{out}");
+    let out = simulate_ok(dir.path(), &url, &["--retries", "2", "text", "again"]);
+    assert_eq!(out.matches("text: again").count(), 3, "{out}");
+
+    let out = huixin(dir.path(), &["token"], &[]);
+    assert_eq!(stdout(&out).trim(), token);
+    assert!(server.terminate(), "SIGTERM stops the server cleanly");
+
+    // A restart keeps the generated token and does not print it again.
+    let mut server = Running::spawn(Path::new(HUIXIN), dir.path(), &["serve"], &[PORT0]);
+    let url = server.url();
+    server.wait_for("generated on first start");
+    assert!(
+        !server.seen.iter().any(|l| l.contains(&token)),
+        "printed only once"
+    );
+    let out = simulate_ok(dir.path(), &url, &["text", "still here"]);
+    assert!(out.contains("text: still here"), "{out}");
+}
+
+#[test]
+fn safe_mode_from_a_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bot.toml"),
+        r#"
+[server]
+listen = "127.0.0.1:0"
+path = "/wx/callback"
+
+[storage]
+url = "sqlite://data.db"
+
+[wechat]
+token = "safeModeToken"
+app_id = "wx49f0ab532d5d035a"
+encoding_aes_key = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"
+mode = "safe"
+"#,
+    )
+    .unwrap();
+    let mut server = Running::spawn(
+        Path::new(HUIXIN),
+        dir.path(),
+        &["serve", "--config", "bot.toml"],
+        &[],
+    );
+    let url = server.url();
+    assert!(url.ends_with("/wx/callback"), "{url}");
+    assert!(server.seen.iter().any(|l| l.contains("safe mode")));
+    assert!(dir.path().join("data.db").exists());
+
+    let out = simulate_ok(
+        dir.path(),
+        &url,
+        &["--config", "bot.toml", "-v", "text", "密文"],
+    );
+    assert!(out.contains("safe mode, encrypted"), "{out}");
+    assert!(
+        out.contains("encrypted reply, MsgSignature verified"),
+        "{out}"
+    );
+    assert!(out.contains("text: 密文"), "{out}");
+
+    // A simulator with the wrong key is refused, and says so.
+    let out = huixin(
+        dir.path(),
+        &[
+            "simulate", "--config", "bot.toml", "--url", &url, "text", "x",
+        ],
+        &[(
+            "HUIXIN_WECHAT_ENCODING_AES_KEY",
+            "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+        )],
+    );
+    assert!(!out.status.success());
+    assert!(stdout(&out).contains("← 400"), "{}", stdout(&out));
+}
+
+#[test]
+fn environment_and_dotenv_override_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("huixin.toml"),
+        "[server]\nlisten = \"127.0.0.1:0\"\n[wechat]\ntoken = \"fromFile\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        "HUIXIN_WECHAT_TOKEN=fromDotenv\nHUIXIN_SERVER_PATH=/from-dotenv\n",
+    )
+    .unwrap();
+    let mut server = Running::spawn(
+        Path::new(HUIXIN),
+        dir.path(),
+        &["serve"],
+        &[("HUIXIN_WECHAT_TOKEN", "fromEnv123")],
+    );
+    let url = server.url();
+    assert!(
+        url.ends_with("/from-dotenv"),
+        ".env sets keys the file lacks: {url}"
+    );
+    assert!(!server.seen.iter().any(|l| l.contains("generated")));
+    // The real environment beats .env, which beats the file.
+    let out = huixin(
+        dir.path(),
+        &["simulate", "--url", &url, "text", "x"],
+        &[("HUIXIN_WECHAT_TOKEN", "fromEnv123")],
+    );
+    assert!(stdout(&out).contains("text: x"), "{}", stdout(&out));
+    let out = huixin(dir.path(), &["simulate", "--url", &url, "text", "x"], &[]);
+    assert!(
+        stdout(&out).contains("← 403"),
+        "the .env token is not the one in force: {}",
+        stdout(&out)
+    );
+    let out = huixin(
+        dir.path(),
+        &["token"],
+        &[("HUIXIN_WECHAT_TOKEN", "fromEnv123")],
+    );
+    assert_eq!(stdout(&out).trim(), "fromEnv123");
+}
+
+#[test]
+fn configuration_mistakes_are_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &str)] = &[
+        ("[wechat]\napp_secert = \"typo\"\n", "app_secert"),
+        ("[wechat]\nmode = \"safe\"\n", "encoding_aes_key"),
+        ("[wechat]\nmode = \"paranoid\"\n", "mode"),
+        ("[wechat]\ntoken = \"has space\"\n", "token"),
+        (
+            "[wechat]\nencoding_aes_key = \"short\"\n",
+            "encoding_aes_key",
+        ),
+        ("[server]\npath = \"wechat\"\n", "path"),
+        ("[server]\nbody_limit = \"lots\"\n", "body_limit"),
+    ];
+    for (toml, named) in cases {
+        std::fs::write(dir.path().join("huixin.toml"), toml).unwrap();
+        let out = huixin(dir.path(), &["serve"], &[]);
+        assert!(!out.status.success(), "{toml}");
+        assert!(stderr(&out).contains(named), "{toml}: {}", stderr(&out));
+    }
+    std::fs::remove_file(dir.path().join("huixin.toml")).unwrap();
+    let out = huixin(dir.path(), &["serve", "--config", "missing.toml"], &[]);
+    assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
+    let out = huixin(
+        dir.path(),
+        &["serve"],
+        &[("HUIXIN_WECHAT_MAX_CLOCK_SKEW_SECS", "soon")],
+    );
+    assert!(
+        stderr(&out).contains("max_clock_skew_secs"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn simulate_prints_signed_requests_and_sends_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("HUIXIN_WECHAT_TOKEN", "printToken")];
+    let out = huixin(
+        dir.path(),
+        &[
+            "simulate",
+            "--url",
+            "http://127.0.0.1:9/wechat",
+            "--print-request",
+            "--count",
+            "3",
+            "text",
+            "hi",
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert!(lines[0]["url"].as_str().unwrap().contains("signature="));
+    assert_ne!(lines[0]["body"], lines[1]["body"], "consecutive MsgIds");
+
+    let mut server = Running::spawn(Path::new(HUIXIN), dir.path(), &["serve"], &[PORT0, env[0]]);
+    let url = server.url();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/messages/link.xml");
+    let out = huixin(
+        dir.path(),
+        &["simulate", "--url", &url, "file", fixture.to_str().unwrap()],
+        &env,
+    );
+    assert!(stdout(&out).contains("text: Link:"), "{}", stdout(&out));
+
+    let out = huixin(
+        dir.path(),
+        &["simulate", "--url", "not a url", "text", "x"],
+        &env,
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("invalid callback URL"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// The example binary, built on demand when the test runs alone.
+fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let target_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    let path = target_dir.join("examples").join(name);
+    if !path.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--example", name])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    path
+}
+
+#[test]
+fn the_echo_bot_example_answers_every_kind_it_promises() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = example_binary("echo_bot");
+    let env = [PORT0, ("HUIXIN_WECHAT_TOKEN", "exampleToken")];
+    let mut server = Running::spawn(&bin, dir.path(), &[], &env);
+    let url = server.url();
+    let run = |args: &[&str]| {
+        let mut all = vec!["simulate", "--url", url.as_str()];
+        all.extend_from_slice(args);
+        stdout(&huixin(dir.path(), &all, &env[1..]))
+    };
+    assert!(run(&["text", "echo me"]).contains("text: echo me"));
+    assert!(run(&["image", "--media-id", "IMG"]).contains("image: media_id=IMG"));
+    assert!(run(&["voice", "--media-id", "VOX"]).contains("voice: media_id=VOX"));
+    let out = run(&[
+        "location", "--lat", "31.2304", "--lon", "121.4737", "--label", "Shanghai",
+    ]);
+    assert!(out.contains("Shanghai (31.2304, 121.4737)"), "{out}");
+    let out = run(&["link", "--title", "T", "--url", "https://e.com/a"]);
+    assert!(
+        out.contains("Link: T") && out.contains("https://e.com/a"),
+        "{out}"
+    );
+    assert!(run(&["subscribe"]).contains("text: Welcome!"));
+    assert!(run(&["subscribe", "--scene", "42"]).contains("Welcome, scene 42!"));
+    assert!(run(&["click", "menu"]).contains("success (no reply"));
+}

@@ -1,0 +1,141 @@
+//! Shared helpers: start the real server on port 0 with a real SQLite file, and play WeChat
+//! against it with huixin's simulator.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use huixin::bot::Router;
+use huixin::config::Config;
+use huixin::server::Server;
+use huixin::simulator::Simulator;
+use huixin::wechat::{Mode, MsgCrypt};
+use tokio::sync::oneshot;
+
+/// The test account's token.
+pub const TOKEN: &str = "huixinTestToken42";
+/// The test account's EncodingAESKey (43 chars).
+pub const AES_KEY: &str = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
+/// The test account's AppID.
+pub const APP_ID: &str = "wx49f0ab532d5d035a";
+/// A third-party platform's component app id, accepted as an extra id.
+pub const COMPONENT_APP_ID: &str = "wxcomponent0000001";
+
+/// The three modes.
+pub const MODES: [Mode; 3] = [Mode::Plain, Mode::Compatible, Mode::Safe];
+
+/// A running server and the simulator that talks to it.
+pub struct TestServer {
+    /// The callback URL.
+    pub url: String,
+    /// `http://ADDR`.
+    pub base: String,
+    /// Plays WeChat with the server's own token, key and mode.
+    pub sim: Simulator,
+    /// The config the server runs with.
+    pub config: Config,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A config for `mode` with its database in `dir`; `extra` is appended TOML (inside
+/// `[wechat]`, e.g. `max_clock_skew_secs = 0`).
+pub fn config(mode: Mode, dir: &Path, extra_wechat: &str) -> Config {
+    let db = dir.join("huixin.db");
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[storage]
+url = "sqlite://{db}"
+
+[wechat]
+token = "{TOKEN}"
+app_id = "{APP_ID}"
+encoding_aes_key = "{AES_KEY}"
+mode = "{mode}"
+extra_app_ids = ["{COMPONENT_APP_ID}"]
+{extra_wechat}
+"#,
+        db = db.display(),
+        mode = mode.as_str(),
+    );
+    Config::from_toml(&toml).expect("test config is valid")
+}
+
+/// Starts the real server on port 0 with `router`.
+pub async fn start(mode: Mode, router: Router) -> TestServer {
+    start_with(mode, router, "").await
+}
+
+/// Starts the real server with extra `[wechat]` settings.
+pub async fn start_with(mode: Mode, router: Router, extra_wechat: &str) -> TestServer {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = config(mode, dir.path(), extra_wechat);
+    let server = Server::bind(&config, router).await.expect("server binds");
+    let url = server.callback_url();
+    let base = format!("http://{}", server.local_addr());
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = server
+            .run(async move {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    let sim = simulator(&url, mode, APP_ID);
+    TestServer {
+        url,
+        base,
+        sim,
+        config,
+        shutdown: Some(tx),
+        task: Some(task),
+        _dir: dir,
+    }
+}
+
+/// A simulator for `url` that encrypts for `app_id`.
+pub fn simulator(url: &str, mode: Mode, app_id: &str) -> Simulator {
+    let crypt = MsgCrypt::new(TOKEN, AES_KEY, app_id, &[]).expect("key is valid");
+    Simulator::new(url, TOKEN, mode, Some(crypt)).expect("url is valid")
+}
+
+/// The fixtures folder.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// A fixture's bytes.
+pub fn fixture(rel: &str) -> Vec<u8> {
+    std::fs::read(fixtures().join(rel)).unwrap_or_else(|e| panic!("fixture {rel}: {e}"))
+}
+
+/// Every fixture under `dir` (relative to the fixtures folder), sorted, as (file name, bytes).
+pub fn fixtures_in(dir: &str) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(fixtures().join(dir))
+        .unwrap_or_else(|e| panic!("fixtures/{dir}: {e}"))
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "xml"))
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let bytes = std::fs::read(e.path()).expect("readable fixture");
+            (name, bytes)
+        })
+        .collect();
+    out.sort();
+    out
+}
