@@ -631,7 +631,7 @@ fn parse_kind(msg_type: &str, f: &Fields<'_>) -> Result<MessageKind, ParseError>
         "location" => MessageKind::Location(Location {
             latitude: f.float("Location_X")?,
             longitude: f.float("Location_Y")?,
-            scale: f.opt_num("Scale")?.unwrap_or(0),
+            scale: f.scale()?,
             label: f.str("Label"),
         }),
         "link" => MessageKind::Link(Link {
@@ -666,11 +666,16 @@ fn parse_event(f: &Fields<'_>) -> Result<Event, ParseError> {
     let key = || f.str("EventKey");
     let event = match name.to_ascii_lowercase().as_str() {
         "subscribe" => {
-            let event_key = f.opt_str("EventKey");
-            // `qrscene_0` is a real scene (id 0); `last_trade_no_…` after WeChat Pay is not.
+            let event_key = f
+                .opt_str("EventKey")
+                .map(|k| k.trim().to_owned())
+                .filter(|k| !k.is_empty());
+            // `qrscene_0` is a real scene (id 0); a bare `qrscene_` is none, and
+            // `last_trade_no_…` after WeChat Pay is not a scene at all.
             let scene = event_key
                 .as_deref()
                 .and_then(|k| k.strip_prefix("qrscene_"))
+                .filter(|s| !s.is_empty())
                 .map(str::to_owned);
             Event::Subscribe(Subscribe {
                 event_key,
@@ -708,7 +713,7 @@ fn parse_event(f: &Fields<'_>) -> Result<Event, ParseError> {
                 key: key(),
                 latitude: info.float("Location_X")?,
                 longitude: info.float("Location_Y")?,
-                scale: info.opt_num("Scale")?.unwrap_or(0),
+                scale: info.scale()?,
                 label: info.str("Label"),
                 poiname: info.opt_str("Poiname"),
             })
@@ -927,12 +932,19 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// A 0/1 flag; absent reads as false.
+    /// A 0/1 flag; absent reads as false, any other integer as "set".
     fn flag(&self, name: &'static str) -> Result<bool, ParseError> {
-        match self.get(name).map(str::trim) {
-            None | Some("") | Some("0") => Ok(false),
-            Some("1") => Ok(true),
-            Some(v) => Err(invalid(name, v)),
+        Ok(self.opt_num::<i64>(name)?.is_some_and(|v| v != 0))
+    }
+
+    /// A map zoom level: an integer, tolerated in float spelling (`15.000000`).
+    fn scale(&self) -> Result<u32, ParseError> {
+        match self.opt_num::<u32>("Scale") {
+            Ok(v) => Ok(v.unwrap_or(0)),
+            Err(e) => match self.opt_float("Scale")? {
+                Some(v) if (0.0..=u32::MAX as f64).contains(&v) => Ok(v.round() as u32),
+                _ => Err(e),
+            },
         }
     }
 
