@@ -17,6 +17,8 @@ use crate::wechat::{Mode, Protocol};
 
 /// The config file read when `--config` is not given (optional).
 pub const DEFAULT_CONFIG_FILE: &str = "huixin.toml";
+/// The environment variable naming the config file when `--config` is not given.
+pub const CONFIG_ENV: &str = "HUIXIN_CONFIG";
 /// Prefix of the environment variables that override the file.
 pub const ENV_PREFIX: &str = "HUIXIN_";
 
@@ -87,7 +89,9 @@ pub struct WechatConfig {
     /// clock. Default 300; 0 disables the check.
     pub max_clock_skew_secs: u64,
     /// `extra_app_ids`: further app ids accepted in encrypted messages (a third-party
-    /// platform's component app id). Default empty.
+    /// platform's component app id). A list, or one comma-separated string (handy in an
+    /// environment variable). Default empty.
+    #[serde(deserialize_with = "string_or_list")]
     pub extra_app_ids: Vec<String>,
 }
 
@@ -233,6 +237,25 @@ fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     })
 }
 
+/// Accepts `["a", "b"]` or `"a,b"`.
+fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        OneOrMany::Many(v) => v,
+    })
+}
+
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -252,11 +275,14 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Loads `.env`, then `path` (or `huixin.toml` if present), then `HUIXIN_*` variables,
-    /// and validates the result.
+    /// Loads `.env`, then `path` (else `$HUIXIN_CONFIG`, else `huixin.toml` if present), then
+    /// `HUIXIN_*` variables, and validates the result.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         load_dotenv()?;
-        let file = match path {
+        let from_env = std::env::var_os(CONFIG_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        let file = match path.or(from_env.as_deref()) {
             Some(p) if !p.is_file() => return Err(ConfigError::NotFound(p.to_owned())),
             Some(p) => Some(p.to_owned()),
             None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.is_file()),
@@ -416,6 +442,14 @@ mod tests {
         let c = Config::from_toml("[wechat]\ntoken = 123456\napp_id = 42").unwrap();
         assert_eq!(c.wechat.token.expose(), "123456");
         assert_eq!(c.wechat.app_id, "42");
+    }
+
+    #[test]
+    fn extra_app_ids_take_a_list_or_a_comma_separated_string() {
+        let c = Config::from_toml("[wechat]\nextra_app_ids = \"wxa, wxb\"").unwrap();
+        assert_eq!(c.wechat.extra_app_ids, ["wxa", "wxb"]);
+        let c = Config::from_toml("[wechat]\nextra_app_ids = [\"wxa\"]").unwrap();
+        assert_eq!(c.wechat.extra_app_ids, ["wxa"]);
     }
 
     #[test]

@@ -1,0 +1,47 @@
+//! The docs match the code: the README's library quick start is `examples/echo_bot.rs`, and
+//! every config key is in the README's table.
+
+use std::path::Path;
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).unwrap()
+}
+
+#[test]
+fn readme_quick_start_is_the_echo_bot_example() {
+    let readme = read("README.md");
+    let example = read("examples/echo_bot.rs");
+    // Everything after the example's header comment appears verbatim in the README.
+    let body: String = example
+        .lines()
+        .skip_while(|l| l.starts_with("//!"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        readme.contains(body.trim()),
+        "README's Rust quick start differs from examples/echo_bot.rs"
+    );
+    assert!(
+        example.lines().count() < 40,
+        "the quick start stays under 40 lines"
+    );
+}
+
+#[test]
+fn every_config_key_is_documented() {
+    let readme = read("README.md");
+    let defaults = toml::Value::try_from(huixin::config::Config::default()).unwrap();
+    for (section, table) in defaults.as_table().unwrap() {
+        for key in table.as_table().unwrap().keys() {
+            let row = format!(
+                "| `[{section}] {key}` | `HUIXIN_{}_{}` |",
+                section.to_uppercase(),
+                key.to_uppercase()
+            );
+            assert!(
+                readme.contains(&row),
+                "README lacks the row for [{section}] {key}"
+            );
+        }
+    }
+}
