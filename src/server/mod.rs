@@ -159,6 +159,7 @@ pub struct Server {
     app: axum::Router,
     local_addr: SocketAddr,
     path: String,
+    public_url: String,
     mode: Mode,
     token: String,
     token_source: TokenSource,
@@ -199,6 +200,7 @@ impl Server {
             app: app(state),
             local_addr,
             path: config.server.path.clone(),
+            public_url: config.server.public_url.clone(),
             mode: config.wechat.mode,
             token,
             token_source,
@@ -242,6 +244,13 @@ impl Server {
             self.callback_url(),
             self.mode.as_str()
         );
+        if !self.public_url.is_empty() {
+            println!(
+                "URL to set in the WeChat console: {}{}",
+                self.public_url.trim_end_matches('/'),
+                self.path
+            );
+        }
         match self.token_source {
             TokenSource::Generated { new: true } => println!(
                 "generated callback token (shown once; set it as Token in the WeChat console, \
