@@ -324,7 +324,9 @@ impl Config {
         if !public_url.is_empty()
             && !(public_url.starts_with("http://") || public_url.starts_with("https://"))
         {
-            return invalid(format!("[server] public_url {public_url:?} must be an http(s) URL"));
+            return invalid(format!(
+                "[server] public_url {public_url:?} must be an http(s) URL"
+            ));
         }
         if self.server.body_limit < 1024 {
             return invalid("[server] body_limit must be at least 1024 bytes".into());

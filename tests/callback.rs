@@ -598,3 +598,22 @@ async fn unknown_paths_and_methods_are_client_errors() {
         .unwrap();
     assert!(r.status().is_client_error());
 }
+
+#[tokio::test]
+async fn control_characters_never_produce_an_empty_reply() {
+    for mode in MODES {
+        let server = start(mode, echo::router()).await;
+        // The simulator sends the control characters raw, as WeChat does.
+        let xml = spec_xml(&MessageSpec::Text {
+            content: "\u{2}\u{1d}".into(),
+        });
+        assert!(xml.contains('\u{2}'));
+        let exchange = send(&server, &xml).await;
+        assert_eq!(exchange.body, "success", "{mode:?}");
+        let xml = spec_xml(&MessageSpec::Text {
+            content: "a\u{2}]]\u{1d}>b".into(),
+        });
+        let exchange = send(&server, &xml).await;
+        assert_eq!(reply_of(&exchange).reply, Reply::text("a]]>b"), "{mode:?}");
+    }
+}

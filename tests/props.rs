@@ -65,6 +65,23 @@ fn xmlish() -> impl Strategy<Value = String> {
     prop::collection::vec(piece, 0..48).prop_map(|v| v.concat())
 }
 
+/// Strings built from the characters that break CDATA: `]`, `>`, forbidden controls.
+fn cdata_hazards() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        Just("]"),
+        Just("]]"),
+        Just(">"),
+        Just("]]>"),
+        Just("\u{2}"),
+        Just("\u{1d}"),
+        Just("\u{fffe}"),
+        Just("a"),
+        Just(" "),
+        Just("回"),
+    ];
+    prop::collection::vec(piece, 0..24).prop_map(|v| v.concat())
+}
+
 /// Encrypts an arbitrary block-aligned plaintext with the account key, no framing or padding:
 /// exercises every branch after decryption.
 fn raw_encrypt(mut plain: Vec<u8>) -> String {
@@ -147,20 +164,21 @@ proptest! {
     }
 
     #[test]
-    fn text_replies_round_trip(content in any::<String>()) {
+    fn text_replies_round_trip(content in prop_oneof![any::<String>(), cdata_hazards()]) {
+        // Characters XML forbids are dropped; over-long text is cut on a char boundary.
+        let legal: String = content
+            .chars()
+            .filter(|&c| matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..))
+            .collect();
         let rendered = Reply::text(content.clone()).render("o", "gh", 1, 8);
         match rendered.xml {
-            None => prop_assert!(content.trim().is_empty()),
+            None => prop_assert!(legal.trim().is_empty()),
             Some(xml) => {
+                // WeChat's own reading refuses an empty text, so this also proves non-empty.
                 let parsed = Reply::parse(&xml).unwrap();
                 let Reply::Text { content: back } = parsed.reply else {
                     panic!("text expected");
                 };
-                // Characters XML forbids are dropped; over-long text is cut on a char boundary.
-                let legal: String = content
-                    .chars()
-                    .filter(|&c| matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..))
-                    .collect();
                 prop_assert!(back.len() <= MAX_TEXT_BYTES);
                 prop_assert!(legal.starts_with(&back), "{:?} vs {:?}", legal, back);
             }

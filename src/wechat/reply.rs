@@ -8,7 +8,7 @@
 
 use super::ids::MediaId;
 use super::message::{Message, ParseError};
-use super::xml::{self, Element, push_cdata_elem, push_num_elem};
+use super::xml::{self, Element, push_cdata_elem, push_num_elem, xml_safe};
 
 /// Longest text reply WeChat reliably delivers, in bytes.
 pub const MAX_TEXT_BYTES: usize = 2048;
@@ -217,13 +217,15 @@ impl Reply {
         match self {
             Self::Success => return success(notes),
             Self::Text { content } => {
-                if content.trim().is_empty() {
+                // Judge emptiness and length on what will actually be sent.
+                let clean = xml_safe(content);
+                if clean.trim().is_empty() {
                     return success(vec![RenderNote::EmptyText]);
                 }
-                let cut = truncate_at_char(content, MAX_TEXT_BYTES);
-                if cut.len() < content.len() {
+                let cut = truncate_at_char(&clean, MAX_TEXT_BYTES);
+                if cut.len() < clean.len() {
                     notes.push(RenderNote::TextTruncated {
-                        from: content.len(),
+                        from: clean.len(),
                         to: cut.len(),
                     });
                 }
@@ -231,7 +233,7 @@ impl Reply {
                 push_cdata_elem(&mut out, "Content", cut);
             }
             Self::Image { media_id } | Self::Voice { media_id } => {
-                if media_id.as_str().trim().is_empty() {
+                if xml_safe(media_id.as_str()).trim().is_empty() {
                     return success(vec![RenderNote::EmptyMediaId]);
                 }
                 let (msg_type, wrapper) = match self {
@@ -248,7 +250,7 @@ impl Reply {
                 title,
                 description,
             } => {
-                if media_id.as_str().trim().is_empty() {
+                if xml_safe(media_id.as_str()).trim().is_empty() {
                     return success(vec![RenderNote::EmptyMediaId]);
                 }
                 header(&mut out, "video");
@@ -339,13 +341,22 @@ impl Reply {
             })?;
         let msg_type = required("MsgType")?;
         let nested = |name: &str| root.child(name).cloned().unwrap_or_default();
+        // WeChat shows "this account cannot provide service" for these, so they are errors.
+        let non_empty = |value: String, field: &'static str| {
+            if value.trim().is_empty() {
+                Err(ParseError::Missing(field))
+            } else {
+                Ok(value)
+            }
+        };
         let reply = match msg_type.as_str() {
-            "text" => Reply::text(get(&root, "Content")),
-            "image" => Reply::image(get(&nested("Image"), "MediaId")),
-            "voice" => Reply::voice(get(&nested("Voice"), "MediaId")),
+            "text" => Reply::text(non_empty(get(&root, "Content"), "Content")?),
+            "image" => Reply::image(non_empty(get(&nested("Image"), "MediaId"), "MediaId")?),
+            "voice" => Reply::voice(non_empty(get(&nested("Voice"), "MediaId"), "MediaId")?),
             "video" => {
                 let v = nested("Video");
-                Reply::video(get(&v, "MediaId"), get(&v, "Title"), get(&v, "Description"))
+                let media_id = non_empty(get(&v, "MediaId"), "MediaId")?;
+                Reply::video(media_id, get(&v, "Title"), get(&v, "Description"))
             }
             "music" => {
                 let m = nested("Music");
@@ -356,6 +367,9 @@ impl Reply {
                     hq_music_url: get(&m, "HQMusicUrl"),
                     thumb_media_id: MediaId(get(&m, "ThumbMediaId")),
                 })
+            }
+            "news" if nested("Articles").children_named("item").next().is_none() => {
+                return Err(ParseError::Missing("Articles/item"));
             }
             "news" => Reply::News(
                 nested("Articles")
@@ -444,6 +458,10 @@ mod tests {
     #[test]
     fn never_sends_an_empty_text() {
         assert_eq!(render(&Reply::text("")).xml, None);
+        // Only characters XML forbids: empty once cleaned.
+        assert_eq!(render(&Reply::text("\u{2}\u{1d}")).xml, None);
+        assert_eq!(render(&Reply::image("\u{2}")).xml, None);
+        assert!(Reply::parse("<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName><CreateTime>1</CreateTime><MsgType>text</MsgType><Content></Content></xml>").is_err());
         assert_eq!(
             render(&Reply::text(" \n")).notes,
             vec![RenderNote::EmptyText]

@@ -6,6 +6,7 @@
 //! only the five predefined entities and character references are resolved; control characters
 //! in text are kept as sent; invalid UTF-8 is replaced rather than refused; nesting is capped.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use quick_xml::Reader;
@@ -93,8 +94,9 @@ impl Element {
         self.child(name).map(|c| c.text.as_str())
     }
 
-    /// Renders the element as XML: leaves holding only digits bare, other text as CDATA
-    /// (split around `]]>`, XML-illegal characters dropped).
+    /// Renders the element as XML the way WeChat sends it: leaves holding only digits bare,
+    /// other text as CDATA split around `]]>`, every character kept (control characters
+    /// included).
     pub fn to_xml(&self) -> String {
         let mut out = String::with_capacity(256);
         self.write_to(&mut out);
@@ -110,7 +112,7 @@ impl Element {
             if numeric {
                 out.push_str(&self.text);
             } else if !self.text.is_empty() {
-                push_cdata(out, &self.text);
+                push_cdata_verbatim(out, &self.text);
             }
         } else {
             for child in &self.children {
@@ -235,26 +237,33 @@ fn is_xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
-/// Appends `value` as CDATA. `]]>` is split across two sections, so any value yields
-/// well-formed XML; characters XML 1.0 forbids (U+0002, U+001D, …) are dropped.
+/// `value` without the characters XML 1.0 forbids (U+0002, U+001D, …). Borrowed when clean.
+pub fn xml_safe(value: &str) -> Cow<'_, str> {
+    if value.chars().all(is_xml_char) {
+        Cow::Borrowed(value)
+    } else {
+        Cow::Owned(value.chars().filter(|&c| is_xml_char(c)).collect())
+    }
+}
+
+/// Appends `value` as CDATA that any XML parser accepts: characters XML forbids are dropped
+/// first, then every `]]>` is split across two sections.
 pub fn push_cdata(out: &mut String, value: &str) {
+    push_cdata_verbatim(out, &xml_safe(value));
+}
+
+/// Appends `value` as CDATA with `]]>` split but every character kept as given, the way WeChat
+/// itself sends users' control characters. For the simulator; replies use [`push_cdata`].
+pub fn push_cdata_verbatim(out: &mut String, value: &str) {
     out.push_str("<![CDATA[");
     let mut rest = value;
     while let Some(pos) = rest.find("]]>") {
-        push_xml_chars(out, &rest[..pos + 2]);
+        out.push_str(&rest[..pos + 2]);
         out.push_str("]]><![CDATA[");
         rest = &rest[pos + 2..];
     }
-    push_xml_chars(out, rest);
+    out.push_str(rest);
     out.push_str("]]>");
-}
-
-fn push_xml_chars(out: &mut String, s: &str) {
-    if s.chars().all(is_xml_char) {
-        out.push_str(s);
-    } else {
-        out.extend(s.chars().filter(|&c| is_xml_char(c)));
-    }
 }
 
 /// Appends `<name><![CDATA[value]]></name>`.
@@ -328,6 +337,11 @@ mod tests {
         assert_eq!(out, "<![CDATA[a]]]]><![CDATA[>b]]]]><![CDATA[>c]]>");
         let doc = format!("<xml><C>{out}</C></xml>");
         assert_eq!(parse_str(&doc).unwrap().text_of("C"), Some("a]]>b]]>c"));
+        // A forbidden character between `]]` and `>` must not leave a terminator behind.
+        let mut out = String::new();
+        push_cdata(&mut out, "x]]\u{2}>y");
+        let doc = format!("<xml><C>{out}</C></xml>");
+        assert_eq!(parse_str(&doc).unwrap().text_of("C"), Some("x]]>y"));
     }
 
     #[test]
