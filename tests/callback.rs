@@ -617,3 +617,36 @@ async fn control_characters_never_produce_an_empty_reply() {
         assert_eq!(reply_of(&exchange).reply, Reply::text("a]]>b"), "{mode:?}");
     }
 }
+
+#[tokio::test]
+async fn slow_or_silent_clients_are_disconnected() {
+    use huixin::server::listen::Limits;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let limits = Limits {
+        header_read_timeout: Duration::from_millis(200),
+        shutdown_grace: Duration::from_secs(1),
+    };
+    let server = common::start_limited(Mode::Plain, echo::router(), "", limits).await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    for opening in [&b"POST /wechat HTTP/1.1\r\nHost: x\r\n"[..], b""] {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        stream.write_all(opening).await.unwrap();
+        let mut buf = [0u8; 64];
+        // The server closes the connection: a read returns (EOF or reset) instead of hanging.
+        let read = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut buf)).await;
+        assert!(
+            read.is_ok(),
+            "connection with opening {opening:?} was never closed"
+        );
+    }
+    // The server still serves.
+    let exchange = send(
+        &server,
+        &spec_xml(&MessageSpec::Text {
+            content: "ok".into(),
+        }),
+    )
+    .await;
+    assert_eq!(reply_of(&exchange).reply, Reply::text("ok"));
+}

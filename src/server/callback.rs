@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body, to_bytes};
 use axum::extract::rejection::QueryRejection;
@@ -53,7 +54,7 @@ pub async fn verify_url(
             tracing::info!("URL verification succeeded");
             plain(StatusCode::OK, echostr.to_owned())
         }
-        Err(e) => refuse(&e, peer),
+        Err(e) => refuse(e, peer),
     }
 }
 
@@ -70,7 +71,7 @@ pub async fn receive(
     let protocol = state.protocol();
     // The signature covers only the query, so check it before reading a byte of the body.
     if let Err(e) = protocol.verify_query(&query, unix_now()) {
-        return refuse(&e, peer);
+        return refuse(e, peer);
     }
     let body = match read_body(request.into_body(), state.body_limit()).await {
         Ok(body) => body,
@@ -78,7 +79,7 @@ pub async fn receive(
     };
     let inbound = match protocol.open(&query, &body) {
         Ok(inbound) => inbound,
-        Err(e) => return refuse(&e, peer),
+        Err(e) => return refuse(e, peer),
     };
 
     let message = &inbound.message;
@@ -140,9 +141,23 @@ async fn answer(state: &AppState, query: &CallbackQuery, inbound: &Inbound) -> R
     response
 }
 
-/// Reads the body up to `limit` bytes: 413 beyond it, 400 if the client breaks off.
+/// Longest a client may take to send the body once its headers are in.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads the body up to `limit` bytes: 413 beyond it, 408 if it trickles in slower than
+/// [`BODY_READ_TIMEOUT`], 400 if the client breaks off.
 async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Response> {
-    match to_bytes(body, limit).await {
+    let read = match tokio::time::timeout(BODY_READ_TIMEOUT, to_bytes(body, limit)).await {
+        Ok(read) => read,
+        Err(_) => {
+            warn!("refused callback: body not received within {BODY_READ_TIMEOUT:?}");
+            return Err(plain(
+                StatusCode::REQUEST_TIMEOUT,
+                "body not received in time".into(),
+            ));
+        }
+    };
+    match read {
         Ok(bytes) => Ok(bytes),
         Err(e) => {
             let too_large = e
@@ -165,16 +180,30 @@ async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Respon
     }
 }
 
-/// 403 for authentication failures, 400 for malformed input; the reason is logged and sent.
-fn refuse(e: &CallbackError, peer: Peer) -> Response {
+/// 403 for authentication failures, 400 for malformed input.
+impl IntoResponse for CallbackError {
+    fn into_response(self) -> Response {
+        let status = if self.is_forbidden() {
+            StatusCode::FORBIDDEN
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        plain(status, self.to_string())
+    }
+}
+
+/// Logs why a request was refused (request bytes escaped: no forged log lines) and answers.
+fn refuse(e: CallbackError, peer: Peer) -> Response {
     let peer = peer.0.map(|addr| addr.to_string()).unwrap_or_default();
-    let status = if e.is_forbidden() {
-        StatusCode::FORBIDDEN
-    } else {
-        StatusCode::BAD_REQUEST
-    };
-    warn!(%peer, status = status.as_u16(), error = %e, "refused callback");
-    plain(status, e.to_string())
+    let reason = e.to_string();
+    warn!(%peer, forbidden = e.is_forbidden(), error = %reason.escape_debug(), "refused callback");
+    e.into_response()
+}
+
+/// What the callback answers when something panicked outside the bot: `success`.
+pub fn panic_response(panic: Box<dyn std::any::Any + Send>) -> Response {
+    error!(panic = %panic_message(&panic).escape_debug(), "callback panicked; answered success");
+    plain(StatusCode::OK, "success".into())
 }
 
 fn plain(status: StatusCode, body: String) -> Response {

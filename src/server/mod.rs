@@ -8,6 +8,7 @@
 //! - `GET /healthz`: liveness and store reachability, as JSON.
 
 pub mod callback;
+pub mod listen;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::bot::Router;
 use crate::config::Config;
@@ -129,10 +131,19 @@ impl AppState {
 }
 
 /// The whole HTTP surface.
+///
+/// Layers, outermost first:
+/// - on the callback path, a panic anywhere in the request (not only in the bot, which
+///   isolates its own) answers `success`, so a follower never sees WeChat's error notice;
+/// - the handlers bound the body themselves (`[server] body_limit`, read with a timeout)
+///   after checking the signature, so an unsigned request never costs a body read.
 pub fn app(state: AppState) -> axum::Router {
     let path = state.inner.path.clone();
+    let callback = get(callback::verify_url)
+        .post(callback::receive)
+        .layer(CatchPanicLayer::custom(callback::panic_response));
     axum::Router::new()
-        .route(&path, get(callback::verify_url).post(callback::receive))
+        .route(&path, callback)
         .route("/healthz", get(healthz))
         .with_state(state)
 }
@@ -163,6 +174,7 @@ pub struct Server {
     mode: Mode,
     token: String,
     token_source: TokenSource,
+    limits: listen::Limits,
 }
 
 impl std::fmt::Debug for Server {
@@ -204,7 +216,14 @@ impl Server {
             mode: config.wechat.mode,
             token,
             token_source,
+            limits: listen::Limits::default(),
         })
+    }
+
+    /// Replaces the connection limits (tests use short ones).
+    pub fn with_limits(mut self, limits: listen::Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The bound address (useful with port 0).
@@ -222,17 +241,12 @@ impl Server {
         &self.token_source
     }
 
-    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    /// Serves until `shutdown` completes, then finishes in-flight requests (see [`listen`]).
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
-        axum::serve(
-            self.listener,
-            self.app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await?;
+        listen::serve(self.listener, self.app, shutdown, self.limits).await?;
         Ok(())
     }
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use huixin::bot::Router;
 use huixin::config::Config;
 use huixin::server::Server;
+use huixin::server::listen::Limits;
 use huixin::simulator::Simulator;
 use huixin::wechat::{Mode, MsgCrypt};
 use tokio::sync::oneshot;
@@ -83,9 +84,22 @@ pub async fn start(mode: Mode, router: Router) -> TestServer {
 
 /// Starts the real server with extra `[wechat]` settings.
 pub async fn start_with(mode: Mode, router: Router, extra_wechat: &str) -> TestServer {
+    start_limited(mode, router, extra_wechat, Limits::default()).await
+}
+
+/// Starts the real server with given connection limits.
+pub async fn start_limited(
+    mode: Mode,
+    router: Router,
+    extra_wechat: &str,
+    limits: Limits,
+) -> TestServer {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = config(mode, dir.path(), extra_wechat);
-    let server = Server::bind(&config, router).await.expect("server binds");
+    let server = Server::bind(&config, router)
+        .await
+        .expect("server binds")
+        .with_limits(limits);
     let url = server.callback_url();
     let base = format!("http://{}", server.local_addr());
     let (tx, rx) = oneshot::channel::<()>();
