@@ -296,6 +296,13 @@ impl Config {
             figment = figment.merge(Toml::file_exact(file));
         }
         figment = figment.merge(env_provider());
+        // String keys come verbatim: figment would read `HUIXIN_WECHAT_TOKEN=0123456` as the
+        // number 123456 and lose the zero.
+        for (section, key) in STRING_KEYS {
+            if let Ok(value) = std::env::var(env_name(section, key)) {
+                figment = figment.merge(Serialized::default(&format!("{section}.{key}"), value));
+            }
+        }
         let config: Config = figment.extract().map_err(explain)?;
         config.validate()?;
         Ok(config)
@@ -364,16 +371,39 @@ pub fn valid_token(token: &str) -> bool {
     (3..=32).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-/// `HUIXIN_WECHAT_APP_ID` -> `wechat.app_id`. Variables outside the known sections (such as
+/// Keys whose values are strings, read from the environment without interpretation.
+const STRING_KEYS: &[(&str, &str)] = &[
+    ("server", "listen"),
+    ("server", "path"),
+    ("server", "public_url"),
+    ("wechat", "token"),
+    ("wechat", "app_id"),
+    ("wechat", "app_secret"),
+    ("wechat", "encoding_aes_key"),
+    ("wechat", "mode"),
+    ("wechat", "api_base"),
+    ("storage", "url"),
+    ("rules", "dir"),
+    ("log", "level"),
+];
+
+/// `HUIXIN_WECHAT_APP_ID` for `[wechat] app_id`.
+fn env_name(section: &str, key: &str) -> String {
+    format!("{ENV_PREFIX}{section}_{key}").to_ascii_uppercase()
+}
+
+/// `HUIXIN_WECHAT_MODE` -> `wechat.mode` for the keys that are not plain strings (those are
+/// read verbatim, see [`STRING_KEYS`]). Variables outside the known sections (such as
 /// `HUIXIN_CONFIG`) are not config keys and are skipped.
 fn env_provider() -> Env {
     Env::prefixed(ENV_PREFIX).filter_map(|key| {
         let key = key.as_str().to_ascii_lowercase();
         SECTIONS.iter().find_map(|section| {
-            key.strip_prefix(section)
-                .and_then(|rest| rest.strip_prefix('_'))
-                .filter(|rest| !rest.is_empty())
-                .map(|rest| format!("{section}.{rest}").into())
+            let rest = key.strip_prefix(section)?.strip_prefix('_')?;
+            if rest.is_empty() || STRING_KEYS.contains(&(*section, rest)) {
+                return None;
+            }
+            Some(format!("{section}.{rest}").into())
         })
     })
 }
@@ -393,10 +423,15 @@ fn explain(error: figment::Error) -> ConfigError {
             let place = match e.metadata.as_ref() {
                 Some(m) => match &m.source {
                     Some(figment::Source::File(file)) => file.display().to_string(),
-                    _ if m.name.contains("environment") => format!(
-                        "environment variable {ENV_PREFIX}{}",
-                        path.join("_").to_ascii_uppercase()
-                    ),
+                    _ if m.name.contains("environment") => match path.as_slice() {
+                        [section, rest @ ..] => {
+                            format!(
+                                "environment variable {}",
+                                env_name(section, &rest.join("_"))
+                            )
+                        }
+                        [] => format!("{ENV_PREFIX}* environment variables"),
+                    },
                     _ => m.name.to_string(),
                 },
                 None => "configuration".to_owned(),
@@ -458,6 +493,21 @@ mod tests {
         assert_eq!(c.wechat.extra_app_ids, ["wxa", "wxb"]);
         let c = Config::from_toml("[wechat]\nextra_app_ids = [\"wxa\"]").unwrap();
         assert_eq!(c.wechat.extra_app_ids, ["wxa"]);
+    }
+
+    #[test]
+    fn every_string_key_is_read_verbatim_from_the_environment() {
+        let defaults = toml::Value::try_from(Config::default()).unwrap();
+        for (section, table) in defaults.as_table().unwrap() {
+            for (key, value) in table.as_table().unwrap() {
+                let listed = STRING_KEYS.contains(&(section.as_str(), key.as_str()));
+                assert_eq!(
+                    value.is_str(),
+                    listed,
+                    "[{section}] {key} and STRING_KEYS disagree"
+                );
+            }
+        }
     }
 
     #[test]

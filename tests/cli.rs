@@ -241,7 +241,7 @@ fn environment_and_dotenv_override_the_file() {
         Path::new(HUIXIN),
         dir.path(),
         &["serve"],
-        &[("HUIXIN_WECHAT_TOKEN", "fromEnv123")],
+        &[("HUIXIN_WECHAT_TOKEN", "0123456789")],
     );
     let url = server.url();
     assert!(
@@ -253,7 +253,7 @@ fn environment_and_dotenv_override_the_file() {
     let out = huixin(
         dir.path(),
         &["simulate", "--url", &url, "text", "x"],
-        &[("HUIXIN_WECHAT_TOKEN", "fromEnv123")],
+        &[("HUIXIN_WECHAT_TOKEN", "0123456789")],
     );
     assert!(stdout(&out).contains("text: x"), "{}", stdout(&out));
     let out = huixin(dir.path(), &["simulate", "--url", &url, "text", "x"], &[]);
@@ -265,9 +265,9 @@ fn environment_and_dotenv_override_the_file() {
     let out = huixin(
         dir.path(),
         &["token"],
-        &[("HUIXIN_WECHAT_TOKEN", "fromEnv123")],
+        &[("HUIXIN_WECHAT_TOKEN", "0123456789")],
     );
-    assert_eq!(stdout(&out).trim(), "fromEnv123");
+    assert_eq!(stdout(&out).trim(), "0123456789");
 }
 
 #[test]
