@@ -650,3 +650,63 @@ async fn slow_or_silent_clients_are_disconnected() {
     .await;
     assert_eq!(reply_of(&exchange).reply, Reply::text("ok"));
 }
+
+#[tokio::test]
+async fn a_signature_cannot_carry_a_second_body() {
+    for mode in MODES {
+        let (router, count) = counting_router();
+        let server = start(mode, router).await;
+        let xml = spec_xml(&MessageSpec::Text {
+            content: "genuine".into(),
+        });
+        let prepared = server.sim.prepare(&xml, "o_test_user");
+        assert_eq!(
+            reply_of(&server.sim.send_prepared(&prepared).await.unwrap()).reply,
+            Reply::text("genuine")
+        );
+        // WeChat's retry: the same signed request again is answered.
+        assert_eq!(
+            server.sim.send_prepared(&prepared).await.unwrap().status,
+            200
+        );
+
+        // The same signed URL with a forged body is refused.
+        let forged_xml = spec_xml(&MessageSpec::Text {
+            content: "forged".into(),
+        });
+        let forged = server.sim.prepare_at(
+            &forged_xml,
+            "o_test_user",
+            &prepared.timestamp,
+            &prepared.nonce,
+        );
+        let r = reqwest::Client::new()
+            .post(&prepared.url)
+            .body(forged.body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{mode:?}");
+        if mode == Mode::Compatible {
+            // Nor can it be downgraded to plaintext by dropping encrypt_type.
+            let plain_url = prepared
+                .url
+                .split("&encrypt_type")
+                .next()
+                .unwrap()
+                .to_owned();
+            let r = reqwest::Client::new()
+                .post(&plain_url)
+                .body(forged_xml)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 403);
+        }
+        assert_eq!(
+            count.load(Ordering::SeqCst),
+            2,
+            "{mode:?}: only the genuine request and its retry ran"
+        );
+    }
+}

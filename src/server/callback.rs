@@ -77,6 +77,12 @@ pub async fn receive(
         Ok(body) => body,
         Err(response) => return response,
     };
+    // verify_query ran, so timestamp and nonce are present.
+    let timestamp = query.timestamp.as_deref().unwrap_or_default();
+    let nonce = query.nonce.as_deref().unwrap_or_default();
+    if !state.replay().admit(timestamp, nonce, &body) {
+        return refuse(CallbackError::Replayed, peer);
+    }
     let inbound = match protocol.open(&query, &body) {
         Ok(inbound) => inbound,
         Err(e) => return refuse(e, peer),

@@ -9,6 +9,7 @@
 
 pub mod callback;
 pub mod listen;
+pub mod replay;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -83,6 +84,7 @@ pub struct AppState {
 
 struct Shared {
     protocol: Protocol,
+    replay: replay::ReplayGuard,
     router: Arc<Router>,
     store: Store,
     path: String,
@@ -98,8 +100,10 @@ impl AppState {
         path: &str,
         body_limit: usize,
     ) -> Self {
+        let replay_window = std::time::Duration::from_secs(protocol.max_skew_secs());
         Self {
             inner: Arc::new(Shared {
+                replay: replay::ReplayGuard::new(replay_window),
                 protocol,
                 router: Arc::new(router),
                 store,
@@ -112,6 +116,11 @@ impl AppState {
     /// The callback protocol.
     pub fn protocol(&self) -> &Protocol {
         &self.inner.protocol
+    }
+
+    /// The replay guard.
+    pub fn replay(&self) -> &replay::ReplayGuard {
+        &self.inner.replay
     }
 
     /// The bot's router.

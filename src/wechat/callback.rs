@@ -56,6 +56,10 @@ pub enum CallbackError {
     /// The (decrypted) body is not a message. HTTP 400.
     #[error("bad message: {0}")]
     Parse(#[from] ParseError),
+    /// This signature's (timestamp, nonce) came before with a different body: a replayed
+    /// signature carrying a forged body. HTTP 403.
+    #[error("refused: this signature was already used with a different body")]
+    Replayed,
     /// GET without `echostr`. HTTP 400.
     #[error("missing query parameter `echostr`")]
     MissingEchostr,
@@ -67,6 +71,7 @@ impl CallbackError {
         matches!(
             self,
             Self::Verify(_)
+                | Self::Replayed
                 | Self::PlaintextRefused
                 | Self::MissingMsgSignature
                 | Self::Crypto(CryptoError::Signature)
@@ -127,6 +132,11 @@ impl Protocol {
     /// The configured mode.
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// `[wechat] max_clock_skew_secs`.
+    pub fn max_skew_secs(&self) -> u64 {
+        self.max_skew_secs
     }
 
     /// The crypt state, when a key is configured.
