@@ -321,11 +321,17 @@ impl Config {
     /// Checks values and their combinations; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |msg: String| Err(ConfigError::Invalid(msg));
-        if !self.server.path.starts_with('/') {
+        let path = &self.server.path;
+        if !path.starts_with('/') {
+            return invalid(format!("[server] path {path:?} must start with '/'"));
+        }
+        if path.contains(['{', '}', '*', '?', '#', ' ']) {
             return invalid(format!(
-                "[server] path {:?} must start with '/'",
-                self.server.path
+                "[server] path {path:?} must be a plain path (no {{ }} * ? # or spaces)"
             ));
+        }
+        if path == "/healthz" {
+            return invalid("[server] path cannot be /healthz, which huixin serves itself".into());
         }
         let public_url = &self.server.public_url;
         if !public_url.is_empty()

@@ -710,3 +710,32 @@ async fn a_signature_cannot_carry_a_second_body() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_encrypted_request_to_a_plain_mode_server_names_the_mistake() {
+    let server = start(Mode::Plain, echo::router()).await;
+    let safe_sim = common::simulator(&server.url, Mode::Safe, common::APP_ID);
+    let exchange = safe_sim
+        .send(
+            spec_xml(&MessageSpec::Text {
+                content: "x".into(),
+            }),
+            "o_test_user",
+        )
+        .await
+        .unwrap();
+    assert_eq!(exchange.status, 400);
+    assert!(
+        exchange.body.contains("mode = \"plain\""),
+        "{}",
+        exchange.body
+    );
+}
+
+#[test]
+fn debug_output_never_shows_the_token() {
+    let protocol = huixin::wechat::Protocol::plain(common::TOKEN, 300);
+    assert!(!format!("{protocol:?}").contains(common::TOKEN));
+    let sim = common::simulator("http://127.0.0.1:1/wechat", Mode::Safe, common::APP_ID);
+    assert!(!format!("{sim:?}").contains(common::TOKEN));
+}

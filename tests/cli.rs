@@ -283,6 +283,9 @@ fn configuration_mistakes_are_explained() {
             "encoding_aes_key",
         ),
         ("[server]\npath = \"wechat\"\n", "path"),
+        ("[server]\npath = \"/healthz\"\n", "path"),
+        ("[server]\npath = \"/a/{x}\"\n", "path"),
+        ("[server]\npath = \"/a/*rest\"\n", "path"),
         ("[server]\nbody_limit = \"lots\"\n", "body_limit"),
     ];
     for (toml, named) in cases {

@@ -369,13 +369,23 @@ pub struct Exchange {
 }
 
 /// Plays WeChat against one callback URL.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Simulator {
     endpoint: reqwest::Url,
     token: String,
     mode: Mode,
     crypt: Option<MsgCrypt>,
     client: reqwest::Client,
+}
+
+impl std::fmt::Debug for Simulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the token.
+        f.debug_struct("Simulator")
+            .field("endpoint", &self.endpoint.as_str())
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Simulator {

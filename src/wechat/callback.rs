@@ -60,6 +60,13 @@ pub enum CallbackError {
     /// signature carrying a forged body. HTTP 403.
     #[error("refused: this signature was already used with a different body")]
     Replayed,
+    /// The request is encrypted (`encrypt_type=aes`, no plaintext fields) but `[wechat] mode`
+    /// is `plain`: a setup mistake worth naming. HTTP 400.
+    #[error(
+        "the request is encrypted (encrypt_type=aes) but [wechat] mode = \"plain\": set mode, \
+         encoding_aes_key and app_id to match the WeChat console"
+    )]
+    EncryptedButPlainMode,
     /// GET without `echostr`. HTTP 400.
     #[error("missing query parameter `echostr`")]
     MissingEchostr,
@@ -100,12 +107,23 @@ pub struct Sealed {
 }
 
 /// The callback protocol for one account.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Protocol {
     token: String,
     mode: Mode,
     crypt: Option<MsgCrypt>,
     max_skew_secs: u64,
+}
+
+impl std::fmt::Debug for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the token.
+        f.debug_struct("Protocol")
+            .field("mode", &self.mode)
+            .field("crypt", &self.crypt)
+            .field("max_skew_secs", &self.max_skew_secs)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Protocol {
@@ -172,8 +190,18 @@ impl Protocol {
             (Some(crypt), Mode::Safe | Mode::Compatible) if query.is_encrypted() => crypt,
             (_, Mode::Safe) => return Err(CallbackError::PlaintextRefused),
             _ => {
+                let message = match Message::parse(body) {
+                    Ok(message) => message,
+                    // A safe-mode envelope reaching a plain-mode server: say so.
+                    Err(ParseError::Missing(_))
+                        if self.mode == Mode::Plain && query.is_encrypted() =>
+                    {
+                        return Err(CallbackError::EncryptedButPlainMode);
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 return Ok(Inbound {
-                    message: Arc::new(Message::parse(body)?),
+                    message: Arc::new(message),
                     encrypted_for: None,
                 });
             }
