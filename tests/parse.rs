@@ -885,8 +885,6 @@ const ADVERSARIAL: &[&str] = &[
     "bad_doctype_external_entity.xml",
     "bad_doctype_internal_entity.xml",
     "bad_empty.xml",
-    "bad_fail_idx_not_number.xml",
-    "bad_location_nan.xml",
     "bad_mismatched_tags.xml",
     "bad_missing_fromusername.xml",
     "bad_missing_msgtype.xml",
@@ -901,6 +899,8 @@ const ADVERSARIAL: &[&str] = &[
     "ok_control_chars.xml",
     "ok_createtime_past_2_32.xml",
     "ok_crlf.xml",
+    "ok_degraded_fail_idx_not_number.xml",
+    "ok_degraded_location_nan.xml",
     "ok_empty_elements.xml",
     "ok_empty_poiname.xml",
     "ok_entities_and_decl.xml",
@@ -1365,25 +1365,50 @@ fn bad_missing_fromusername() {
 }
 
 #[test]
-fn bad_location_nan() {
+fn ok_degraded_location_nan() {
+    let msg = ok("ok_degraded_location_nan.xml");
+    // A known type whose field does not parse degrades to Unknown, keeping every raw field.
+    let MessageKind::Unknown { msg_type, fields } = &msg.kind else {
+        unexpected(&msg.kind)
+    };
+    assert_eq!(msg_type, "location");
+    assert_eq!(fields.text_of("Location_X"), Some("NaN"));
+    assert_eq!(fields.text_of("Label"), Some("nowhere"));
     assert_eq!(
-        bad("bad_location_nan.xml"),
-        ParseError::Invalid {
+        msg.degraded,
+        Some(ParseError::Invalid {
             field: "Location_X",
             value: "NaN".into()
-        }
+        })
     );
+    // The header stays typed.
+    assert_eq!(msg.msg_id, Some(MsgId(24470000000000228)));
+    assert_eq!(msg.from.as_str(), "oFixtureUser_adv");
 }
 
 #[test]
-fn bad_fail_idx_not_number() {
+fn ok_degraded_fail_idx_not_number() {
+    let msg = ok("ok_degraded_fail_idx_not_number.xml");
+    let Event::Unknown { event, fields } = event(&msg) else {
+        unexpected(&msg.kind)
+    };
+    assert_eq!(event, "PUBLISHJOBFINISH");
+    assert!(fields.child("PublishEventInfo").is_some());
     assert_eq!(
-        bad("bad_fail_idx_not_number.xml"),
-        ParseError::Invalid {
+        msg.degraded,
+        Some(ParseError::Invalid {
             field: "fail_idx",
             value: "first".into()
-        }
+        })
     );
+    assert_eq!(msg.event_name(), Some("PUBLISHJOBFINISH"));
+}
+
+#[test]
+fn fully_typed_messages_are_not_degraded() {
+    for name in names_in("messages") {
+        assert_eq!(message(&name).degraded, None, "{name}");
+    }
 }
 
 #[test]
@@ -1470,8 +1495,10 @@ fn auxiliary_numbers_tolerate_other_spellings() {
     };
     assert_eq!(l.scale, 16);
     let bad = xml.replace("16.000000", "wide");
+    let degraded = Message::parse(bad.as_bytes()).unwrap();
+    assert!(matches!(degraded.kind, MessageKind::Unknown { .. }));
     assert!(matches!(
-        Message::parse(bad.as_bytes()),
-        Err(ParseError::Invalid { field: "Scale", .. })
+        degraded.degraded,
+        Some(ParseError::Invalid { field: "Scale", .. })
     ));
 }

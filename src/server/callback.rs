@@ -97,7 +97,14 @@ pub async fn receive(
         event = message.event_name(),
         create_time = message.create_time,
     );
-    answer(&state, &query, &inbound).instrument(span).await
+    async {
+        if let Some(reason) = &inbound.message.degraded {
+            warn!(error = %reason.to_string().escape_debug(), "a known message type with a field that does not parse; handled as Unknown");
+        }
+        answer(&state, &query, &inbound).await
+    }
+    .instrument(span)
+    .await
 }
 
 /// Dispatches the message and seals the reply. Our own failures become `success`.

@@ -4,7 +4,11 @@
 //!
 //! Field rules: text fields absent from the XML read as empty (WeChat omits empty elements in
 //! places); numbers must parse when present and, where the platform always sends them, be
-//! present: a malformed number is a [`ParseError`] (HTTP 400), never a silent zero.
+//! present, never read as a silent zero. A malformed header (`ToUserName`, `FromUserName`,
+//! `CreateTime`, `MsgType`, `MsgId`) is a [`ParseError`] (HTTP 400). A known type whose body
+//! fields do not parse (a `NaN` latitude, say) is not refused: it degrades to the `Unknown`
+//! variant with every raw field, and [`Message::degraded`] says why, so a change in WeChat's
+//! formats never turns into an error page or a lost event.
 
 use std::str::FromStr;
 
@@ -45,6 +49,9 @@ pub struct Message {
     pub kind: MessageKind,
     /// The whole message as received, unknown elements included.
     pub raw: Element,
+    /// Set when this is a known type whose fields did not parse: `kind` is then the `Unknown`
+    /// variant (for events, [`Event::Unknown`]) and this is the reason.
+    pub degraded: Option<ParseError>,
 }
 
 /// The body of a message, by `MsgType`.
@@ -481,10 +488,36 @@ impl Message {
         let create_time = f.num("CreateTime")?;
         let msg_type = f.required_str("MsgType")?;
         // Events carry no message id; `MsgID` in a job-finish event belongs to the event.
-        let (msg_id, kind) = if msg_type.eq_ignore_ascii_case("event") {
-            (None, MessageKind::Event(parse_event(&f)?))
+        let (msg_id, typed) = if msg_type.eq_ignore_ascii_case("event") {
+            let name = f.required_str("Event")?;
+            let typed = parse_event(&name, &f).map(MessageKind::Event).map_err(|e| {
+                let fields = raw.clone();
+                (
+                    MessageKind::Event(Event::Unknown {
+                        event: name,
+                        fields,
+                    }),
+                    e,
+                )
+            });
+            (None, typed)
         } else {
-            (f.opt_num("MsgId")?.map(MsgId), parse_kind(&msg_type, &f)?)
+            let msg_id = f.opt_num("MsgId")?.map(MsgId);
+            let typed = parse_kind(&msg_type, &f).map_err(|e| {
+                let fields = raw.clone();
+                (
+                    MessageKind::Unknown {
+                        msg_type: msg_type.clone(),
+                        fields,
+                    },
+                    e,
+                )
+            });
+            (msg_id, typed)
+        };
+        let (kind, degraded) = match typed {
+            Ok(kind) => (kind, None),
+            Err((unknown, reason)) => (unknown, Some(reason)),
         };
         Ok(Self {
             to,
@@ -493,6 +526,7 @@ impl Message {
             msg_id,
             kind,
             raw,
+            degraded,
         })
     }
 
@@ -661,8 +695,7 @@ fn video(f: &Fields<'_>) -> Video {
     }
 }
 
-fn parse_event(f: &Fields<'_>) -> Result<Event, ParseError> {
-    let name = f.required_str("Event")?;
+fn parse_event(name: &str, f: &Fields<'_>) -> Result<Event, ParseError> {
     let key = || f.str("EventKey");
     let event = match name.to_ascii_lowercase().as_str() {
         "subscribe" => {
@@ -769,7 +802,7 @@ fn parse_event(f: &Fields<'_>) -> Result<Event, ParseError> {
             to_kf_account: f.str("ToKfAccount"),
         },
         _ => Event::Unknown {
-            event: name,
+            event: name.to_owned(),
             fields: f.0.clone(),
         },
     };
