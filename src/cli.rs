@@ -55,6 +55,9 @@ pub struct SimulateArgs {
     /// The account's original id (ToUserName).
     #[arg(long, default_value = "gh_huixin_simulated", value_name = "GH_ID")]
     pub to: String,
+    /// Add a field to the message (repeatable), e.g. `--field NewField=value`.
+    #[arg(long = "field", value_name = "NAME=VALUE", value_parser = parse_field)]
+    pub fields: Vec<(String, String)>,
     /// Send the identical request this many more times, as WeChat does when a reply is late.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub retries: u32,
@@ -73,6 +76,13 @@ pub struct SimulateArgs {
     /// The message to send.
     #[command(subcommand)]
     pub message: Option<MessageSpec>,
+}
+
+fn parse_field(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("{s:?} is not NAME=VALUE")),
+    }
 }
 
 /// Everything a command can fail with.
@@ -203,6 +213,7 @@ async fn simulate(config: &Config, args: SimulateArgs) -> Result<ExitCode, CliEr
         ));
     };
     let mut header = Header::new(&args.to, &args.from);
+    header.extra = args.fields.clone();
 
     if args.print_request {
         for _ in 0..args.count.max(1) {

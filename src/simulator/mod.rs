@@ -6,9 +6,12 @@ use std::fmt::Write as _;
 
 use rand::RngExt;
 
+mod spec;
+
+pub use spec::{Header, MessageSpec};
+
 use crate::wechat::reply::ParsedReply;
 use crate::wechat::signature::{sign, unix_now};
-use crate::wechat::xml::Element;
 use crate::wechat::{CryptoError, Mode, MsgCrypt, ParseError, Reply};
 
 /// Why a simulated exchange failed.
@@ -29,6 +32,10 @@ pub enum SimError {
     /// The callback URL is not a valid http(s) URL.
     #[error("invalid callback URL {0:?}")]
     Url(String),
+    /// The reply is one WeChat would refuse: not encrypted although the request was, or not
+    /// addressed back to the sender.
+    #[error("WeChat would refuse this reply: {0}")]
+    Refused(String),
     /// The message file could not be read.
     #[error("cannot read {path}: {source}")]
     File {
@@ -37,304 +44,6 @@ pub enum SimError {
         /// The OS error.
         source: std::io::Error,
     },
-}
-
-/// The sender and addressee of a simulated message.
-#[derive(Debug, Clone)]
-pub struct Header {
-    /// `ToUserName`: the account's original id.
-    pub to: String,
-    /// `FromUserName`: the simulated follower's OpenID.
-    pub from: String,
-    /// `CreateTime`.
-    pub create_time: i64,
-    /// `MsgId` for user messages.
-    pub msg_id: u64,
-}
-
-impl Header {
-    /// A header from `from` to `to`, created now, with a random message id.
-    pub fn new(to: &str, from: &str) -> Self {
-        Self {
-            to: to.to_owned(),
-            from: from.to_owned(),
-            create_time: unix_now(),
-            msg_id: rand::rng().random_range(1u64 << 60..u64::MAX),
-        }
-    }
-}
-
-/// A message to simulate: every user message type and the common events. Also the
-/// subcommands of `huixin simulate`.
-#[derive(Debug, Clone, clap::Subcommand)]
-pub enum MessageSpec {
-    /// A text message.
-    Text {
-        /// The text.
-        content: String,
-    },
-    /// An image message.
-    Image {
-        /// `MediaId`.
-        #[arg(long, default_value = "media_image_simulated")]
-        media_id: String,
-        /// `PicUrl`.
-        #[arg(long, default_value = "http://mmbiz.qpic.cn/simulated.jpg")]
-        pic_url: String,
-    },
-    /// A voice message.
-    Voice {
-        /// `MediaId`.
-        #[arg(long, default_value = "media_voice_simulated")]
-        media_id: String,
-        /// `Format`.
-        #[arg(long, default_value = "amr")]
-        format: String,
-        /// `Recognition`: speech-to-text result.
-        #[arg(long)]
-        recognition: Option<String>,
-    },
-    /// A video message.
-    Video {
-        /// `MediaId`.
-        #[arg(long, default_value = "media_video_simulated")]
-        media_id: String,
-        /// `ThumbMediaId`.
-        #[arg(long, default_value = "media_thumb_simulated")]
-        thumb_media_id: String,
-    },
-    /// A short video message.
-    Shortvideo {
-        /// `MediaId`.
-        #[arg(long, default_value = "media_shortvideo_simulated")]
-        media_id: String,
-        /// `ThumbMediaId`.
-        #[arg(long, default_value = "media_thumb_simulated")]
-        thumb_media_id: String,
-    },
-    /// A location message.
-    Location {
-        /// `Location_X`: latitude.
-        #[arg(long, default_value_t = 39.9042, allow_negative_numbers = true)]
-        lat: f64,
-        /// `Location_Y`: longitude.
-        #[arg(long, default_value_t = 116.4074, allow_negative_numbers = true)]
-        lon: f64,
-        /// `Scale`.
-        #[arg(long, default_value_t = 15)]
-        scale: u32,
-        /// `Label`.
-        #[arg(long, default_value = "Tiananmen Square, Beijing")]
-        label: String,
-    },
-    /// A link message.
-    Link {
-        /// `Title`.
-        #[arg(long, default_value = "huixin")]
-        title: String,
-        /// `Description`.
-        #[arg(long, default_value = "A letter in reply")]
-        description: String,
-        /// `Url`.
-        #[arg(long, default_value = "https://example.com/article")]
-        url: String,
-    },
-    /// A `subscribe` event: a new follower, optionally through a parameter QR code.
-    Subscribe {
-        /// The QR scene (sent as `EventKey = qrscene_<scene>` with a `Ticket`).
-        #[arg(long)]
-        scene: Option<String>,
-    },
-    /// An `unsubscribe` event.
-    Unsubscribe,
-    /// A `SCAN` event: a follower scanned a parameter QR code.
-    Scan {
-        /// The scene id or string.
-        scene: String,
-    },
-    /// A `LOCATION` event (periodic location report).
-    LocationEvent {
-        /// `Latitude`.
-        #[arg(long, default_value_t = 39.9042, allow_negative_numbers = true)]
-        lat: f64,
-        /// `Longitude`.
-        #[arg(long, default_value_t = 116.4074, allow_negative_numbers = true)]
-        lon: f64,
-        /// `Precision`.
-        #[arg(long, default_value_t = 30.0)]
-        precision: f64,
-    },
-    /// A `CLICK` event (menu button).
-    Click {
-        /// The button's key.
-        key: String,
-    },
-    /// A `VIEW` event (menu link).
-    View {
-        /// The URL.
-        url: String,
-    },
-    /// Any other event, by name, with an optional `EventKey`.
-    Event {
-        /// The `Event` value, sent as given.
-        name: String,
-        /// `EventKey`.
-        #[arg(long)]
-        key: Option<String>,
-    },
-    /// Send an XML file as the message body (its header fields are used as they are).
-    File {
-        /// The file, e.g. one of `tests/fixtures/*.xml`.
-        path: std::path::PathBuf,
-    },
-}
-
-fn leaf(name: &str, value: impl ToString) -> Element {
-    Element::leaf(name, value.to_string())
-}
-
-impl MessageSpec {
-    /// Whether this is a user message (carries a `MsgId`).
-    fn is_user_message(&self) -> bool {
-        matches!(
-            self,
-            Self::Text { .. }
-                | Self::Image { .. }
-                | Self::Voice { .. }
-                | Self::Video { .. }
-                | Self::Shortvideo { .. }
-                | Self::Location { .. }
-                | Self::Link { .. }
-        )
-    }
-
-    /// The message XML. [`MessageSpec::File`] is read from disk.
-    pub fn to_xml(&self, header: &Header) -> Result<String, SimError> {
-        if let Self::File { path } = self {
-            return std::fs::read_to_string(path).map_err(|source| SimError::File {
-                path: path.display().to_string(),
-                source,
-            });
-        }
-        Ok(self.to_element(header).to_xml())
-    }
-
-    /// The message as an element tree ([`MessageSpec::File`] gives an empty `<xml/>`).
-    pub fn to_element(&self, header: &Header) -> Element {
-        let mut f = vec![
-            leaf("ToUserName", &header.to),
-            leaf("FromUserName", &header.from),
-            leaf("CreateTime", header.create_time),
-        ];
-        let event = |f: &mut Vec<Element>, name: &str| {
-            f.push(leaf("MsgType", "event"));
-            f.push(leaf("Event", name));
-        };
-        match self {
-            Self::Text { content } => {
-                f.push(leaf("MsgType", "text"));
-                f.push(leaf("Content", content));
-            }
-            Self::Image { media_id, pic_url } => {
-                f.push(leaf("MsgType", "image"));
-                f.push(leaf("PicUrl", pic_url));
-                f.push(leaf("MediaId", media_id));
-            }
-            Self::Voice {
-                media_id,
-                format,
-                recognition,
-            } => {
-                f.push(leaf("MsgType", "voice"));
-                f.push(leaf("MediaId", media_id));
-                f.push(leaf("Format", format));
-                if let Some(r) = recognition {
-                    f.push(leaf("Recognition", r));
-                }
-            }
-            Self::Video {
-                media_id,
-                thumb_media_id,
-            }
-            | Self::Shortvideo {
-                media_id,
-                thumb_media_id,
-            } => {
-                let t = if matches!(self, Self::Video { .. }) {
-                    "video"
-                } else {
-                    "shortvideo"
-                };
-                f.push(leaf("MsgType", t));
-                f.push(leaf("MediaId", media_id));
-                f.push(leaf("ThumbMediaId", thumb_media_id));
-            }
-            Self::Location {
-                lat,
-                lon,
-                scale,
-                label,
-            } => {
-                f.push(leaf("MsgType", "location"));
-                f.push(leaf("Location_X", lat));
-                f.push(leaf("Location_Y", lon));
-                f.push(leaf("Scale", scale));
-                f.push(leaf("Label", label));
-            }
-            Self::Link {
-                title,
-                description,
-                url,
-            } => {
-                f.push(leaf("MsgType", "link"));
-                f.push(leaf("Title", title));
-                f.push(leaf("Description", description));
-                f.push(leaf("Url", url));
-            }
-            Self::Subscribe { scene } => {
-                event(&mut f, "subscribe");
-                if let Some(scene) = scene {
-                    f.push(leaf("EventKey", format!("qrscene_{scene}")));
-                    f.push(leaf("Ticket", "gQsimulatedticket"));
-                }
-            }
-            Self::Unsubscribe => event(&mut f, "unsubscribe"),
-            Self::Scan { scene } => {
-                event(&mut f, "SCAN");
-                f.push(leaf("EventKey", scene));
-                f.push(leaf("Ticket", "gQsimulatedticket"));
-            }
-            Self::LocationEvent {
-                lat,
-                lon,
-                precision,
-            } => {
-                event(&mut f, "LOCATION");
-                f.push(leaf("Latitude", lat));
-                f.push(leaf("Longitude", lon));
-                f.push(leaf("Precision", precision));
-            }
-            Self::Click { key } => {
-                event(&mut f, "CLICK");
-                f.push(leaf("EventKey", key));
-            }
-            Self::View { url } => {
-                event(&mut f, "VIEW");
-                f.push(leaf("EventKey", url));
-            }
-            Self::Event { name, key } => {
-                event(&mut f, name);
-                if let Some(key) = key {
-                    f.push(leaf("EventKey", key));
-                }
-            }
-            Self::File { .. } => return Element::node("xml", Vec::new()),
-        }
-        if self.is_user_message() {
-            f.push(leaf("MsgId", header.msg_id));
-        }
-        Element::node("xml", f)
-    }
 }
 
 /// A signed (and possibly encrypted) request, ready to send or to replay.
@@ -351,6 +60,10 @@ pub struct Prepared {
     pub nonce: String,
     /// Whether the body is the encrypted envelope.
     pub encrypted: bool,
+    /// `FromUserName` of the message (the reply must go back to it).
+    pub from_user: String,
+    /// `ToUserName` of the message (the reply must come from it).
+    pub to_user: String,
 }
 
 /// The outcome of one exchange.
@@ -479,7 +192,17 @@ impl Simulator {
             extra.push(("encrypt_type", "aes"));
             extra.push(("msg_signature", msg_signature));
         }
+        let header = crate::wechat::xml::parse_str(&xml).ok();
+        let field = |name: &str| {
+            header
+                .as_ref()
+                .and_then(|root| root.text_of(name))
+                .unwrap_or_default()
+                .to_owned()
+        };
         Prepared {
+            from_user: field("FromUserName"),
+            to_user: field("ToUserName"),
             url: self.signed_url(timestamp, nonce, &extra),
             body,
             timestamp: timestamp.to_owned(),
@@ -516,6 +239,19 @@ impl Simulator {
         }
         let (reply_xml, encrypted) = self.open_reply(&body)?;
         let reply = Reply::parse(reply_xml.as_deref().unwrap_or("success"))?;
+        if reply.reply != Reply::Success {
+            if prepared.encrypted && !encrypted {
+                return Err(SimError::Refused(
+                    "the request was encrypted, the reply is not".into(),
+                ));
+            }
+            if reply.to != prepared.from_user || reply.from != prepared.to_user {
+                return Err(SimError::Refused(format!(
+                    "reply goes from {:?} to {:?}, expected from {:?} to {:?}",
+                    reply.from, reply.to, prepared.to_user, prepared.from_user
+                )));
+            }
+        }
         Ok(Exchange {
             status,
             body,
