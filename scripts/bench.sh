@@ -19,8 +19,9 @@ REQUESTS=${REQUESTS:-1000}
 
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 cargo build --release --quiet --bin huixin --example bare_axum
-BIN=$PWD/target/release/huixin
-REF=$PWD/target/release/examples/bare_axum
+TARGET=${CARGO_TARGET_DIR:-$PWD/target}
+BIN=$TARGET/release/huixin
+REF=$TARGET/release/examples/bare_axum
 
 work=$(mktemp -d)
 pids=()
@@ -53,6 +54,8 @@ token = "benchToken"
 app_id = "wx49f0ab532d5d035a"
 encoding_aes_key = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"
 mode = "$1"
+# Requests are signed once before the runs; long runs must not turn them stale.
+max_clock_skew_secs = 0
 [log]
 level = "warn"
 EOF
