@@ -498,26 +498,36 @@ fn news_router() -> Router {
 async fn news_article_limits_follow_the_message_kind() {
     for mode in MODES {
         let server = start(mode, news_router()).await;
-        let to_text = send(
-            &server,
-            &spec_xml(&MessageSpec::Text {
-                content: "news".into(),
-            }),
-        )
-        .await;
-        let Reply::News(a) = &reply_of(&to_text).reply else {
-            panic!("news expected")
-        };
-        assert_eq!(a.len(), 1, "one article when answering a user's message");
-        let to_event = send(
-            &server,
-            &spec_xml(&MessageSpec::Click { key: "news".into() }),
-        )
-        .await;
-        let Reply::News(a) = &reply_of(&to_event).reply else {
-            panic!("news expected")
-        };
-        assert_eq!(a.len(), 8, "at most eight otherwise");
+        // One article when answering any message a user sent (WeChat's own documentation
+        // lists voice too, so the limit covers every user message type)...
+        for name in [
+            "text.xml",
+            "image.xml",
+            "voice.xml",
+            "video.xml",
+            "shortvideo.xml",
+            "location.xml",
+            "link.xml",
+            "miniprogrampage.xml",
+        ] {
+            let xml = String::from_utf8(common::fixture(&format!("messages/{name}"))).unwrap();
+            let exchange = send(&server, &xml).await;
+            let Reply::News(a) = &reply_of(&exchange).reply else {
+                panic!("news expected")
+            };
+            assert_eq!(a.len(), 1, "{mode:?} {name}");
+        }
+        // ...and at most eight when answering an event.
+        for spec in [
+            MessageSpec::Click { key: "news".into() },
+            MessageSpec::Subscribe { scene: None },
+        ] {
+            let exchange = send(&server, &spec_xml(&spec)).await;
+            let Reply::News(a) = &reply_of(&exchange).reply else {
+                panic!("news expected")
+            };
+            assert_eq!(a.len(), 8, "{mode:?} {spec:?}");
+        }
     }
 }
 
