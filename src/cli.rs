@@ -2,15 +2,21 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::bot::late::LogLateReplies;
+use crate::bot::pipeline;
 use crate::config::{Config, ConfigError};
+use crate::rules::context::Services;
+use crate::rules::{self, Rules, RulesError, Source};
 use crate::server::{self, ServerError};
 use crate::simulator::{Header, MessageSpec, SimError, Simulator, describe_reply};
 use crate::store::{Store, StoreError};
 use crate::telemetry;
-use crate::wechat::Mode;
+use crate::wechat::{Message, Mode};
 
 /// huixin: WeChat Official Account bot framework and push server.
 #[derive(Debug, Parser)]
@@ -40,6 +46,50 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Print the callback token in use (configured, or generated on first start).
     Token,
+    /// Work with the rules: check them, try them on a made-up message, write the shipped ones.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+/// `huixin rules …`.
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Compile every rule file and report each error with its file and line (exit 1 on any).
+    Check {
+        /// The rules folder (default: [rules] dir).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Run the rules offline on a made-up message and print the reply.
+    Test(RulesTestArgs),
+    /// Write the shipped rules into the rules folder (existing files are kept).
+    Init {
+        /// The folder (default: [rules] dir).
+        dir: Option<PathBuf>,
+        /// Overwrite files that exist.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// `huixin rules test`.
+#[derive(Debug, Args)]
+pub struct RulesTestArgs {
+    /// The message type or event: text, image, voice, video, shortvideo, location, link,
+    /// subscribe, unsubscribe, scan, click, view, or any other event name.
+    pub kind: String,
+    /// The text (text), media id (image, voice, video), label (location), URL (link, view),
+    /// scene (subscribe, scan) or key (click and other events).
+    pub value: Option<String>,
+    /// The sender's OpenID.
+    #[arg(long, default_value = "o_huixin_rules_test", value_name = "OPENID")]
+    pub from: String,
+    /// The rules folder (default: [rules] dir).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Use the configured store (real sessions and followers) instead of a throwaway one.
+    #[arg(long)]
+    pub use_store: bool,
 }
 
 /// `huixin simulate`.
@@ -100,6 +150,9 @@ pub enum CliError {
     /// The simulation failed.
     #[error(transparent)]
     Simulate(#[from] SimError),
+    /// The rules have errors.
+    #[error("the rules have errors:\n{0}")]
+    Rules(#[from] RulesError),
     /// A usage problem, explained.
     #[error("{0}")]
     Usage(String),
@@ -132,17 +185,221 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let config = Config::load(cli.config.as_deref())?;
     telemetry::init(&config.log.level);
     match cli.command {
-        Command::Serve => {
-            // Until rules are configured, the server runs the built-in echo bot.
-            server::serve(&config, crate::bot::echo::router()).await?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Serve => serve(&config).await,
+        Command::Rules(cmd) => rules_command(&config, cmd).await,
         Command::Token => {
             println!("{}", existing_token(&config).await?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Simulate(args) => simulate(&config, args).await,
     }
+}
+
+/// `huixin serve`: the store, the rules (reloaded on change), the configured pipeline.
+async fn serve(config: &Config) -> Result<ExitCode, CliError> {
+    let store = Store::open(&config.storage.url).await?;
+    let rules = Arc::new(Rules::open(&config.rules, Vec::new())?);
+    let current = rules.current();
+    match &current.source {
+        Source::Builtin => println!(
+            "rules: {} built-in rules ({} does not exist; `huixin rules init` writes editable copies)",
+            current.rules.len(),
+            config.rules.dir.display()
+        ),
+        source => println!("rules: {} rules from {source}", current.rules.len()),
+    }
+    if config.rules.reload {
+        rules.spawn_watcher(Duration::from_millis(500));
+    }
+    let router = pipeline::bot(config, &store, rules, Arc::new(LogLateReplies)).await?;
+    spawn_pruning(store.clone(), config.bot.log_retention_days);
+    server::Server::bind_with_store(config, store, router)
+        .await?
+        .run_until_signal()
+        .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prunes old log rows, dedup records and expired sessions every hour.
+fn spawn_pruning(store: Store, retention_days: u32) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            match store.prune(retention_days).await {
+                Ok(p) => tracing::debug!(
+                    log = p.log,
+                    dedup = p.dedup,
+                    sessions = p.sessions,
+                    "pruned"
+                ),
+                Err(e) => tracing::warn!(error = %e, "pruning the store failed"),
+            }
+        }
+    });
+}
+
+async fn rules_command(config: &Config, cmd: RulesCommand) -> Result<ExitCode, CliError> {
+    match cmd {
+        RulesCommand::Check { dir } => {
+            let dir = dir.unwrap_or_else(|| config.rules.dir.clone());
+            let loader = rules::loader(&config.rules, Vec::new())?;
+            if !dir.is_dir() {
+                return Err(CliError::Usage(format!(
+                    "{} is not a folder (`huixin rules init` writes the shipped rules there)",
+                    dir.display()
+                )));
+            }
+            match loader.load_dir(&dir) {
+                Ok(set) => {
+                    for f in &set.files {
+                        println!("{}: {} rules, {} before hooks", f.name, f.rules, f.hooks);
+                    }
+                    for rule in &set.rules {
+                        println!("  {}  when {}", rule.origin, rule.conditions);
+                    }
+                    println!("ok: {} rules in {} files", set.rules.len(), set.files.len());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(errors) => {
+                    for e in &errors {
+                        eprintln!("{e}");
+                    }
+                    eprintln!("{} error(s)", errors.len());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        RulesCommand::Test(args) => rules_test(config, args).await,
+        RulesCommand::Init { dir, force } => {
+            let dir = dir.unwrap_or_else(|| config.rules.dir.clone());
+            let written = rules::builtin::write_to(&dir, force)
+                .map_err(|e| CliError::Usage(format!("cannot write {}: {e}", dir.display())))?;
+            for path in &written {
+                println!("wrote {}", path.display());
+            }
+            if written.is_empty() {
+                println!(
+                    "{} already has every shipped file (--force overwrites)",
+                    dir.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The made-up message for `huixin rules test <kind> [value]`, built like `huixin simulate`'s.
+fn test_spec(kind: &str, value: Option<&str>) -> Result<MessageSpec, CliError> {
+    let kind_lc = kind.to_ascii_lowercase();
+    let mut argv: Vec<String> = vec!["rules-test".into()];
+    let with = |flag: &str| -> Vec<String> {
+        match value {
+            Some(v) => vec![kind_lc.clone(), flag.into(), v.into()],
+            None => vec![kind_lc.clone()],
+        }
+    };
+    argv.extend(match kind_lc.as_str() {
+        "text" => vec!["text".into(), value.unwrap_or_default().into()],
+        "image" | "voice" | "video" | "shortvideo" => with("--media-id"),
+        "location" => with("--label"),
+        "link" => with("--url"),
+        "subscribe" => with("--scene"),
+        "unsubscribe" => vec!["unsubscribe".into()],
+        "scan" | "click" | "view" => match value {
+            Some(v) => vec![kind_lc.clone(), v.into()],
+            None => {
+                return Err(CliError::Usage(format!(
+                    "`{kind}` needs a value (the scene, key or URL)"
+                )));
+            }
+        },
+        _ => {
+            let mut v = vec!["event".into(), kind.into()];
+            if let Some(key) = value {
+                v.extend(["--key".into(), key.into()]);
+            }
+            v
+        }
+    });
+    #[derive(Parser)]
+    struct SpecOnly {
+        #[command(subcommand)]
+        spec: MessageSpec,
+    }
+    SpecOnly::try_parse_from(argv)
+        .map(|s| s.spec)
+        .map_err(|e| CliError::Usage(e.to_string()))
+}
+
+async fn rules_test(config: &Config, args: RulesTestArgs) -> Result<ExitCode, CliError> {
+    let spec = test_spec(&args.kind, args.value.as_deref())?;
+    let xml = spec.to_xml(&Header::new("gh_huixin_rules_test", &args.from))?;
+    let message = Message::parse(xml.as_bytes())
+        .map_err(|e| CliError::Usage(format!("cannot build that message: {e}")))?;
+    let mut rules_config = config.rules.clone();
+    if let Some(dir) = args.dir {
+        rules_config.dir = dir;
+    }
+    let rules = Rules::open(&rules_config, Vec::new())?;
+    // A throwaway store unless asked otherwise: trying rules must not touch real sessions.
+    let scratch = tempfile_dir()?;
+    let url = if args.use_store {
+        config.storage.url.clone()
+    } else {
+        format!("sqlite://{}", scratch.join("rules-test.db").display())
+    };
+    let store = Store::open(&url).await?;
+    let services = Services {
+        store: Some(store),
+        blocklist: None,
+        extensions: Default::default(),
+    };
+    println!(
+        "rules: {} rules from {}",
+        rules.current().rules.len(),
+        rules.current().source
+    );
+    println!("→ {} from {}", describe_message(&message), args.from);
+    let outcome = rules.run(Arc::new(message), services).await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    if let Some(error) = &outcome.error {
+        println!("✗ {error}");
+    }
+    for line in describe_reply(&outcome.reply).lines() {
+        println!("← {line}");
+    }
+    match &outcome.replied_by {
+        Some(origin) => println!("  (replied by {origin})"),
+        None if outcome.error.is_none() => println!("  (no rule replied)"),
+        None => println!("  (the [rules] fallback)"),
+    }
+    Ok(if outcome.error.is_some() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn describe_message(m: &Message) -> String {
+    match (m.content(), m.event_name(), m.event_key()) {
+        (Some(text), _, _) => format!("text {text:?}"),
+        (None, Some(event), Some(key)) => format!("event {event} (key {key:?})"),
+        (None, Some(event), None) => format!("event {event}"),
+        _ => m.msg_type().to_owned(),
+    }
+}
+
+/// A fresh folder under the system's temp dir.
+fn tempfile_dir() -> Result<PathBuf, CliError> {
+    let dir = std::env::temp_dir().join(format!(
+        "huixin-rules-test-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| CliError::Usage(format!("cannot create {}: {e}", dir.display())))?;
+    Ok(dir)
 }
 
 /// The token a running server signs with, without creating one.

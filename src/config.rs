@@ -23,7 +23,7 @@ pub const CONFIG_ENV: &str = "HUIXIN_CONFIG";
 pub const ENV_PREFIX: &str = "HUIXIN_";
 
 /// Sections of the config; `HUIXIN_<SECTION>_<KEY>` maps to `[section] key`.
-const SECTIONS: &[&str] = &["server", "wechat", "storage", "rules", "log"];
+const SECTIONS: &[&str] = &["server", "wechat", "storage", "rules", "bot", "log"];
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -37,6 +37,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// `[rules]`: the bot's Rhai rules.
     pub rules: RulesConfig,
+    /// `[bot]`: the message pipeline around the rules.
+    pub bot: BotConfig,
     /// `[log]`: logging.
     pub log: LogConfig,
 }
@@ -150,14 +152,88 @@ impl Default for StorageConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RulesConfig {
-    /// `dir`: the folder of `*.rhai` rules. Default `rules`.
+    /// `dir`: the folder of rules (`*.rhai` scripts and `*.toml` keyword tables). Default
+    /// `rules`. When it does not exist, the rules built into the binary run.
     pub dir: PathBuf,
+    /// `fallback`: the answer when a script fails or hits a limit: `success` (no visible
+    /// reply) or a text to send. Default `success`.
+    pub fallback: String,
+    /// `max_operations`: Rhai operations one script call may take. Default 100000.
+    pub max_operations: u64,
+    /// `max_run_ms`: wall-clock time the scripts may take for one message. Default 1000.
+    pub max_run_ms: u64,
+    /// `timezone`: for `format_time` in scripts, an IANA name or a fixed offset (`+08:00`).
+    /// Default `Asia/Shanghai`.
+    pub timezone: String,
+    /// `reload`: pick up edits to the folder without a restart. Default true.
+    pub reload: bool,
 }
 
 impl Default for RulesConfig {
     fn default() -> Self {
         Self {
             dir: PathBuf::from("rules"),
+            fallback: "success".into(),
+            max_operations: 100_000,
+            max_run_ms: 1_000,
+            timezone: "Asia/Shanghai".into(),
+            reload: true,
+        }
+    }
+}
+
+/// The middleware names `[bot] middleware` may list.
+pub const MIDDLEWARE: &[&str] = &[
+    "trace",
+    "dedup",
+    "deadline",
+    "followers",
+    "log",
+    "blocklist",
+    "rate_limit",
+];
+
+/// `[bot]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BotConfig {
+    /// `reply_deadline_ms`: when the reply is not ready by then, answer `success` at once and
+    /// hand the reply, when it comes, to the customer-service sender (WeChat gives up at
+    /// 5000 ms). Default 4500.
+    pub reply_deadline_ms: u64,
+    /// `middleware`: the pipeline around the rules, outermost first; leave one out to turn it
+    /// off. Default `["trace", "dedup", "deadline", "followers", "log", "blocklist",
+    /// "rate_limit"]`.
+    #[serde(deserialize_with = "string_or_list")]
+    pub middleware: Vec<String>,
+    /// `dedup_window_secs`: how long a message is remembered to recognise WeChat's retries
+    /// (they come within 15 s). Default 60.
+    pub dedup_window_secs: u64,
+    /// `rate_limit_per_minute`: messages one user may send per minute before being ignored
+    /// (events are not counted); 0 disables. Default 30.
+    pub rate_limit_per_minute: u32,
+    /// `rate_limit_reply`: what an over-limit user is told; empty answers `success`.
+    /// Default empty.
+    pub rate_limit_reply: String,
+    /// `blocklist`: OpenIDs whose messages are ignored (scripts can add more at runtime).
+    /// Default empty.
+    #[serde(deserialize_with = "string_or_list")]
+    pub blocklist: Vec<String>,
+    /// `log_retention_days`: how long the inbound message log is kept; 0 keeps it forever.
+    /// Default 30.
+    pub log_retention_days: u32,
+}
+
+impl Default for BotConfig {
+    fn default() -> Self {
+        Self {
+            reply_deadline_ms: 4_500,
+            middleware: MIDDLEWARE.iter().map(|m| (*m).to_owned()).collect(),
+            dedup_window_secs: 60,
+            rate_limit_per_minute: 30,
+            rate_limit_reply: String::new(),
+            blocklist: Vec::new(),
+            log_retention_days: 30,
         }
     }
 }
@@ -334,9 +410,8 @@ impl Config {
             return invalid("[server] path cannot be /healthz, which huixin serves itself".into());
         }
         let public_url = &self.server.public_url;
-        if !public_url.is_empty()
-            && !(public_url.starts_with("http://") || public_url.starts_with("https://"))
-        {
+        let is_http = |u: &str| u.starts_with("http://") || u.starts_with("https://");
+        if !public_url.is_empty() && !is_http(public_url) {
             return invalid(format!(
                 "[server] public_url {public_url:?} must be an http(s) URL"
             ));
@@ -368,6 +443,58 @@ impl Config {
         {
             return invalid("[wechat] api_base must be an http(s) URL".into());
         }
+        self.validate_rules_and_bot()
+    }
+}
+
+impl Config {
+    fn validate_rules_and_bot(&self) -> Result<(), ConfigError> {
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        let bot = &self.bot;
+        if !(100..=4_900).contains(&bot.reply_deadline_ms) {
+            return invalid(
+                "[bot] reply_deadline_ms must be between 100 and 4900 (WeChat gives up at 5000)"
+                    .into(),
+            );
+        }
+        if bot.dedup_window_secs < 20 {
+            return invalid(
+                "[bot] dedup_window_secs must be at least 20 (WeChat retries for 15 s)".into(),
+            );
+        }
+        let mut seen = Vec::new();
+        for name in &bot.middleware {
+            if !MIDDLEWARE.contains(&name.as_str()) {
+                return invalid(format!(
+                    "[bot] middleware: unknown {name:?} (known: {})",
+                    MIDDLEWARE.join(", ")
+                ));
+            }
+            if seen.contains(&name) {
+                return invalid(format!("[bot] middleware: {name:?} is listed twice"));
+            }
+            seen.push(name);
+        }
+        let position = |name: &str| bot.middleware.iter().position(|m| m == name);
+        if let (Some(dedup), Some(deadline)) = (position("dedup"), position("deadline"))
+            && deadline < dedup
+        {
+            return invalid(
+                "[bot] middleware: \"dedup\" must come before \"deadline\", or a retry of a late \
+                 message would be answered twice"
+                    .into(),
+            );
+        }
+        let rules = &self.rules;
+        if rules.max_operations < 1_000 {
+            return invalid("[rules] max_operations must be at least 1000".into());
+        }
+        if !(10..=60_000).contains(&rules.max_run_ms) {
+            return invalid("[rules] max_run_ms must be between 10 and 60000".into());
+        }
+        if let Err(e) = crate::rules::api::time::parse_timezone(&rules.timezone) {
+            return invalid(format!("[rules] timezone: {e}"));
+        }
         Ok(())
     }
 }
@@ -390,6 +517,9 @@ const STRING_KEYS: &[(&str, &str)] = &[
     ("wechat", "api_base"),
     ("storage", "url"),
     ("rules", "dir"),
+    ("rules", "fallback"),
+    ("rules", "timezone"),
+    ("bot", "rate_limit_reply"),
     ("log", "level"),
 ];
 

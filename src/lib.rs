@@ -9,8 +9,11 @@
 //!
 //! - [`wechat`]: the callback protocol, pure: signatures, AES, XML parsing into typed
 //!   messages, reply rendering. No I/O.
-//! - [`bot`]: the dispatcher: routes of async handlers behind filters, middleware around them,
-//!   and the built-in echo bot.
+//! - [`bot`]: the dispatcher: routes of async handlers behind filters, middleware around them
+//!   (dedup of retries, the deadline watchdog, followers, the message log, blocklist, rate
+//!   limit), the pipeline `huixin serve` runs, and the built-in echo bot.
+//! - [`rules`]: the bot's behaviour as sandboxed Rhai scripts and keyword tables, reloaded
+//!   when they change.
 //! - [`server`]: the HTTP edge (axum): callback `GET`/`POST`, `/healthz`, startup, shutdown.
 //! - [`store`]: persistent state (sqlx; SQLite by default) and its migrations.
 //! - [`simulator`]: plays WeChat against a running server (`huixin simulate`, the tests).
@@ -38,6 +41,7 @@
 pub mod bot;
 pub mod cli;
 pub mod config;
+pub mod rules;
 pub mod server;
 pub mod simulator;
 pub mod store;

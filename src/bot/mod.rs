@@ -25,10 +25,14 @@
 
 pub mod echo;
 pub mod filter;
+pub mod late;
+pub mod middleware;
+pub mod pipeline;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::http::Extensions;
 
@@ -100,7 +104,8 @@ where
 }
 
 /// What a handler and a middleware see: the message, the captures of the filter that matched
-/// (empty in middleware), and extensions middleware can use to pass values inward.
+/// (empty in middleware), extensions middleware can use to pass values inward, and the
+/// message's [`Trail`].
 #[derive(Debug, Clone)]
 pub struct Context {
     /// The inbound message.
@@ -109,16 +114,68 @@ pub struct Context {
     pub captures: Captures,
     /// Typed values added by middleware (e.g. a session), read by handlers.
     pub extensions: Extensions,
+    /// What happened to the message so far; shared by every clone of this context.
+    pub trail: Arc<Trail>,
 }
 
 impl Context {
     /// A context for a message, with no captures or extensions.
     pub fn new(message: Message) -> Self {
+        Self::from_arc(Arc::new(message))
+    }
+
+    /// A context for a shared message.
+    pub fn from_arc(message: Arc<Message>) -> Self {
         Self {
-            message: Arc::new(message),
+            message,
             captures: Captures::default(),
             extensions: Extensions::new(),
+            trail: Arc::new(Trail::default()),
         }
+    }
+}
+
+/// What happened to one message on its way through the pipeline, for the layers that report
+/// on it (the inbound log): whether the deadline passed, whether a layer answered for it.
+#[derive(Debug, Default)]
+pub struct Trail {
+    late: AtomicBool,
+    outcome: Mutex<Option<&'static str>>,
+    replied_by: Mutex<Option<String>>,
+}
+
+impl Trail {
+    /// The reply missed the deadline: `success` went out and the reply follows separately.
+    pub fn set_late(&self) {
+        self.late.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the reply missed the deadline.
+    pub fn is_late(&self) -> bool {
+        self.late.load(Ordering::SeqCst)
+    }
+
+    /// A layer answered for the message (`retry`, `blocked`, `limited`).
+    pub fn set_outcome(&self, outcome: &'static str) {
+        *self.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
+    }
+
+    /// What a layer set, if any.
+    pub fn outcome(&self) -> Option<&'static str> {
+        *self.outcome.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The rule that replied (`file:line`).
+    pub fn set_replied_by(&self, rule: String) {
+        *self.replied_by.lock().unwrap_or_else(|p| p.into_inner()) = Some(rule);
+    }
+
+    /// The rule that replied, if a rule did.
+    pub fn replied_by(&self) -> Option<String> {
+        self.replied_by
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 

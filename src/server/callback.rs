@@ -16,7 +16,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
-use tracing::{Instrument, debug, error, info_span, warn};
+use tracing::{debug, error, warn};
 
 use super::AppState;
 use crate::bot::{BotError, Context};
@@ -88,44 +88,27 @@ pub async fn receive(
         Err(e) => return refuse(e, peer),
     };
 
-    let message = &inbound.message;
-    let span = info_span!(
-        "message",
-        openid = %message.from,
-        msg_type = %message.kind.msg_type(),
-        msg_id = message.msg_id.map(|id| id.0),
-        event = message.event_name(),
-        create_time = message.create_time,
-    );
-    async {
-        if let Some(reason) = &inbound.message.degraded {
-            warn!(error = %reason.to_string().escape_debug(), "a known message type with a field that does not parse; handled as Unknown");
-        }
-        answer(&state, &query, &inbound).await
-    }
-    .instrument(span)
-    .await
+    // The `trace` middleware opens the per-message span; this layer's own lines name the ids.
+    answer(&state, &query, &inbound).await
 }
 
 /// Dispatches the message and seals the reply. Our own failures become `success`.
 async fn answer(state: &AppState, query: &CallbackQuery, inbound: &Inbound) -> Response {
-    let ctx = Context {
-        message: Arc::clone(&inbound.message),
-        captures: Default::default(),
-        extensions: Default::default(),
-    };
+    let ctx = Context::from_arc(Arc::clone(&inbound.message));
     let reply = match std::panic::AssertUnwindSafe(state.router().dispatch(ctx))
         .catch_unwind()
         .await
     {
         Ok(Ok(reply)) => reply,
         Ok(Err(e)) => {
-            error!(error = %e, "bot failed; answered success");
+            let m = &inbound.message;
+            error!(openid = %m.from, msg_id = m.msg_id.map(|id| id.0), msg_type = %m.kind.msg_type(), error = %e, "bot failed; answered success");
             Reply::Success
         }
         Err(panic) => {
+            let m = &inbound.message;
             let e = BotError::Panic(panic_message(&panic));
-            error!(error = %e, "bot panicked; answered success");
+            error!(openid = %m.from, msg_id = m.msg_id.map(|id| id.0), msg_type = %m.kind.msg_type(), error = %e, "bot panicked; answered success");
             Reply::Success
         }
     };

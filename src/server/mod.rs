@@ -184,6 +184,7 @@ pub struct Server {
     token: String,
     token_source: TokenSource,
     limits: listen::Limits,
+    store: Store,
 }
 
 impl std::fmt::Debug for Server {
@@ -200,12 +201,21 @@ impl Server {
     /// `[server] listen`.
     pub async fn bind(config: &Config, router: Router) -> Result<Self, ServerError> {
         let store = Store::open(&config.storage.url).await?;
+        Self::bind_with_store(config, store, router).await
+    }
+
+    /// As [`Server::bind`], with a store already open (the router's middleware uses it too).
+    pub async fn bind_with_store(
+        config: &Config,
+        store: Store,
+        router: Router,
+    ) -> Result<Self, ServerError> {
         let (token, token_source) = resolve_token(config, &store).await?;
         let protocol = config.wechat.protocol(&token)?;
         let state = AppState::new(
             protocol,
             router,
-            store,
+            store.clone(),
             &config.server.path,
             config.server.body_limit,
         );
@@ -226,6 +236,7 @@ impl Server {
             token,
             token_source,
             limits: listen::Limits::default(),
+            store,
         })
     }
 
@@ -250,12 +261,17 @@ impl Server {
         &self.token_source
     }
 
-    /// Serves until `shutdown` completes, then finishes in-flight requests (see [`listen`]).
+    /// Serves until `shutdown` completes, then finishes in-flight requests (see [`listen`])
+    /// and writes what the store still has queued.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         listen::serve(self.listener, self.app, shutdown, self.limits).await?;
+        // Write what the store still has queued (the message log, dedup records).
+        if let Err(e) = self.store.flush().await {
+            tracing::error!(error = %e, "queued store writes could not be flushed at shutdown");
+        }
         Ok(())
     }
 

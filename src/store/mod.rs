@@ -1,19 +1,21 @@
-//! Persistent state, through sqlx with runtime queries (the crate builds without a database).
-//! The default backend is an SQLite file in WAL mode with a busy timeout, so several huixin
-//! processes on one host can share it. Migrations are numbered SQL files under
-//! `src/store/migrations`, embedded in the binary and run at start.
+//! Persistent state behind one interface, [`Backend`], so another database can follow the
+//! SQLite default ([`sqlite`]). Queries are written at runtime (the crate builds without a
+//! database); migrations are numbered SQL files under `src/store/migrations`, embedded in the
+//! binary and run at start.
+//!
+//! Hot-path writes (the inbound log, dedup records, last-seen times) go through a
+//! [`writer`] that batches them into one transaction every 100 ms, so they never cap
+//! throughput; writes a handler needs to read back at once (sessions, follower changes) are
+//! written directly.
 
-use std::str::FromStr;
-use std::time::Duration;
+pub mod sqlite;
+pub mod writer;
 
-use sqlx::migrate::Migrator;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use std::sync::Arc;
+
+use async_trait::async_trait;
 
 use crate::wechat::signature::unix_now;
-
-static MIGRATOR: Migrator = sqlx::migrate!("src/store/migrations");
 
 /// The meta key holding a generated callback token.
 const GENERATED_TOKEN: &str = "generated_token";
@@ -31,81 +33,256 @@ pub enum StoreError {
     /// A migration failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The background writer has stopped (the server is shutting down).
+    #[error("the store's writer has stopped")]
+    WriterGone,
 }
 
-/// A handle on the database. Cheap to clone.
-#[derive(Debug, Clone)]
+/// What is known about a user.
+#[derive(Debug, Clone, PartialEq, Eq, Default, sqlx::FromRow)]
+pub struct Follower {
+    /// The OpenID.
+    pub openid: String,
+    /// Whether the user follows the account now.
+    pub subscribed: bool,
+    /// The first subscribe event seen.
+    pub first_subscribed_at: Option<i64>,
+    /// The latest subscribe event.
+    pub last_subscribed_at: Option<i64>,
+    /// The latest unsubscribe event.
+    pub unsubscribed_at: Option<i64>,
+    /// The QR scene of the latest scan-to-follow.
+    pub scene: Option<String>,
+    /// The latest message or event of any kind (written in batches: may lag by a moment).
+    pub last_seen_at: Option<i64>,
+}
+
+/// A change to one session key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionChange {
+    /// Set `key` to a JSON value, expiring at the given time (Unix seconds) if any.
+    Set {
+        /// The key.
+        key: String,
+        /// The value as JSON.
+        value: String,
+        /// When it expires.
+        expires_at: Option<i64>,
+    },
+    /// Remove `key`.
+    Delete {
+        /// The key.
+        key: String,
+    },
+}
+
+/// One row of the inbound log.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct LogEntry {
+    /// When the message arrived.
+    pub received_at: i64,
+    /// The sender.
+    pub openid: String,
+    /// `MsgType`.
+    pub msg_type: String,
+    /// The event's canonical name, for events.
+    pub event: Option<String>,
+    /// `MsgId`, as text (u64).
+    pub msg_id: Option<String>,
+    /// Content, event key or media id, truncated.
+    pub summary: Option<String>,
+    /// The reply's type (`text`, `news`, `success`, …).
+    pub reply_type: String,
+    /// `answered`, `late`, `retry`, `failed`, `limited` or `blocked`.
+    pub outcome: String,
+}
+
+/// A dedup record as shared between processes.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DedupRecord {
+    /// The message key.
+    pub key: String,
+    /// The process that ran the rules.
+    pub owner: String,
+    /// `running`, `answered` (the reply went out passively) or `late` (it went to the
+    /// customer-service sender; retries get `success`).
+    pub state: String,
+    /// The reply as JSON, once known.
+    pub reply: Option<String>,
+    /// Last change, Unix seconds.
+    pub updated_at: i64,
+}
+
+/// A write that can wait for the next batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deferred {
+    /// Append to the inbound log.
+    Log(LogEntry),
+    /// Insert or update a dedup record.
+    Dedup(DedupRecord),
+    /// Note that a user was seen.
+    Seen {
+        /// The user.
+        openid: String,
+        /// When.
+        at: i64,
+    },
+}
+
+/// Rows removed by [`Store::prune`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pruned {
+    /// Inbound log rows.
+    pub log: u64,
+    /// Dedup records.
+    pub dedup: u64,
+    /// Expired session keys.
+    pub sessions: u64,
+}
+
+/// A database huixin can keep its state in.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// Checks the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// A value from huixin's settings table.
+    async fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Stores `value` under `key` unless a value is there; returns the stored value.
+    async fn meta_get_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError>;
+
+    /// Records a subscribe event.
+    async fn follower_subscribed(
+        &self,
+        openid: &str,
+        at: i64,
+        scene: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// Records an unsubscribe event.
+    async fn follower_unsubscribed(&self, openid: &str, at: i64) -> Result<(), StoreError>;
+    /// What is known about a user.
+    async fn follower(&self, openid: &str) -> Result<Option<Follower>, StoreError>;
+    /// How many users follow the account now.
+    async fn follower_count(&self) -> Result<u64, StoreError>;
+
+    /// A user's unexpired session keys, values as JSON.
+    async fn session_load(
+        &self,
+        openid: &str,
+        now: i64,
+    ) -> Result<Vec<(String, String)>, StoreError>;
+    /// Applies changes to a user's session in one transaction.
+    async fn session_apply(
+        &self,
+        openid: &str,
+        changes: &[SessionChange],
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Writes a batch of deferred writes in one transaction.
+    async fn write_batch(&self, batch: &[Deferred]) -> Result<(), StoreError>;
+    /// Dedup records changed at or after `since` by other processes than `owner`.
+    async fn dedup_changes(&self, since: i64, owner: &str) -> Result<Vec<DedupRecord>, StoreError>;
+    /// The latest inbound log rows, newest first.
+    async fn recent_log(&self, limit: u32) -> Result<Vec<LogEntry>, StoreError>;
+
+    /// The runtime blocklist.
+    async fn blocked_users(&self) -> Result<Vec<String>, StoreError>;
+    /// Adds a user to the runtime blocklist.
+    async fn block_user(&self, openid: &str, reason: &str, at: i64) -> Result<(), StoreError>;
+    /// Removes a user from the runtime blocklist.
+    async fn unblock_user(&self, openid: &str) -> Result<(), StoreError>;
+
+    /// Removes log rows and dedup records older than the given times and expired sessions.
+    async fn prune(
+        &self,
+        log_before: i64,
+        dedup_before: i64,
+        now: i64,
+    ) -> Result<Pruned, StoreError>;
+}
+
+/// A handle on the store: the backend plus its batch writer. Cheap to clone.
+#[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    backend: Arc<dyn Backend>,
+    writer: writer::Writer,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `url` and runs pending migrations.
+    /// Opens (creating if needed) the database at `url`, runs pending migrations and starts
+    /// the batch writer (so it must be called inside a Tokio runtime).
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        if !url.starts_with("sqlite:") {
+        let backend: Arc<dyn Backend> = if url.starts_with("sqlite:") {
+            Arc::new(sqlite::SqliteBackend::open(url).await?)
+        } else {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
-        }
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await?;
-        MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        };
+        let writer = writer::Writer::spawn(Arc::clone(&backend));
+        Ok(Self { backend, writer })
+    }
+
+    /// The backend, for reads and direct writes.
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+
+    /// Queues a write for the next batch. Never waits; see [`writer`] for what happens when the
+    /// queue is full.
+    pub fn defer(&self, write: Deferred) {
+        self.writer.defer(write);
+    }
+
+    /// Writes everything queued so far, and waits for it.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.writer.flush().await
     }
 
     /// Checks the database answers (for `/healthz`).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        self.backend.ping().await
     }
 
     /// A value from huixin's settings table.
     pub async fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {
-        let value = sqlx::query_scalar::<_, String>("SELECT value FROM huixin_meta WHERE key = ?")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(value)
-    }
-
-    /// Stores `value` under `key` unless a value is there already; returns the value that
-    /// is stored afterwards. Two processes racing get the same answer.
-    pub async fn meta_get_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
-        sqlx::query("INSERT OR IGNORE INTO huixin_meta (key, value, updated_at) VALUES (?, ?, ?)")
-            .bind(key)
-            .bind(value)
-            .bind(unix_now())
-            .execute(&self.pool)
-            .await?;
-        let stored = self.meta_get(key).await?;
-        Ok(stored.unwrap_or_else(|| value.to_owned()))
+        self.backend.meta_get(key).await
     }
 
     /// The token generated on first start, if any.
     pub async fn generated_token(&self) -> Result<Option<String>, StoreError> {
-        self.meta_get(GENERATED_TOKEN).await
+        self.backend.meta_get(GENERATED_TOKEN).await
     }
 
-    /// The generated token, creating it now if there is none. Returns `(token, created)`.
+    /// The generated token, creating it now if there is none. Returns `(token, created)`;
+    /// two processes racing get the same token.
     pub async fn generated_token_or_create(&self) -> Result<(String, bool), StoreError> {
         if let Some(token) = self.generated_token().await? {
             return Ok((token, false));
         }
         let fresh = generate_token();
-        let stored = self.meta_get_or_insert(GENERATED_TOKEN, &fresh).await?;
+        let stored = self
+            .backend
+            .meta_get_or_insert(GENERATED_TOKEN, &fresh)
+            .await?;
         let created = stored == fresh;
         Ok((stored, created))
     }
 
-    /// The connection pool, for modules that own their own tables.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+    /// Removes old log rows and dedup records and expired sessions.
+    pub async fn prune(&self, log_retention_days: u32) -> Result<Pruned, StoreError> {
+        let now = unix_now();
+        // 0 keeps the log forever.
+        let log_before = match log_retention_days {
+            0 => i64::MIN,
+            days => now - i64::from(days) * 86_400,
+        };
+        // Dedup records only matter while WeChat may still retry (15 s); keep an hour.
+        self.backend.prune(log_before, now - 3_600, now).await
     }
 }
 
@@ -118,32 +295,4 @@ pub fn generate_token() -> String {
         .take(32)
         .map(char::from)
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn token_is_generated_once_and_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let store = Store::open(&url).await.unwrap();
-        let (first, created) = store.generated_token_or_create().await.unwrap();
-        assert!(created);
-        assert!(crate::config::valid_token(&first));
-        drop(store);
-        let store = Store::open(&url).await.unwrap();
-        let (again, created) = store.generated_token_or_create().await.unwrap();
-        assert!(!created);
-        assert_eq!(first, again);
-    }
-
-    #[tokio::test]
-    async fn refuses_unknown_schemes() {
-        assert!(matches!(
-            Store::open("mysql://x").await,
-            Err(StoreError::UnsupportedUrl(_))
-        ));
-    }
 }

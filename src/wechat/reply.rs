@@ -18,7 +18,8 @@ pub const MAX_ARTICLES_TO_MESSAGE: usize = 1;
 pub const MAX_ARTICLES: usize = 8;
 
 /// A passive reply.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", content = "body", rename_all = "snake_case")]
 pub enum Reply {
     /// `text`: `<Content>`. Never sent empty.
     Text {
@@ -58,7 +59,7 @@ pub enum Reply {
 }
 
 /// The body of a `music` reply.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Music {
     /// `Title`.
     pub title: String,
@@ -73,7 +74,7 @@ pub struct Music {
 }
 
 /// One news article.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Article {
     /// `Title`.
     pub title: String,

@@ -326,7 +326,11 @@ mod tests {
         ));
         assert!(parse_str("<xml><A></B></xml>").is_err());
         assert_eq!(parse_str("<xml/><xml/>"), Err(XmlError::Trailing));
-        let deep = "<a>".repeat(MAX_DEPTH + 1) + &"</a>".repeat(MAX_DEPTH + 1);
+        let deep = format!(
+            "{}{}",
+            "<a>".repeat(MAX_DEPTH + 1),
+            "</a>".repeat(MAX_DEPTH + 1)
+        );
         assert_eq!(parse_str(&deep), Err(XmlError::TooDeep));
     }
 

@@ -1,0 +1,401 @@
+//! Retry dedup. WeChat resends a message it got no answer to (3 tries, about 5 s apart, an
+//! identical body). A retry must never run the rules twice, and must receive exactly what the
+//! first attempt's rules produced.
+//!
+//! The key (reference §5) is `FromUserName` + `MsgId` for messages, and `FromUserName` +
+//! `CreateTime` + `Event` + `EventKey` for events (bare `MsgId` collides across users).
+//!
+//! Each key is in one of these states:
+//! - **running**: the first attempt's rules are at work. A retry arriving now waits for the
+//!   reply (up to `[bot] reply_deadline_ms`, then `success`).
+//! - **answered**: the reply went out passively; every retry gets the same reply again.
+//! - **late**: the first attempt hit the deadline and answered `success`, and the reply came
+//!   when no retry was waiting: it went to the customer-service sender, so retries get
+//!   `success` (the user is not sent the reply twice).
+//!
+//! When the reply misses the deadline while a retry waits, it rides on that retry as a
+//! passive reply instead: delivered once, without the customer-service API's quota or window.
+//!
+//! Several processes on one database: records are written to the store in batches and every
+//! process reads the others' every second, far inside WeChat's 5 s between tries, so a retry
+//! reaching another process is recognised too (and waits for, or replays, the owner's reply).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::deadline::LateSink;
+use crate::bot::late::LateReplies;
+use crate::bot::{BotError, BoxFuture, Context, Middleware, Next};
+use crate::store::{DedupRecord, Deferred, Store};
+use crate::wechat::signature::unix_now;
+use crate::wechat::{Message, Reply};
+
+/// How often other processes' records are read.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+/// How often a retry waiting on another process looks again.
+const FOREIGN_POLL: Duration = Duration::from_millis(100);
+
+/// The dedup key of a message.
+pub fn key_of(m: &Message) -> String {
+    match m.msg_id {
+        Some(id) => format!("msg:{}:{}", m.from, id),
+        None => format!(
+            "evt:{}:{}:{}:{}",
+            m.from,
+            m.create_time,
+            m.event_name()
+                .unwrap_or_else(|| m.msg_type())
+                .to_ascii_lowercase(),
+            m.raw.text_of("EventKey").unwrap_or_default().trim()
+        ),
+    }
+}
+
+struct Waiter {
+    id: u64,
+    tx: oneshot::Sender<Reply>,
+}
+
+enum State {
+    /// Ours, running; a retry may be waiting.
+    Running { waiter: Option<Waiter> },
+    /// The reply went out passively.
+    Answered(Reply),
+    /// The reply went to the customer-service sender.
+    Late,
+    /// Another process's record as last read.
+    Foreign { answered: Option<Reply>, late: bool },
+}
+
+struct Entry {
+    at: Instant,
+    state: State,
+}
+
+#[derive(Default)]
+struct Table {
+    entries: HashMap<String, Entry>,
+    order: VecDeque<(Instant, String)>,
+}
+
+impl Table {
+    fn prune(&mut self, now: Instant, window: Duration) {
+        while let Some((at, _)) = self.order.front() {
+            if now.duration_since(*at) <= window {
+                break;
+            }
+            if let Some((at, key)) = self.order.pop_front()
+                && self.entries.get(&key).is_some_and(|e| e.at == at)
+            {
+                self.entries.remove(&key);
+            }
+        }
+    }
+
+    fn insert(&mut self, key: &str, state: State, now: Instant) {
+        self.entries
+            .insert(key.to_owned(), Entry { at: now, state });
+        self.order.push_back((now, key.to_owned()));
+    }
+}
+
+enum Claim {
+    Run,
+    Replay(Reply),
+    Wait(u64, oneshot::Receiver<Reply>),
+    WaitForeign,
+}
+
+struct Inner {
+    owner: String,
+    window: Duration,
+    wait: Duration,
+    late: Arc<dyn LateReplies>,
+    store: Option<Store>,
+    table: Mutex<Table>,
+    next_waiter: AtomicU64,
+}
+
+/// The `dedup` layer.
+#[derive(Clone)]
+pub struct Dedup {
+    inner: Arc<Inner>,
+}
+
+impl Dedup {
+    /// Remembers keys for `window`; a retry waits at most `wait` for a running first attempt;
+    /// late replies nobody waits for go to `late`; records are shared through `store`.
+    pub fn new(
+        window: Duration,
+        wait: Duration,
+        late: Arc<dyn LateReplies>,
+        store: Option<Store>,
+    ) -> Self {
+        let owner = format!("{}-{:08x}", std::process::id(), rand::random::<u32>());
+        Self {
+            inner: Arc::new(Inner {
+                owner,
+                window,
+                wait,
+                late,
+                store,
+                table: Mutex::new(Table::default()),
+                next_waiter: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// Starts reading other processes' records; stops when the layer is dropped.
+    pub fn spawn_sync(&self) {
+        if self.inner.store.is_none() {
+            return;
+        }
+        let weak = Arc::downgrade(&self.inner);
+        let window = self.inner.window;
+        tokio::spawn(sync(weak, window));
+    }
+}
+
+impl Inner {
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn persist(&self, key: &str, state: &str, reply: Option<&Reply>) {
+        if let Some(store) = &self.store {
+            store.defer(Deferred::Dedup(DedupRecord {
+                key: key.to_owned(),
+                owner: self.owner.clone(),
+                state: state.to_owned(),
+                reply: reply.and_then(|r| serde_json::to_string(r).ok()),
+                updated_at: unix_now(),
+            }));
+        }
+    }
+
+    fn claim(&self, key: &str) -> Claim {
+        let now = Instant::now();
+        let mut table = self.table();
+        table.prune(now, self.window);
+        let Some(entry) = table.entries.get_mut(key) else {
+            table.insert(key, State::Running { waiter: None }, now);
+            return Claim::Run;
+        };
+        match &mut entry.state {
+            State::Answered(reply) => Claim::Replay(reply.clone()),
+            State::Late => Claim::Replay(Reply::Success),
+            State::Running { waiter } => {
+                let (tx, rx) = oneshot::channel();
+                let id = self.next_waiter.fetch_add(1, Ordering::Relaxed);
+                // A newer retry supersedes an older one (whose connection WeChat has dropped).
+                if let Some(old) = waiter.replace(Waiter { id, tx }) {
+                    let _ = old.tx.send(Reply::Success);
+                }
+                Claim::Wait(id, rx)
+            }
+            State::Foreign {
+                answered: Some(reply),
+                ..
+            } => Claim::Replay(reply.clone()),
+            State::Foreign { late: true, .. } => Claim::Replay(Reply::Success),
+            State::Foreign { .. } => Claim::WaitForeign,
+        }
+    }
+
+    /// The first attempt answered in time: retries get the same reply.
+    fn settle(&self, key: &str, reply: &Reply) {
+        let mut table = self.table();
+        if let Some(entry) = table.entries.get_mut(key) {
+            if let State::Running { waiter } = &mut entry.state
+                && let Some(w) = waiter.take()
+            {
+                let _ = w.tx.send(reply.clone());
+            }
+            entry.state = State::Answered(reply.clone());
+        }
+        drop(table);
+        self.persist(key, "answered", Some(reply));
+    }
+
+    /// The reply came after the deadline: hand it to a waiting retry, else to `late`.
+    async fn deliver_late(&self, key: &str, message: &Message, reply: Reply) {
+        let handed = {
+            let mut table = self.table();
+            match table.entries.get_mut(key) {
+                // Forgotten (the window passed): nobody can be waiting for it.
+                None => false,
+                Some(entry) => {
+                    let waiter = match &mut entry.state {
+                        State::Running { waiter } => waiter.take(),
+                        _ => None,
+                    };
+                    let handed = waiter.is_some_and(|w| w.tx.send(reply.clone()).is_ok());
+                    entry.state = if handed || reply == Reply::Success {
+                        State::Answered(reply.clone())
+                    } else {
+                        State::Late
+                    };
+                    handed
+                }
+            }
+        };
+        if handed || reply == Reply::Success {
+            if handed {
+                tracing::info!("late reply handed to WeChat's waiting retry");
+            }
+            self.persist(key, "answered", Some(&reply));
+        } else {
+            self.persist(key, "late", None);
+            self.late.deliver(message, reply).await;
+        }
+    }
+
+    /// A retry waiting for our own running first attempt.
+    async fn wait(&self, key: &str, id: u64, mut rx: oneshot::Receiver<Reply>) -> Reply {
+        match tokio::time::timeout(self.wait, &mut rx).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => Reply::Success,
+            Err(_) => {
+                let mut table = self.table();
+                let still_mine = match table.entries.get_mut(key).map(|e| &mut e.state) {
+                    Some(State::Running { waiter })
+                        if waiter.as_ref().is_some_and(|w| w.id == id) =>
+                    {
+                        waiter.take();
+                        true
+                    }
+                    _ => false,
+                };
+                drop(table);
+                if still_mine {
+                    Reply::Success
+                } else {
+                    // The reply was handed over just as we gave up: it is in the channel.
+                    rx.try_recv().unwrap_or(Reply::Success)
+                }
+            }
+        }
+    }
+
+    /// A retry whose first attempt runs in another process: watch its record.
+    async fn wait_foreign(&self, key: &str) -> Reply {
+        let until = Instant::now() + self.wait;
+        loop {
+            {
+                let table = self.table();
+                match table.entries.get(key).map(|e| &e.state) {
+                    Some(State::Foreign {
+                        answered: Some(r), ..
+                    })
+                    | Some(State::Answered(r)) => return r.clone(),
+                    Some(State::Foreign { late: true, .. }) | Some(State::Late) | None => {
+                        return Reply::Success;
+                    }
+                    _ => {}
+                }
+            }
+            if Instant::now() >= until {
+                return Reply::Success;
+            }
+            tokio::time::sleep(FOREIGN_POLL).await;
+        }
+    }
+
+    /// Takes in other processes' records.
+    fn merge(&self, records: Vec<DedupRecord>) {
+        let now = Instant::now();
+        let mut table = self.table();
+        for r in records {
+            let foreign = State::Foreign {
+                answered: match r.state.as_str() {
+                    "answered" => r
+                        .reply
+                        .as_deref()
+                        .and_then(|j| serde_json::from_str(j).ok()),
+                    _ => None,
+                },
+                late: r.state == "late",
+            };
+            match table.entries.get_mut(&r.key) {
+                Some(entry) if matches!(entry.state, State::Foreign { .. }) => {
+                    entry.state = foreign
+                }
+                Some(_) => {}
+                None => table.insert(&r.key, foreign, now),
+            }
+        }
+    }
+}
+
+async fn sync(weak: Weak<Inner>, window: Duration) {
+    let mut since = unix_now() - window.as_secs() as i64;
+    let mut tick = tokio::time::interval(SYNC_EVERY);
+    loop {
+        tick.tick().await;
+        let Some(inner) = weak.upgrade() else { break };
+        let Some(store) = inner.store.clone() else {
+            break;
+        };
+        let now = unix_now();
+        // Overlap the window a little: a record's second is coarse.
+        match store.backend().dedup_changes(since - 2, &inner.owner).await {
+            Ok(records) => inner.merge(records),
+            Err(e) => tracing::warn!(error = %e, "reading other processes' dedup records failed"),
+        }
+        since = now;
+    }
+}
+
+impl Middleware for Dedup {
+    fn call(&self, mut ctx: Context, next: Next) -> BoxFuture<Result<Reply, BotError>> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            let key = key_of(&ctx.message);
+            match inner.claim(&key) {
+                Claim::Run => {
+                    inner.persist(&key, "running", None);
+                    let sink_inner = Arc::clone(&inner);
+                    let sink_key = key.clone();
+                    let message = ctx.message.clone();
+                    ctx.extensions.insert(LateSink(Arc::new(move |reply| {
+                        let inner = Arc::clone(&sink_inner);
+                        let key = sink_key.clone();
+                        let message = message.clone();
+                        Box::pin(async move { inner.deliver_late(&key, &message, reply).await })
+                    })));
+                    let trail = ctx.trail.clone();
+                    let result = next.run(ctx).await;
+                    if !trail.is_late() {
+                        let reply = result.as_ref().map_or(Reply::Success, Clone::clone);
+                        inner.settle(&key, &reply);
+                    }
+                    result
+                }
+                Claim::Replay(reply) => {
+                    ctx.trail.set_outcome("retry");
+                    tracing::info!(
+                        reply = reply.msg_type(),
+                        "retry of a handled message: same reply, rules not run"
+                    );
+                    Ok(reply)
+                }
+                Claim::Wait(id, rx) => {
+                    ctx.trail.set_outcome("retry");
+                    tracing::info!("retry while the first attempt runs: waiting for its reply");
+                    Ok(inner.wait(&key, id, rx).await)
+                }
+                Claim::WaitForeign => {
+                    ctx.trail.set_outcome("retry");
+                    tracing::info!(
+                        "retry of a message another process handles: waiting for its reply"
+                    );
+                    Ok(inner.wait_foreign(&key).await)
+                }
+            }
+        })
+    }
+}

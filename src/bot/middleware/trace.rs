@@ -1,0 +1,47 @@
+//! A tracing span per message, carrying its ids, so every log line below names the message.
+
+use tracing::Instrument;
+
+use crate::bot::{BotError, BoxFuture, Context, Middleware, Next};
+use crate::wechat::Reply;
+
+/// The `trace` layer.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Trace;
+
+impl Middleware for Trace {
+    fn call(&self, ctx: Context, next: Next) -> BoxFuture<Result<Reply, BotError>> {
+        let m = &ctx.message;
+        let span = tracing::info_span!(
+            "message",
+            openid = %m.from,
+            msg_type = %m.kind.msg_type(),
+            msg_id = m.msg_id.map(|id| id.0),
+            event = m.event_name(),
+            create_time = m.create_time,
+        );
+        Box::pin(
+            async move {
+                if let Some(reason) = &ctx.message.degraded {
+                    tracing::warn!(
+                        error = %reason.to_string().escape_debug(),
+                        "a known message type with a field that does not parse; handled as Unknown"
+                    );
+                }
+                let trail = ctx.trail.clone();
+                let result = next.run(ctx).await;
+                if let Ok(reply) = &result {
+                    tracing::debug!(
+                        reply = reply.msg_type(),
+                        late = trail.is_late(),
+                        outcome = trail.outcome(),
+                        rule = trail.replied_by(),
+                        "handled"
+                    );
+                }
+                result
+            }
+            .instrument(span),
+        )
+    }
+}

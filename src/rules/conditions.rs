@@ -1,0 +1,148 @@
+//! When a rule applies, declared as data and evaluated in Rust (a message never runs the
+//! script of a rule whose conditions do not match; regexes are compiled once, at load).
+//!
+//! | key | matches | value |
+//! |---|---|---|
+//! | `type` | `MsgType`: `text`, `image`, `voice`, `video`, `shortvideo`, `location`, `link`, `miniprogrampage`, `event` | one or a list |
+//! | `event` | the event, case-insensitively: `subscribe`, `unsubscribe`, `SCAN`, `CLICK`, `VIEW`, … | one or a list |
+//! | `key` | the event key, exactly (a subscribe's QR scene counts as its key) | one or a list |
+//! | `key_regex` | the event key, by regex; groups become captures | one |
+//! | `content` | a text message, exactly (surrounding whitespace ignored) | one or a list |
+//! | `contains` | a text message containing it | one or a list |
+//! | `prefix` | a text message starting with it | one or a list |
+//! | `regex` | a text message, by regex; groups become captures | one |
+//! | `user` | the sender's OpenID | one or a list |
+//!
+//! Every key given must match (a list matches when any of its values does). No keys: every
+//! message.
+
+use crate::bot::filter::{self, Filter, TextMatch};
+
+/// The keys a condition may use.
+pub const KEYS: &[&str] = &[
+    "type",
+    "event",
+    "key",
+    "key_regex",
+    "content",
+    "contains",
+    "prefix",
+    "regex",
+    "user",
+];
+
+/// Builds the filter for `(key, values)` pairs, with a one-line summary for listings.
+pub fn build(pairs: &[(String, Vec<String>)]) -> Result<(Filter, String), String> {
+    let mut parts = Vec::new();
+    let mut summary = Vec::new();
+    for (key, values) in pairs {
+        if values.is_empty() {
+            return Err(format!("condition `{key}` has no value"));
+        }
+        let any = |make: &dyn Fn(&str) -> Filter| -> Filter {
+            let mut fs: Vec<Filter> = values.iter().map(|v| make(v)).collect();
+            if fs.len() == 1 {
+                fs.remove(0)
+            } else {
+                Filter::AnyOf(fs)
+            }
+        };
+        let single = || -> Result<&str, String> {
+            match values.as_slice() {
+                [one] => Ok(one.as_str()),
+                _ => Err(format!("condition `{key}` takes one regex, not a list")),
+            }
+        };
+        let part = match key.as_str() {
+            "type" => any(&|v| filter::msg_type(v)),
+            "event" => any(&|v| filter::event(v)),
+            "key" => any(&|v| filter::event_key(v)),
+            "content" => any(&|v| filter::content(v)),
+            "contains" => any(&|v| filter::content_contains(v)),
+            "prefix" => any(&|v| filter::content_prefix(v)),
+            "user" => filter::user(values.iter().cloned()),
+            "regex" => Filter::Content(regex(single()?)?),
+            "key_regex" => Filter::EventKey(regex(single()?)?),
+            other => {
+                return Err(format!(
+                    "unknown condition `{other}` (known: {})",
+                    KEYS.join(", ")
+                ));
+            }
+        };
+        parts.push(part);
+        summary.push(if values.len() == 1 {
+            format!("{key}={:?}", values[0])
+        } else {
+            format!("{key}={values:?}")
+        });
+    }
+    let filter = match parts.len() {
+        0 => Filter::Any,
+        1 => parts.remove(0),
+        _ => Filter::All(parts),
+    };
+    let summary = if summary.is_empty() {
+        "every message".to_owned()
+    } else {
+        summary.join(" ")
+    };
+    Ok((filter, summary))
+}
+
+fn regex(pattern: &str) -> Result<TextMatch, String> {
+    TextMatch::regex(pattern).map_err(|e| format!("invalid regex {pattern:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wechat::Message;
+
+    fn text(content: &str) -> Message {
+        let xml = format!(
+            "<xml><ToUserName>gh</ToUserName><FromUserName>u1</FromUserName><CreateTime>1</CreateTime>\
+             <MsgType>text</MsgType><Content><![CDATA[{content}]]></Content><MsgId>1</MsgId></xml>"
+        );
+        Message::parse(xml.as_bytes()).unwrap()
+    }
+
+    fn pairs(p: &[(&str, &[&str])]) -> Vec<(String, Vec<String>)> {
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn lists_any_keys_all() {
+        let (f, summary) =
+            build(&pairs(&[("content", &["help", "帮助"]), ("user", &["u1"])])).unwrap();
+        assert!(f.matches(&text("帮助")).is_some());
+        assert!(f.matches(&text("other")).is_none());
+        assert!(summary.contains("content="));
+        let (f, _) = build(&pairs(&[("regex", &[r"^deploy (\w+)$"])])).unwrap();
+        assert_eq!(
+            f.matches(&text("deploy prod")).unwrap().get(1),
+            Some("prod")
+        );
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        assert!(
+            build(&pairs(&[("contnet", &["x"])]))
+                .unwrap_err()
+                .contains("contnet")
+        );
+        assert!(
+            build(&pairs(&[("regex", &["("])]))
+                .unwrap_err()
+                .contains("invalid regex")
+        );
+        assert!(
+            build(&pairs(&[("regex", &["a", "b"])]))
+                .unwrap_err()
+                .contains("one regex")
+        );
+    }
+}

@@ -1,0 +1,159 @@
+//! The sandboxed Rhai engine. One function, [`build`], makes it with every limit set:
+//! operations per call (so `loop {}` ends within milliseconds), wall-clock time per message,
+//! call depth, expression depth, string, array and map sizes, modules, variables; `eval`
+//! disabled; `import` confined to the rules folder; `print` and `debug` routed to tracing with
+//! the rule's file name. Rhai itself offers scripts no file, network or process access, and
+//! huixin registers none.
+
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use rhai::module_resolvers::{DummyModuleResolver, FileModuleResolver};
+use rhai::{Dynamic, Engine, EvalAltResult, Module, ModuleResolver, Position};
+
+use super::api::ScriptModule;
+use super::context;
+
+/// The limits a script runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Operations one call may take (`[rules] max_operations`).
+    pub max_operations: u64,
+    /// Wall-clock budget for one message's scripts, in milliseconds (`[rules] max_run_ms`).
+    pub max_run_ms: u64,
+    /// Nested function calls.
+    pub max_call_levels: usize,
+    /// Expression nesting (statements, functions).
+    pub max_expr_depth: usize,
+    /// Bytes in one string.
+    pub max_string_size: usize,
+    /// Items in one array.
+    pub max_array_size: usize,
+    /// Entries in one map.
+    pub max_map_size: usize,
+    /// Modules one script may import.
+    pub max_modules: usize,
+    /// Variables in one scope.
+    pub max_variables: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_operations: 100_000,
+            max_run_ms: 1_000,
+            max_call_levels: 32,
+            max_expr_depth: 64,
+            max_string_size: 256 * 1024,
+            max_array_size: 10_000,
+            max_map_size: 10_000,
+            max_modules: 16,
+            max_variables: 1_000,
+        }
+    }
+}
+
+/// Builds an engine with `limits`, `modules` and imports resolved under `rules_dir` (none
+/// allowed when `None`).
+pub fn build(
+    limits: &Limits,
+    modules: &[Arc<dyn ScriptModule>],
+    rules_dir: Option<&Path>,
+) -> Engine {
+    let mut engine = Engine::new();
+    engine
+        .set_max_operations(limits.max_operations)
+        .set_max_call_levels(limits.max_call_levels)
+        .set_max_expr_depths(limits.max_expr_depth, limits.max_expr_depth / 2)
+        .set_max_string_size(limits.max_string_size)
+        .set_max_array_size(limits.max_array_size)
+        .set_max_map_size(limits.max_map_size)
+        .set_max_modules(limits.max_modules)
+        .set_max_variables(limits.max_variables)
+        .disable_symbol("eval");
+    // Wall clock, checked every 1024 operations: a script waiting on nothing but burning
+    // time is stopped even if its operation budget is large.
+    engine.on_progress(|ops| {
+        if ops % 1024 == 0 && context::past_deadline() {
+            Some(Dynamic::from(
+                "the time limit for rules ([rules] max_run_ms) was reached",
+            ))
+        } else {
+            None
+        }
+    });
+    engine.on_print(|text| {
+        let file = context::current_file();
+        tracing::info!(
+            rule = file.as_deref().unwrap_or("rules"),
+            "{}",
+            text.escape_debug()
+        );
+    });
+    engine.on_debug(|text, source, pos| {
+        let file = source
+            .map(str::to_owned)
+            .or_else(|| context::current_file().map(|f| f.to_string()));
+        tracing::debug!(
+            rule = file.as_deref().unwrap_or("rules"),
+            line = pos.line(),
+            "{}",
+            text.escape_debug()
+        );
+    });
+    match rules_dir {
+        Some(dir) => {
+            engine.set_module_resolver(RulesDirResolver::new(dir));
+        }
+        None => {
+            engine.set_module_resolver(DummyModuleResolver::new());
+        }
+    }
+    for module in modules {
+        module.register(&mut engine);
+    }
+    engine
+}
+
+/// Resolves `import "name"` to `<rules dir>/name.rhai` and nothing else: no absolute paths,
+/// no `..`, no symbolic link leading out of the folder.
+pub struct RulesDirResolver {
+    root: PathBuf,
+    files: FileModuleResolver,
+}
+
+impl RulesDirResolver {
+    fn new(dir: &Path) -> Self {
+        let root = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        Self {
+            files: FileModuleResolver::new_with_path(root.clone()),
+            root,
+        }
+    }
+}
+
+fn not_found(path: &str, pos: Position) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorModuleNotFound(path.to_owned(), pos))
+}
+
+impl ModuleResolver for RulesDirResolver {
+    fn resolve(
+        &self,
+        engine: &Engine,
+        _source: Option<&str>,
+        path: &str,
+        pos: Position,
+    ) -> Result<Arc<Module>, Box<EvalAltResult>> {
+        let rel = Path::new(path);
+        if rel.is_absolute() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+            return Err(not_found(path, pos));
+        }
+        let file = self.root.join(format!("{path}.rhai"));
+        match file.canonicalize() {
+            Ok(real) if real.starts_with(&self.root) => {}
+            _ => return Err(not_found(path, pos)),
+        }
+        // Resolve against the rules folder, never against the importing file's location.
+        self.files.resolve(engine, None, path, pos)
+    }
+}

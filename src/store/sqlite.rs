@@ -1,0 +1,322 @@
+//! The SQLite backend: one file, WAL mode (readers never wait for the writer; several
+//! processes on one host can share it), a 5 s busy timeout, `synchronous = NORMAL`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use super::{
+    Backend, DedupRecord, Deferred, Follower, LogEntry, Pruned, SessionChange, StoreError,
+};
+use crate::wechat::signature::unix_now;
+
+static MIGRATOR: Migrator = sqlx::migrate!("src/store/migrations");
+
+/// A store in an SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteBackend {
+    pool: SqlitePool,
+}
+
+impl SqliteBackend {
+    /// Opens (creating if needed) the file named by `url` and runs pending migrations.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+#[async_trait]
+impl Backend for SqliteBackend {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar::<_, String>("SELECT value FROM huixin_meta WHERE key = ?1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn meta_get_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        sqlx::query(
+            "INSERT INTO huixin_meta (key, value, updated_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(value)
+        .bind(unix_now())
+        .execute(&self.pool)
+        .await?;
+        Ok(self
+            .meta_get(key)
+            .await?
+            .unwrap_or_else(|| value.to_owned()))
+    }
+
+    async fn follower_subscribed(
+        &self,
+        openid: &str,
+        at: i64,
+        scene: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO followers \
+               (openid, subscribed, first_subscribed_at, last_subscribed_at, scene, last_seen_at) \
+             VALUES (?1, 1, ?2, ?2, ?3, ?2) \
+             ON CONFLICT (openid) DO UPDATE SET \
+               subscribed = 1, \
+               first_subscribed_at = COALESCE(followers.first_subscribed_at, excluded.first_subscribed_at), \
+               last_subscribed_at = excluded.last_subscribed_at, \
+               scene = COALESCE(excluded.scene, followers.scene), \
+               last_seen_at = MAX(COALESCE(followers.last_seen_at, 0), excluded.last_seen_at)",
+        )
+        .bind(openid)
+        .bind(at)
+        .bind(scene)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn follower_unsubscribed(&self, openid: &str, at: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO followers (openid, subscribed, unsubscribed_at, last_seen_at) \
+             VALUES (?1, 0, ?2, ?2) \
+             ON CONFLICT (openid) DO UPDATE SET \
+               subscribed = 0, \
+               unsubscribed_at = excluded.unsubscribed_at, \
+               last_seen_at = MAX(COALESCE(followers.last_seen_at, 0), excluded.last_seen_at)",
+        )
+        .bind(openid)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn follower(&self, openid: &str) -> Result<Option<Follower>, StoreError> {
+        Ok(sqlx::query_as::<_, Follower>(
+            "SELECT openid, subscribed, first_subscribed_at, last_subscribed_at, \
+                    unsubscribed_at, scene, last_seen_at \
+             FROM followers WHERE openid = ?1",
+        )
+        .bind(openid)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn follower_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM followers WHERE subscribed = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n.max(0) as u64)
+    }
+
+    async fn session_load(
+        &self,
+        openid: &str,
+        now: i64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(sqlx::query_as::<_, (String, String)>(
+            "SELECT key, value FROM sessions \
+             WHERE openid = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
+        )
+        .bind(openid)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn session_apply(
+        &self,
+        openid: &str,
+        changes: &[SessionChange],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for change in changes {
+            match change {
+                SessionChange::Set {
+                    key,
+                    value,
+                    expires_at,
+                } => {
+                    sqlx::query(
+                        "INSERT INTO sessions (openid, key, value, expires_at, updated_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5) \
+                         ON CONFLICT (openid, key) DO UPDATE SET \
+                           value = excluded.value, expires_at = excluded.expires_at, \
+                           updated_at = excluded.updated_at",
+                    )
+                    .bind(openid)
+                    .bind(key)
+                    .bind(value)
+                    .bind(expires_at)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                SessionChange::Delete { key } => {
+                    sqlx::query("DELETE FROM sessions WHERE openid = ?1 AND key = ?2")
+                        .bind(openid)
+                        .bind(key)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn write_batch(&self, batch: &[Deferred]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for write in batch {
+            match write {
+                Deferred::Log(e) => {
+                    sqlx::query(
+                        "INSERT INTO inbound_log \
+                           (received_at, openid, msg_type, event, msg_id, summary, reply_type, outcome) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    )
+                    .bind(e.received_at)
+                    .bind(&e.openid)
+                    .bind(&e.msg_type)
+                    .bind(&e.event)
+                    .bind(&e.msg_id)
+                    .bind(&e.summary)
+                    .bind(&e.reply_type)
+                    .bind(&e.outcome)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Deferred::Dedup(r) => {
+                    sqlx::query(
+                        "INSERT INTO dedup (key, owner, state, reply, updated_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5) \
+                         ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, \
+                           state = excluded.state, reply = excluded.reply, \
+                           updated_at = excluded.updated_at",
+                    )
+                    .bind(&r.key)
+                    .bind(&r.owner)
+                    .bind(&r.state)
+                    .bind(&r.reply)
+                    .bind(r.updated_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Deferred::Seen { openid, at } => {
+                    sqlx::query(
+                        "INSERT INTO followers (openid, last_seen_at) VALUES (?1, ?2) \
+                         ON CONFLICT (openid) DO UPDATE SET \
+                           last_seen_at = MAX(COALESCE(followers.last_seen_at, 0), excluded.last_seen_at)",
+                    )
+                    .bind(openid)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn dedup_changes(&self, since: i64, owner: &str) -> Result<Vec<DedupRecord>, StoreError> {
+        Ok(sqlx::query_as::<_, DedupRecord>(
+            "SELECT key, owner, state, reply, updated_at FROM dedup \
+             WHERE updated_at >= ?1 AND owner <> ?2",
+        )
+        .bind(since)
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn recent_log(&self, limit: u32) -> Result<Vec<LogEntry>, StoreError> {
+        Ok(sqlx::query_as::<_, LogEntry>(
+            "SELECT received_at, openid, msg_type, event, msg_id, summary, reply_type, outcome \
+             FROM inbound_log ORDER BY id DESC LIMIT ?1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn blocked_users(&self) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT openid FROM blocked_users")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn block_user(&self, openid: &str, reason: &str, at: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO blocked_users (openid, reason, created_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (openid) DO UPDATE SET reason = excluded.reason",
+        )
+        .bind(openid)
+        .bind(reason)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn unblock_user(&self, openid: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM blocked_users WHERE openid = ?1")
+            .bind(openid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn prune(
+        &self,
+        log_before: i64,
+        dedup_before: i64,
+        now: i64,
+    ) -> Result<Pruned, StoreError> {
+        let log = sqlx::query("DELETE FROM inbound_log WHERE received_at < ?1")
+            .bind(log_before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let dedup = sqlx::query("DELETE FROM dedup WHERE updated_at < ?1")
+            .bind(dedup_before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let sessions =
+            sqlx::query("DELETE FROM sessions WHERE expires_at IS NOT NULL AND expires_at <= ?1")
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        Ok(Pruned {
+            log,
+            dedup,
+            sessions,
+        })
+    }
+}
