@@ -403,3 +403,161 @@ fn the_echo_bot_example_answers_every_kind_it_promises() {
     assert!(run(&["subscribe", "--scene", "42"]).contains("Welcome, scene 42!"));
     assert!(run(&["click", "menu"]).contains("success (no reply"));
 }
+
+#[test]
+fn rules_check_reports_every_error_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    let out = huixin(dir.path(), &["rules", "init"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("90-echo.rhai"));
+    let out = huixin(dir.path(), &["rules", "check"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("ok: 12 rules in 5 files"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("20-help.rhai:3  when content="),
+        "{}",
+        stdout(&out)
+    );
+
+    std::fs::write(rules.join("40-bad.rhai"), "rule(#{ contnet: \"x\" }, |msg| text(\"x\"));\n\nrule(#{ regex: \"(\" }, |msg| text(\"y\"));\n").unwrap();
+    std::fs::write(rules.join("60-bad.toml"), "[[reply]]\ncontent = \"a\"\n\n[[reply]]\ncontent = \"b\"\ntext = \"one\"\nimage = \"two\"\n").unwrap();
+    std::fs::write(rules.join("70-syntax.rhai"), "let x = ;\n").unwrap();
+    let out = huixin(dir.path(), &["rules", "check"], &[]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("40-bad.rhai:1: unknown condition `contnet`"),
+        "{err}"
+    );
+    assert!(err.contains("40-bad.rhai:3: invalid regex"), "{err}");
+    assert!(
+        err.contains("60-bad.toml:1: an entry needs exactly one reply"),
+        "{err}"
+    );
+    assert!(
+        err.contains("60-bad.toml:4: an entry needs exactly one reply"),
+        "{err}"
+    );
+    assert!(err.contains("70-syntax.rhai:1:"), "{err}");
+    assert!(err.contains("5 error(s)"), "{err}");
+
+    // `init` keeps edited files; a broken folder refuses to serve, naming the error.
+    let out = huixin(dir.path(), &["rules", "init"], &[]);
+    assert!(
+        stdout(&out).contains("already has every shipped file"),
+        "{}",
+        stdout(&out)
+    );
+    let out = huixin(dir.path(), &["serve"], &[PORT0]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("40-bad.rhai:1"), "{}", stderr(&out));
+}
+
+#[test]
+fn rules_test_runs_a_made_up_message_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    // No rules folder: the built-in rules.
+    let out = huixin(dir.path(), &["rules", "test", "text", "help"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = stdout(&out);
+    assert!(s.contains("built-in rules"), "{s}");
+    assert!(s.contains("← text: I understand:"), "{s}");
+    assert!(s.contains("(replied by 20-help.rhai:3)"), "{s}");
+    let s = stdout(&huixin(
+        dir.path(),
+        &["rules", "test", "subscribe", "poster"],
+        &[],
+    ));
+    assert!(s.contains("Thanks for scanning our poster"), "{s}");
+    let s = stdout(&huixin(
+        dir.path(),
+        &["rules", "test", "click", "menu_about"],
+        &[],
+    ));
+    assert!(
+        s.contains("news: 1 article(s)") && s.contains("50-keywords.toml:13"),
+        "{s}"
+    );
+    let s = stdout(&huixin(
+        dir.path(),
+        &["rules", "test", "image", "MEDIA_9"],
+        &[],
+    ));
+    assert!(s.contains("image: media_id=MEDIA_9"), "{s}");
+    let s = stdout(&huixin(dir.path(), &["rules", "test", "unsubscribe"], &[]));
+    assert!(s.contains("(no rule replied)"), "{s}");
+    let s = stdout(&huixin(
+        dir.path(),
+        &["rules", "test", "weird_new_event", "k1"],
+        &[],
+    ));
+    assert!(s.contains("event weird_new_event"), "{s}");
+
+    // A failing rule: file:line, the fallback, exit 1.
+    let rules = dir.path().join("mine");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("a.rhai"),
+        "rule(#{ content: \"boom\" }, |msg| {\n    throw \"no luck\";\n});\n",
+    )
+    .unwrap();
+    let out = huixin(
+        dir.path(),
+        &["rules", "test", "--dir", "mine", "text", "boom"],
+        &[("HUIXIN_RULES_FALLBACK", "Oops")],
+    );
+    assert!(!out.status.success());
+    let s = stdout(&out);
+    assert!(s.contains("✗ a.rhai:2: Runtime error: no luck"), "{s}");
+    assert!(s.contains("← text: Oops"), "{s}");
+}
+
+#[test]
+fn serve_runs_the_rules_folder_and_reloads_edits() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("10.rhai"),
+        "rule(#{ content: \"ver\" }, |msg| text(\"one\"));\n",
+    )
+    .unwrap();
+    let env = [PORT0, ("HUIXIN_WECHAT_TOKEN", "rulesToken")];
+    let mut server = Running::spawn(Path::new(HUIXIN), dir.path(), &["serve"], &env);
+    let url = server.url();
+    assert!(
+        server
+            .seen
+            .iter()
+            .any(|l| l.contains("rules: 1 rules from rules")),
+        "{:?}",
+        server.seen
+    );
+    let ask = || {
+        stdout(&huixin(
+            dir.path(),
+            &["simulate", "--url", &url, "text", "ver"],
+            &env[1..],
+        ))
+    };
+    assert!(ask().contains("text: one"));
+    std::fs::write(
+        rules.join("10.rhai"),
+        "rule(#{ content: \"ver\" }, |msg| text(\"two\"));\n",
+    )
+    .unwrap();
+    let mut reloaded = false;
+    for _ in 0..100 {
+        if ask().contains("text: two") {
+            reloaded = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(reloaded, "the edit was not picked up");
+}
