@@ -45,3 +45,31 @@ fn every_config_key_is_documented() {
         }
     }
 }
+
+#[test]
+fn readme_rule_examples_load() {
+    let readme = read("README.md");
+    let block = |marker: &str| -> String {
+        let start = readme
+            .find(marker)
+            .unwrap_or_else(|| panic!("README lacks {marker}"));
+        let rest = &readme[start..];
+        rest[..rest.find("```").unwrap()].to_owned()
+    };
+    let loader =
+        huixin::rules::loader(&huixin::config::RulesConfig::default(), Vec::new()).unwrap();
+    let files = vec![
+        huixin::rules::load::SourceFile {
+            name: "40-deploy.rhai".into(),
+            text: block("// rules/40-deploy.rhai"),
+        },
+        huixin::rules::load::SourceFile {
+            name: "50-keywords.toml".into(),
+            text: block("# rules/50-keywords.toml"),
+        },
+    ];
+    let set = loader
+        .load(files, None, huixin::rules::Source::Builtin)
+        .unwrap_or_else(|e| panic!("README examples fail to load: {e:?}"));
+    assert_eq!(set.rules.len(), 3);
+}
