@@ -36,8 +36,23 @@ pub fn build(pairs: &[(String, Vec<String>)]) -> Result<(Filter, String), String
     let mut parts = Vec::new();
     let mut summary = Vec::new();
     for (key, values) in pairs {
+        // Exact and prefix matches compare trimmed messages, so their values are trimmed
+        // too; a regex or a `contains` value keeps its spaces (they mean something there).
+        // A prefix keeps its trailing space ("go " must not match "good").
+        let values: Vec<String> = values
+            .iter()
+            .map(|v| match key.as_str() {
+                "regex" | "key_regex" | "contains" => v.clone(),
+                "prefix" => v.trim_start().to_owned(),
+                _ => v.trim().to_owned(),
+            })
+            .collect();
+        let values = &values;
         if values.is_empty() {
             return Err(format!("condition `{key}` has no value"));
+        }
+        if values.iter().any(String::is_empty) {
+            return Err(format!("condition `{key}` has an empty value"));
         }
         let any = |make: &dyn Fn(&str) -> Filter| -> Filter {
             let mut fs: Vec<Filter> = values.iter().map(|v| make(v)).collect();
@@ -124,6 +139,31 @@ mod tests {
         assert_eq!(
             f.matches(&text("deploy prod")).unwrap().get(1),
             Some("prod")
+        );
+    }
+
+    #[test]
+    fn values_are_trimmed_like_messages() {
+        let (f, _) = build(&pairs(&[("content", &[" help "])])).unwrap();
+        assert!(f.matches(&text("help")).is_some());
+        let (f, _) = build(&pairs(&[("prefix", &[" go "])])).unwrap();
+        assert!(f.matches(&text("go home")).is_some());
+        assert!(
+            f.matches(&text("good")).is_none(),
+            "a prefix keeps its trailing space"
+        );
+        let (f, _) = build(&pairs(&[("contains", &[" x "])])).unwrap();
+        assert!(f.matches(&text("a x b")).is_some());
+        assert!(f.matches(&text("axb")).is_none());
+        assert!(
+            build(&pairs(&[("content", &["  "])]))
+                .unwrap_err()
+                .contains("empty")
+        );
+        assert!(
+            build(&pairs(&[("content", &[])]))
+                .unwrap_err()
+                .contains("no value")
         );
     }
 

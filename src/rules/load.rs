@@ -279,7 +279,58 @@ impl Loader {
         files.sort_by(|a, b| a.name.cmp(&b.name));
         let mut modules = self.modules.clone();
         modules.push(Arc::new(Declarations));
-        let engine = Arc::new(engine::build(&self.limits, &modules, dir));
+        let mut engine = engine::build(&self.limits, &modules, dir);
+        let mut errors = Vec::new();
+
+        // Compile every script, with its imports resolved now and embedded: a module with an
+        // error fails the load, and handlers never read a module from disk.
+        let mut compiled: Vec<Option<Arc<AST>>> = Vec::with_capacity(files.len());
+        for file in &files {
+            if file.name.ends_with(".toml") {
+                compiled.push(None);
+                continue;
+            }
+            match engine.compile_into_self_contained(&Scope::new(), &file.text) {
+                Ok(mut ast) => {
+                    ast.set_source(file.name.as_str());
+                    compiled.push(Some(Arc::new(ast)));
+                }
+                Err(e) => {
+                    let (module, mut line, message) = locate(&e, &file.name);
+                    // An import that cannot be resolved: point at the line naming it.
+                    if let (None, EvalAltResult::ErrorModuleNotFound(path, _)) =
+                        (line, e.unwrap_inner())
+                    {
+                        let quoted = format!("\"{path}\"");
+                        line = file
+                            .text
+                            .lines()
+                            .position(|l| l.contains(&quoted))
+                            .map(|i| i + 1);
+                    }
+                    errors.push(LoadError {
+                        file: module,
+                        line,
+                        message,
+                    });
+                    compiled.push(None);
+                }
+            }
+        }
+        // A module imported at a file's top level is visible inside its handlers (which run
+        // later, outside that top-level run): register it under its alias for the whole set.
+        // (Files that did not compile have reported their imports already.)
+        let compiled_files: Vec<SourceFile> = files
+            .iter()
+            .zip(&compiled)
+            .filter(|(_, ast)| ast.is_some())
+            .map(|(f, _)| f.clone())
+            .collect();
+        if let Err(mut e) = register_top_level_imports(&mut engine, &compiled_files) {
+            errors.append(&mut e);
+        }
+
+        let engine = Arc::new(engine);
         let mut set = RuleSet {
             engine: Arc::clone(&engine),
             rules: Vec::new(),
@@ -288,13 +339,13 @@ impl Loader {
             source,
             limits: self.limits,
         };
-        let mut errors = Vec::new();
-        for file in &files {
+        for (file, ast) in files.iter().zip(compiled) {
             let before = (set.rules.len(), set.hooks.len());
-            let result = if file.name.ends_with(".toml") {
-                load_table(file, &mut set.rules)
-            } else {
-                self.load_script(&engine, file, &mut set.rules, &mut set.hooks)
+            let result = match ast {
+                None if file.name.ends_with(".toml") => load_table(file, &mut set.rules),
+                // It did not compile; its error is reported already.
+                None => continue,
+                Some(ast) => self.load_script(&engine, file, ast, &mut set.rules, &mut set.hooks),
             };
             match result {
                 Ok(()) => set.files.push(FileSummary {
@@ -316,23 +367,10 @@ impl Loader {
         &self,
         engine: &Engine,
         file: &SourceFile,
+        ast: Arc<AST>,
         rules: &mut Vec<Rule>,
         hooks: &mut Vec<Hook>,
     ) -> Result<(), Vec<LoadError>> {
-        let error = |line: Option<usize>, message: String| {
-            vec![LoadError {
-                file: file.name.clone(),
-                line,
-                message,
-            }]
-        };
-        let mut ast = engine.compile(&file.text).map_err(|e| {
-            let line = e.1.line();
-            error(line, e.0.to_string())
-        })?;
-        ast.set_source(file.name.as_str());
-        let ast = Arc::new(ast);
-
         // Run the top level once to collect the declarations.
         DECLARED.with(|c| *c.borrow_mut() = Some(Vec::new()));
         let run = {
@@ -343,8 +381,12 @@ impl Loader {
         };
         let declared = DECLARED.with(|c| c.borrow_mut().take()).unwrap_or_default();
         if let Err(e) = run {
-            let (_, line, message) = locate(&e, &file.name);
-            return Err(error(line, message));
+            let (module, line, message) = locate(&e, &file.name);
+            return Err(vec![LoadError {
+                file: module,
+                line,
+                message,
+            }]);
         }
 
         let file_name: Arc<str> = Arc::from(file.name.as_str());
@@ -432,6 +474,62 @@ fn script_fn(ast: &Arc<AST>, handler: FnPtr) -> Result<ScriptFn, String> {
     })
 }
 
+/// `import "path" as alias;` at the start of a line: a file's top-level imports.
+fn top_level_imports(text: &str) -> Vec<(String, String)> {
+    static IMPORT: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#"(?m)^import\s+"([^"]+)"\s+as\s+([A-Za-z_][A-Za-z0-9_]*)\s*;"#)
+            .expect("a valid pattern")
+    });
+    IMPORT
+        .captures_iter(text)
+        .map(|c| (c[1].to_owned(), c[2].to_owned()))
+        .collect()
+}
+
+/// Registers every file's top-level imports as modules visible everywhere in the set.
+fn register_top_level_imports(
+    engine: &mut Engine,
+    files: &[SourceFile],
+) -> Result<(), Vec<LoadError>> {
+    let mut aliases: std::collections::BTreeMap<String, (String, String)> = Default::default();
+    let mut errors = Vec::new();
+    for file in files.iter().filter(|f| f.name.ends_with(".rhai")) {
+        for (path, alias) in top_level_imports(&file.text) {
+            match aliases.get(&alias) {
+                Some((other_path, other_file)) if *other_path != path => errors.push(LoadError {
+                    file: file.name.clone(),
+                    line: file.text.lines().position(|l| l.contains(&format!("as {alias}"))).map(|i| i + 1),
+                    message: format!(
+                        "`{alias}` already names \"{other_path}\" (imported in {other_file}); use another name"
+                    ),
+                }),
+                Some(_) => {}
+                None => {
+                    let module = engine
+                        .module_resolver()
+                        .resolve(engine, None, &path, rhai::Position::NONE)
+                        .map_err(|e| {
+                            let (_, _, message) = locate(&e, &file.name);
+                            LoadError { file: file.name.clone(), line: None, message }
+                        });
+                    match module {
+                        Ok(module) => {
+                            aliases.insert(alias.clone(), (path, file.name.clone()));
+                            engine.register_static_module(alias.as_str(), module);
+                        }
+                        Err(e) => errors.push(e),
+                    }
+                }
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
 /// Conditions from a Rhai map: each value a string (or number) or an array of them.
 fn rhai_conditions(map: &Map) -> Result<Vec<(String, Vec<String>)>, String> {
     map.iter()
@@ -477,6 +575,9 @@ pub fn locate(err: &EvalAltResult, file: &str) -> (String, Option<usize>, String
             };
             locate(inner, &module)
         }
+        EvalAltResult::ErrorTerminated(reason, pos) => {
+            (file.to_owned(), pos.line(), reason.to_string())
+        }
         other => {
             let line = other.position().line();
             // The message without Rhai's " (line N, position M)": the caller prints file:line.
@@ -519,6 +620,14 @@ const REPLY_KEYS: &[&str] = &[
     "success",
 ];
 
+/// A keyword file: `[[reply]]` entries and nothing else.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TableFile {
+    #[serde(default)]
+    reply: Vec<toml::Spanned<toml::Table>>,
+}
+
 /// Loads a keyword table: `[[reply]]` entries, each with conditions and one reply.
 fn load_table(file: &SourceFile, rules: &mut Vec<Rule>) -> Result<(), Vec<LoadError>> {
     let err = |line: Option<usize>, message: String| LoadError {
@@ -526,42 +635,35 @@ fn load_table(file: &SourceFile, rules: &mut Vec<Rule>) -> Result<(), Vec<LoadEr
         line,
         message,
     };
-    let table: toml::Table = toml::from_str(&file.text).map_err(|e| {
+    let table: TableFile = toml::from_str(&file.text).map_err(|e| {
         let line = e.span().map(|s| line_of(&file.text, s.start));
-        vec![err(line, e.message().to_owned())]
+        let message = e.message().trim();
+        // Serde's words for the two structural mistakes, in the file's own terms.
+        let message = if let Some(rest) = message.strip_prefix("unknown field ") {
+            let name = rest.split(',').next().unwrap_or(rest);
+            format!("unknown table {name}: a keyword file holds [[reply]] entries only")
+        } else if message.contains("expected a sequence") {
+            "`reply` must be written [[reply]], one table per entry".to_owned()
+        } else {
+            message.to_owned()
+        };
+        vec![err(line, message)]
     })?;
     let mut errors = Vec::new();
-    for key in table.keys() {
-        if key != "reply" {
-            errors.push(err(
-                None,
-                format!("unknown table `{key}`: a keyword file holds [[reply]] entries"),
-            ));
-        }
-    }
-    let entries = match table.get("reply") {
-        None => Vec::new(),
-        Some(toml::Value::Array(a)) => a.clone(),
-        Some(_) => return Err(vec![err(None, "`reply` must be written [[reply]]".into())]),
-    };
     let file_name: Arc<str> = Arc::from(file.name.as_str());
-    for (i, entry) in entries.iter().enumerate() {
-        let line = nth_line(&file.text, "[[reply]]", i);
-        let Some(entry) = entry.as_table() else {
-            errors.push(err(line, "a [[reply]] entry must be a table".into()));
-            continue;
-        };
-        match table_rule(entry) {
+    for entry in &table.reply {
+        let line = line_of(&file.text, entry.span().start);
+        match table_rule(entry.get_ref()) {
             Ok((filter, conditions, reply)) => rules.push(Rule {
                 origin: Origin {
                     file: Arc::clone(&file_name),
-                    line: line.unwrap_or(0),
+                    line,
                 },
                 filter,
                 conditions,
                 action: Action::Reply(reply),
             }),
-            Err(message) => errors.push(err(line, message)),
+            Err(message) => errors.push(err(Some(line), message)),
         }
     }
     if errors.is_empty() {
@@ -664,13 +766,4 @@ fn table_rule(entry: &toml::Table) -> Result<(Filter, String, Reply), String> {
 /// The 1-based line of byte `offset`.
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
-}
-
-/// The line of the `n`th occurrence of `needle` at the start of a line.
-fn nth_line(text: &str, needle: &str, n: usize) -> Option<usize> {
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| l.trim_start().starts_with(needle))
-        .nth(n)
-        .map(|(i, _)| i + 1)
 }

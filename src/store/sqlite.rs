@@ -32,12 +32,30 @@ impl SqliteBackend {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await?;
-        MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        // Processes starting together on a new file race to create it, switch it to WAL and
+        // migrate it; SQLite answers the losers "locked" or "already exists" at once (the busy
+        // timeout does not cover these). They wait a moment and try again.
+        let mut attempt: u32 = 0;
+        loop {
+            let result = async {
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(8)
+                    .connect_with(options.clone())
+                    .await?;
+                MIGRATOR.run(&pool).await?;
+                Ok::<_, StoreError>(pool)
+            }
+            .await;
+            match result {
+                Ok(pool) => return Ok(Self { pool }),
+                Err(e) if attempt < 8 => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "opening the store raced with another process; retrying");
+                    tokio::time::sleep(Duration::from_millis(25 * u64::from(attempt))).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 
@@ -84,10 +102,13 @@ impl Backend for SqliteBackend {
                (openid, subscribed, first_subscribed_at, last_subscribed_at, scene, last_seen_at) \
              VALUES (?1, 1, ?2, ?2, ?3, ?2) \
              ON CONFLICT (openid) DO UPDATE SET \
-               subscribed = 1, \
-               first_subscribed_at = COALESCE(followers.first_subscribed_at, excluded.first_subscribed_at), \
-               last_subscribed_at = excluded.last_subscribed_at, \
-               scene = COALESCE(excluded.scene, followers.scene), \
+               subscribed = (MAX(COALESCE(followers.last_subscribed_at, 0), excluded.last_subscribed_at) \
+                             >= COALESCE(followers.unsubscribed_at, 0)), \
+               first_subscribed_at = MIN(COALESCE(followers.first_subscribed_at, excluded.first_subscribed_at), \
+                                         excluded.first_subscribed_at), \
+               scene = CASE WHEN excluded.last_subscribed_at >= COALESCE(followers.last_subscribed_at, 0) \
+                            THEN COALESCE(excluded.scene, followers.scene) ELSE followers.scene END, \
+               last_subscribed_at = MAX(COALESCE(followers.last_subscribed_at, 0), excluded.last_subscribed_at), \
                last_seen_at = MAX(COALESCE(followers.last_seen_at, 0), excluded.last_seen_at)",
         )
         .bind(openid)
@@ -103,8 +124,9 @@ impl Backend for SqliteBackend {
             "INSERT INTO followers (openid, subscribed, unsubscribed_at, last_seen_at) \
              VALUES (?1, 0, ?2, ?2) \
              ON CONFLICT (openid) DO UPDATE SET \
-               subscribed = 0, \
-               unsubscribed_at = excluded.unsubscribed_at, \
+               subscribed = (COALESCE(followers.last_subscribed_at, 0) \
+                             > MAX(COALESCE(followers.unsubscribed_at, 0), excluded.unsubscribed_at)), \
+               unsubscribed_at = MAX(COALESCE(followers.unsubscribed_at, 0), excluded.unsubscribed_at), \
                last_seen_at = MAX(COALESCE(followers.last_seen_at, 0), excluded.last_seen_at)",
         )
         .bind(openid)

@@ -54,6 +54,11 @@ impl Drop for TestServer {
 /// A config for `mode` with its database in `dir`; `extra` is appended TOML (inside
 /// `[wechat]`, e.g. `max_clock_skew_secs = 0`).
 pub fn config(mode: Mode, dir: &Path, extra_wechat: &str) -> Config {
+    config_full(mode, dir, extra_wechat, "")
+}
+
+/// As [`config`], with whole sections (`[bot]`, `[rules]`) appended.
+pub fn config_full(mode: Mode, dir: &Path, extra_wechat: &str, sections: &str) -> Config {
     let db = dir.join("huixin.db");
     let toml = format!(
         r#"
@@ -70,6 +75,8 @@ encoding_aes_key = "{AES_KEY}"
 mode = "{mode}"
 extra_app_ids = ["{COMPONENT_APP_ID}"]
 {extra_wechat}
+
+{sections}
 "#,
         db = db.display(),
         mode = mode.as_str(),
@@ -100,6 +107,12 @@ pub async fn start_limited(
         .await
         .expect("server binds")
         .with_limits(limits);
+    launch(server, config, dir)
+}
+
+/// Runs a bound server in the background until the returned handle drops.
+pub fn launch(server: Server, config: Config, dir: tempfile::TempDir) -> TestServer {
+    let mode = config.wechat.mode;
     let url = server.callback_url();
     let base = format!("http://{}", server.local_addr());
     let (tx, rx) = oneshot::channel::<()>();
@@ -152,4 +165,87 @@ pub fn fixtures_in(dir: &str) -> Vec<(String, Vec<u8>)> {
         .collect();
     out.sort();
     out
+}
+
+/// Late replies, recorded instead of sent.
+#[derive(Default)]
+pub struct Recorded {
+    /// (openid, reply) in arrival order.
+    pub replies: std::sync::Mutex<Vec<(String, huixin::wechat::Reply)>>,
+}
+
+#[async_trait::async_trait]
+impl huixin::bot::late::LateReplies for Recorded {
+    async fn deliver(&self, message: &huixin::wechat::Message, reply: huixin::wechat::Reply) {
+        self.replies
+            .lock()
+            .unwrap()
+            .push((message.from.as_str().to_owned(), reply));
+    }
+}
+
+/// A server running the configured pipeline.
+pub struct Pipeline {
+    /// The server.
+    pub server: TestServer,
+    /// Its store.
+    pub store: huixin::store::Store,
+    /// Late replies that went to the customer-service path.
+    pub late: std::sync::Arc<Recorded>,
+}
+
+/// Starts the real server with the middleware of `[bot]` (from `sections`) and the routes
+/// `routes` adds to them. `db` names a shared database file, or `None` for a fresh one.
+pub async fn start_pipeline(
+    mode: Mode,
+    sections: &str,
+    db: Option<&Path>,
+    routes: impl FnOnce(Router, huixin::rules::context::Services, &Config) -> Router,
+) -> Pipeline {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = config_full(mode, dir.path(), "", sections);
+    if let Some(db) = db {
+        config.storage.url = format!("sqlite://{}", db.display());
+    }
+    let store = huixin::store::Store::open(&config.storage.url)
+        .await
+        .expect("store");
+    let late = std::sync::Arc::new(Recorded::default());
+    let (layers, services) = huixin::bot::pipeline::layers(&config, &store, late.clone())
+        .await
+        .expect("layers");
+    let router = routes(layers, services, &config);
+    let server = Server::bind_with_store(&config, store.clone(), router)
+        .await
+        .expect("server binds");
+    Pipeline {
+        server: launch(server, config, dir),
+        store,
+        late,
+    }
+}
+
+/// Starts the real server as `huixin serve` runs it: the pipeline around the rules of
+/// `rules_dir` (reloaded every 50 ms), with extra config `sections`.
+pub async fn start_rules(mode: Mode, sections: &str, rules_dir: &Path) -> Pipeline {
+    let rules_dir = rules_dir.to_path_buf();
+    start_pipeline(mode, sections, None, move |layers, services, config| {
+        let mut rules_config = config.rules.clone();
+        rules_config.dir = rules_dir;
+        let rules = std::sync::Arc::new(
+            huixin::rules::Rules::open(&rules_config, Vec::new()).expect("rules load"),
+        );
+        rules.spawn_watcher(std::time::Duration::from_millis(50));
+        layers.route(
+            huixin::bot::filter::any(),
+            move |ctx: huixin::bot::Context| {
+                let rules = rules.clone();
+                let services = services.clone();
+                async move {
+                    huixin::bot::Flow::Reply(rules.run(ctx.message.clone(), services).await.reply)
+                }
+            },
+        )
+    })
+    .await
 }

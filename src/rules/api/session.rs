@@ -82,8 +82,13 @@ fn set(key: &str, value: Dynamic, ttl_secs: Option<INT>) -> Result<(), Box<EvalA
     if value.is_unit() {
         return delete(key);
     }
+    if !json_safe(&value, 0) {
+        return Err(runtime_error(
+            "session values must be strings, numbers, booleans, arrays or maps of those",
+        ));
+    }
     let json = serde_json::to_string(&value).map_err(|_| {
-        runtime_error("session values must be strings, numbers, booleans, arrays or maps")
+        runtime_error("session values must be strings, numbers, booleans, arrays or maps of those")
     })?;
     if json.len() > MAX_VALUE_BYTES {
         return Err(runtime_error(format!(
@@ -101,6 +106,28 @@ fn set(key: &str, value: Dynamic, ttl_secs: Option<INT>) -> Result<(), Box<EvalA
         });
         Ok(())
     })
+}
+
+/// Whether `value` survives JSON and back unchanged: no replies, function pointers or other
+/// custom types (they would serialize as their names), no NaN or infinity (they become null).
+fn json_safe(value: &Dynamic, depth: usize) -> bool {
+    if depth > 64 {
+        return false;
+    }
+    if value.is_unit() || value.is_bool() || value.is_int() || value.is_string() || value.is_char()
+    {
+        return true;
+    }
+    if let Ok(f) = value.as_float() {
+        return f.is_finite();
+    }
+    if let Some(array) = value.read_lock::<rhai::Array>() {
+        return array.iter().all(|v| json_safe(v, depth + 1));
+    }
+    if let Some(map) = value.read_lock::<rhai::Map>() {
+        return map.values().all(|v| json_safe(v, depth + 1));
+    }
+    false
 }
 
 fn delete(key: &str) -> Result<(), Box<EvalAltResult>> {
