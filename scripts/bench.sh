@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
-# Load test on loopback with wrk (Debian package `wrk`): `huixin serve` against
-# examples/bare_axum, a minimal axum handler doing the same protocol work (verify, decrypt,
-# parse, echo, render, encrypt), in plain and safe mode, measured alternately in one run.
+# Load test on loopback with wrk (Debian package `wrk`), in plain and safe mode, every target
+# measured in turn in each round:
+#
+#   reference  examples/bare_axum: the protocol work (verify, decrypt, parse, echo, render,
+#              encrypt) in one bare axum handler
+#   core       examples/echo_bot: the full HTTP edge and dispatcher with Rust handlers
+#   rules      huixin serve with the shipped rules and every layer but dedup and the rate
+#              limit: each request runs the rules (a session read, two Rhai handlers), is
+#              logged and bookkept
+#   replays    huixin serve as configured by default (rate limit off): the requests repeat,
+#              so after the first pass they are WeChat retries answered by dedup
+#
+# The requests are pre-signed text messages from one user (1000 distinct, cycled).
 #
 #   scripts/bench.sh                      # DURATION=10s CONNECTIONS=32 ROUNDS=3 by default
 #   DURATION=20s ROUNDS=5 scripts/bench.sh
 #
-# Prints a Markdown table of requests per second (median of the rounds) and the ratio
-# full/reference. Any non-2xx answer during a run fails the script.
+# Prints a Markdown table of requests per second (median of the rounds) and each target's
+# ratio to the reference. Any non-2xx answer during a run fails the script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,12 +26,14 @@ CONNECTIONS=${CONNECTIONS:-32}
 ROUNDS=${ROUNDS:-3}
 WRK_THREADS=${WRK_THREADS:-1}
 REQUESTS=${REQUESTS:-1000}
+TARGETS=(reference core rules replays)
 
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
-cargo build --release --quiet --bin huixin --example bare_axum
-TARGET=${CARGO_TARGET_DIR:-$PWD/target}
-BIN=$TARGET/release/huixin
-REF=$TARGET/release/examples/bare_axum
+cargo build --release --quiet --bin huixin --example bare_axum --example echo_bot
+TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+BIN=$TARGET_DIR/release/huixin
+REF=$TARGET_DIR/release/examples/bare_axum
+CORE=$TARGET_DIR/release/examples/echo_bot
 
 work=$(mktemp -d)
 pids=()
@@ -43,22 +55,19 @@ wait_port() {
   exit 1
 }
 
-write_config() { # mode port file
-  cat >"$3" <<EOF
-[server]
-listen = "127.0.0.1:$2"
-[storage]
-url = "sqlite://$work/$1-$2.db"
-[wechat]
-token = "benchToken"
-app_id = "wx49f0ab532d5d035a"
-encoding_aes_key = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"
-mode = "$1"
-# Requests are signed once before the runs; long runs must not turn them stale.
-max_clock_skew_secs = 0
-[log]
-level = "warn"
-EOF
+write_config() { # mode port file [middleware list]
+  {
+    printf '[server]\nlisten = "127.0.0.1:%s"\n' "$2"
+    printf '[storage]\nurl = "sqlite://%s/%s.db"\n' "$work" "$(basename "$3" .toml)"
+    printf '[wechat]\ntoken = "benchToken"\napp_id = "wx49f0ab532d5d035a"\n'
+    printf 'encoding_aes_key = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"\nmode = "%s"\n' "$1"
+    # Requests are signed once before the runs; long runs must not turn them stale.
+    printf 'max_clock_skew_secs = 0\n'
+    printf '[rules]\ndir = "%s/rules"\n' "$PWD"
+    printf '[bot]\nrate_limit_per_minute = 0\n'
+    if [ -n "${4:-}" ]; then printf 'middleware = %s\n' "$4"; fi
+    printf '[log]\nlevel = "warn"\n'
+  } >"$3"
 }
 
 # JSON lines from `huixin simulate --print-request` -> a wrk script cycling through them.
@@ -90,40 +99,49 @@ run_wrk() { # port lua -> requests/sec
   awk '/Requests\/sec/ {print $2}' <<<"$out"
 }
 
-median() { tr ' ' '\n' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 echo "# huixin load test: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS rounds"
 echo
-echo "| mode | reference (bare_axum) req/s | huixin serve req/s | huixin / reference |"
-echo "|---|---:|---:|---:|"
+echo "| mode | reference req/s | core req/s | rules req/s | replays req/s |"
+echo "|---|---:|---:|---:|---:|"
+NO_DEDUP='["trace", "deadline", "followers", "log", "blocklist"]'
 for mode in plain safe; do
-  ref_port=$(free_port); full_port=$(free_port)
-  write_config "$mode" "$ref_port" "$work/ref-$mode.toml"
-  write_config "$mode" "$full_port" "$work/full-$mode.toml"
-  HUIXIN_CONFIG="$work/ref-$mode.toml" "$REF" >/dev/null 2>&1 & pids+=($!)
-  "$BIN" serve --config "$work/full-$mode.toml" >/dev/null 2>&1 & pids+=($!)
-  wait_port "$ref_port"; wait_port "$full_port"
+  declare -A port=() runs=() med=()
+  for t in "${TARGETS[@]}"; do
+    port[$t]=$(free_port)
+    runs[$t]=""
+  done
+  write_config "$mode" "${port[reference]}" "$work/reference-$mode.toml"
+  write_config "$mode" "${port[core]}" "$work/core-$mode.toml"
+  write_config "$mode" "${port[rules]}" "$work/rules-$mode.toml" "$NO_DEDUP"
+  write_config "$mode" "${port[replays]}" "$work/replays-$mode.toml"
+  HUIXIN_CONFIG="$work/reference-$mode.toml" "$REF" >/dev/null 2>&1 & pids+=($!)
+  HUIXIN_CONFIG="$work/core-$mode.toml" "$CORE" >/dev/null 2>&1 & pids+=($!)
+  "$BIN" serve --config "$work/rules-$mode.toml" >/dev/null 2>&1 & pids+=($!)
+  "$BIN" serve --config "$work/replays-$mode.toml" >/dev/null 2>&1 & pids+=($!)
+  for t in "${TARGETS[@]}"; do wait_port "${port[$t]}"; done
 
-  # Both must answer correctly before they are timed.
-  for port in "$ref_port" "$full_port"; do
-    "$BIN" simulate --config "$work/full-$mode.toml" --url "http://127.0.0.1:$port/wechat" text "bench check" \
-      | grep -q "text: bench check" || { echo "port $port does not echo in $mode mode" >&2; exit 1; }
+  # Every target must answer correctly before it is timed.
+  for t in "${TARGETS[@]}"; do
+    "$BIN" simulate --config "$work/rules-$mode.toml" --url "http://127.0.0.1:${port[$t]}/wechat" \
+      text "bench check" | grep -q "text: bench check" \
+      || { echo "$t does not echo in $mode mode" >&2; exit 1; }
   done
 
-  "$BIN" simulate --config "$work/full-$mode.toml" --url "http://127.0.0.1:$ref_port/wechat" \
+  "$BIN" simulate --config "$work/rules-$mode.toml" --url "http://127.0.0.1:${port[reference]}/wechat" \
     --print-request --count "$REQUESTS" text "hello huixin 你好" >"$work/$mode.jsonl"
   make_lua "$work/$mode.jsonl" "$work/$mode.lua"
 
-  ref_runs=(); full_runs=()
   for _ in $(seq "$ROUNDS"); do
-    ref_runs+=("$(run_wrk "$ref_port" "$work/$mode.lua")")
-    full_runs+=("$(run_wrk "$full_port" "$work/$mode.lua")")
+    for t in "${TARGETS[@]}"; do
+      runs[$t]="${runs[$t]} $(run_wrk "${port[$t]}" "$work/$mode.lua")"
+    done
   done
-  ref=$(echo "${ref_runs[*]}" | median)
-  full=$(echo "${full_runs[*]}" | median)
-  ratio=$(awk -v f="$full" -v r="$ref" 'BEGIN {printf "%.0f%%", 100 * f / r}')
-  echo "| $mode | $ref | $full | $ratio |"
-  echo "  rounds ($mode): reference ${ref_runs[*]}; huixin ${full_runs[*]}" >&2
+  for t in "${TARGETS[@]}"; do med[$t]=$(echo "${runs[$t]}" | median); done
+  ratio() { awk -v f="$1" -v r="${med[reference]}" 'BEGIN {printf "%.0f%%", 100 * f / r}'; }
+  echo "| $mode | ${med[reference]} | ${med[core]} ($(ratio "${med[core]}")) | ${med[rules]} ($(ratio "${med[rules]}")) | ${med[replays]} ($(ratio "${med[replays]}")) |"
+  for t in "${TARGETS[@]}"; do echo "  rounds ($mode, $t):${runs[$t]}" >&2; done
 
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true

@@ -1,6 +1,6 @@
-//! The batch writer: deferred writes queue up and are written in one transaction when
-//! [`BATCH_MAX`] are waiting or [`BATCH_DELAY`] after the first, so a burst of messages costs
-//! one commit, not one per message.
+//! The batch writer: deferred writes queue up and are written every [`BATCH_DELAY`], in
+//! transactions of up to [`BATCH_MAX`], so a burst of messages costs one commit, not one per
+//! message, and queueing a write never wakes a thread.
 //!
 //! The queue holds [`QUEUE_MAX`] writes. Deferred writes are the log and bookkeeping, never
 //! something a user is owed, so when the database falls that far behind, new writes are dropped
@@ -21,15 +21,11 @@ pub const BATCH_MAX: usize = 512;
 /// Longest a write waits for company.
 pub const BATCH_DELAY: Duration = Duration::from_millis(100);
 
-enum Op {
-    Write(Deferred),
-    Flush(oneshot::Sender<()>),
-}
-
 /// The sending side; the task ends when every clone is dropped.
 #[derive(Clone)]
 pub struct Writer {
-    tx: mpsc::Sender<Op>,
+    tx: mpsc::Sender<Deferred>,
+    flush: mpsc::Sender<oneshot::Sender<()>>,
     dropped: Arc<AtomicU64>,
 }
 
@@ -37,16 +33,19 @@ impl Writer {
     /// Starts the writer task for `backend`.
     pub fn spawn(backend: Arc<dyn Backend>) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE_MAX);
-        tokio::spawn(run(rx, backend));
+        let (flush, flushes) = mpsc::channel(64);
+        tokio::spawn(run(rx, flushes, backend));
         Self {
             tx,
+            flush,
             dropped: Arc::new(AtomicU64::new(0)),
         }
     }
 
-    /// Queues a write without waiting.
+    /// Queues a write without waiting (and without waking the writer: it drains the queue on
+    /// its own schedule, so a busy server pays no thread switch per write).
     pub fn defer(&self, write: Deferred) {
-        if self.tx.try_send(Op::Write(write)).is_err() {
+        if self.tx.try_send(write).is_err() {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if n == 1 || n.is_power_of_two() {
                 tracing::warn!(
@@ -60,8 +59,8 @@ impl Writer {
     /// Writes what is queued and waits until it is written (or failed and logged).
     pub async fn flush(&self) -> Result<(), StoreError> {
         let (ack, done) = oneshot::channel();
-        self.tx
-            .send(Op::Flush(ack))
+        self.flush
+            .send(ack)
             .await
             .map_err(|_| StoreError::WriterGone)?;
         done.await.map_err(|_| StoreError::WriterGone)
@@ -73,32 +72,67 @@ impl Writer {
     }
 }
 
-async fn run(mut rx: mpsc::Receiver<Op>, backend: Arc<dyn Backend>) {
+/// Every [`BATCH_DELAY`], or at once when someone waits on a flush, drains the queue in
+/// transactions of at most [`BATCH_MAX`] writes. Stops when every sender is gone.
+async fn run(
+    mut rx: mpsc::Receiver<Deferred>,
+    mut flushes: mpsc::Receiver<oneshot::Sender<()>>,
+    backend: Arc<dyn Backend>,
+) {
+    let mut tick = tokio::time::interval(BATCH_DELAY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch: Vec<Deferred> = Vec::with_capacity(BATCH_MAX);
-    while let Some(first) = rx.recv().await {
+    loop {
         let mut acks = Vec::new();
-        match first {
-            Op::Write(w) => batch.push(w),
-            Op::Flush(ack) => acks.push(ack),
+        tokio::select! {
+            _ = tick.tick() => {}
+            ack = flushes.recv() => match ack {
+                Some(ack) => acks.push(ack),
+                // No handle left to flush through: the store was dropped. Write what is
+                // left and stop.
+                None => {
+                    drain(&mut rx, &mut batch, backend.as_ref()).await;
+                    return;
+                }
+            },
         }
-        let deadline = tokio::time::Instant::now() + BATCH_DELAY;
-        // Gather company until the batch is full, the delay is over, or someone waits on it.
-        while acks.is_empty() && batch.len() < BATCH_MAX {
-            tokio::select! {
-                op = rx.recv() => match op {
-                    Some(Op::Write(w)) => batch.push(w),
-                    Some(Op::Flush(ack)) => acks.push(ack),
-                    None => break,
-                },
-                () = tokio::time::sleep_until(deadline) => break,
-            }
-        }
-        if !batch.is_empty() {
-            write(backend.as_ref(), &batch).await;
-            batch.clear();
-        }
+        let closed = drain(&mut rx, &mut batch, backend.as_ref()).await;
         for ack in acks {
             let _ = ack.send(());
+        }
+        if closed {
+            return;
+        }
+    }
+}
+
+/// Writes everything queued, in batches; true when the queue is closed.
+async fn drain(
+    rx: &mut mpsc::Receiver<Deferred>,
+    batch: &mut Vec<Deferred>,
+    backend: &dyn Backend,
+) -> bool {
+    loop {
+        let closed = loop {
+            match rx.try_recv() {
+                Ok(w) => {
+                    batch.push(w);
+                    if batch.len() >= BATCH_MAX {
+                        break false;
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break false,
+                Err(mpsc::error::TryRecvError::Disconnected) => break true,
+            }
+        };
+        if batch.is_empty() {
+            return closed;
+        }
+        let full = batch.len() >= BATCH_MAX;
+        write(backend, batch).await;
+        batch.clear();
+        if closed || !full {
+            return closed;
         }
     }
 }

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tracing::Instrument;
 
 use crate::bot::late::LateReplies;
@@ -40,11 +41,11 @@ impl Middleware for Deadline {
             let trail = ctx.trail.clone();
             let sink = ctx.extensions.get::<LateSink>().cloned();
             let message = ctx.message.clone();
-            // Its own task: it runs to the end even when we stop waiting for it.
-            let mut task = tokio::spawn(next.run(ctx).in_current_span());
-            match tokio::time::timeout(limit, &mut task).await {
-                Ok(Ok(result)) => result,
-                Ok(Err(join)) => Err(BotError::Panic(join.to_string())),
+            // Race the inner pipeline here; only when the deadline passes does it move into a
+            // task of its own to run to the end (no task per message on the fast path).
+            let mut inner = next.run(ctx);
+            match tokio::time::timeout(limit, &mut inner).await {
+                Ok(result) => result,
                 Err(_) => {
                     trail.set_late();
                     tracing::warn!(
@@ -53,16 +54,15 @@ impl Middleware for Deadline {
                     );
                     tokio::spawn(
                         async move {
-                            match task.await {
+                            let outcome = std::panic::AssertUnwindSafe(inner).catch_unwind().await;
+                            match outcome {
                                 Ok(Ok(reply)) => match sink {
                                     Some(LateSink(sink)) => sink(reply).await,
                                     None if reply == Reply::Success => {}
                                     None => late.deliver(&message, reply).await,
                                 },
                                 Ok(Err(e)) => tracing::error!(error = %e, "late handler failed"),
-                                Err(join) => {
-                                    tracing::error!(error = %join, "late handler panicked")
-                                }
+                                Err(_) => tracing::error!("late handler panicked"),
                             }
                         }
                         .in_current_span(),
