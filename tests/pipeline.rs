@@ -541,3 +541,49 @@ async fn a_failing_script_answers_the_fallback_and_the_server_keeps_serving() {
         assert_eq!(say(&p, "other", "o_x").await, Reply::text("fine"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_rule_does_not_hold_up_the_deadline() {
+    // A rule that works past the deadline: the watchdog still answers in time, and the reply
+    // goes the late way (no retry is waiting, so to the customer-service sender).
+    let dir = tempfile::tempdir().unwrap();
+    write_rules(
+        dir.path(),
+        &[(
+            "10.rhai",
+            r#"rule(#{ content: "slow" }, |msg| {
+                let start = now_ms();
+                while now_ms() - start < 900 {}
+                text("done at last")
+            });"#,
+        )],
+    );
+    let p = start_rules(
+        Mode::Plain,
+        "[bot]\nreply_deadline_ms = 200\n[rules]\nmax_operations = 1000000000000\nmax_run_ms = 5000",
+        dir.path(),
+    )
+    .await;
+    let exchange = p
+        .server
+        .sim
+        .send(xml(&text("slow"), "o_slowrule"), "o_slowrule")
+        .await
+        .unwrap();
+    assert_eq!(
+        exchange.body, "success",
+        "the watchdog answered before the rule finished"
+    );
+    let mut delivered = Vec::new();
+    for _ in 0..100 {
+        delivered = p.late.replies.lock().unwrap().clone();
+        if !delivered.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        delivered,
+        vec![("o_slowrule".to_owned(), Reply::text("done at last"))]
+    );
+}

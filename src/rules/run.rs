@@ -1,6 +1,7 @@
 //! Running a rule set on a message. Conditions are evaluated first, in Rust; only the handlers
-//! of matching rules run, in order, as blocking work (the async worker hands its other tasks
-//! over first, so scripts never stall them), with the message's session and services in reach. The first reply wins; a
+//! of matching rules run, in order, on a blocking thread (scripts never stall the async
+//! workers, and the deadline watchdog keeps running while they work), with the message's
+//! session and services in reach. The first reply wins; a
 //! handler returning nothing passes to the next matching rule; a keyword-table rule always
 //! replies.
 //!
@@ -88,21 +89,14 @@ impl RuleSet {
         let store = services.store.clone();
         let openid = message.from.as_str().to_owned();
         let runtime = tokio::runtime::Handle::current();
-        // Scripts block (they may wait on the store): on a multi-threaded runtime they run
-        // right here with the worker's other tasks handed over (no thread hop); otherwise on
-        // the blocking pool.
-        let work = move || {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                set.run_blocking(&message, plan, services, runtime)
-            }))
-            .map_err(|_| "the rules panicked".to_owned())
-        };
-        let ran = match tokio::runtime::Handle::current().runtime_flavor() {
-            tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(work),
-            _ => tokio::task::spawn_blocking(work)
-                .await
-                .unwrap_or_else(|join| Err(format!("the rules panicked: {join}"))),
-        };
+        // Scripts block (they may wait on the store), so they run on the blocking pool. Not
+        // in place with `block_in_place`: this task must stay free to notice the reply
+        // deadline while a script takes long, or the watchdog could not answer in time.
+        let ran = tokio::task::spawn_blocking(move || {
+            set.run_blocking(&message, plan, services, runtime)
+        })
+        .await
+        .map_err(|join| format!("the rules panicked: {join}"));
         let (outcome, changes) = match ran {
             Ok(result) => result,
             Err(message) => {
