@@ -23,23 +23,44 @@ fn bench_rules(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let set = Arc::new(builtin::load(&loader(&RulesConfig::default(), Vec::new()).unwrap()).unwrap());
-    let text = message(MessageSpec::Text { content: "hello 你好".into() });
+    let set =
+        Arc::new(builtin::load(&loader(&RulesConfig::default(), Vec::new()).unwrap()).unwrap());
+    let text = message(MessageSpec::Text {
+        content: "hello 你好".into(),
+    });
     let unsubscribe = message(MessageSpec::Unsubscribe);
-    let keyword = message(MessageSpec::Text { content: "hours".into() });
+    let keyword = message(MessageSpec::Text {
+        content: "hours".into(),
+    });
 
     let mut g = c.benchmark_group("rules");
     g.bench_function("shipped_rules_text_echo", |b| {
         b.iter(|| {
-            let outcome = runtime.block_on(set.run(black_box(text.clone()), Services::default(), &Reply::Success));
+            let outcome = runtime.block_on(set.run(
+                black_box(text.clone()),
+                Services::default(),
+                &Reply::Success,
+            ));
             assert!(matches!(outcome.reply, Reply::Text { .. }));
         })
     });
     g.bench_function("shipped_rules_no_match", |b| {
-        b.iter(|| runtime.block_on(set.run(black_box(unsubscribe.clone()), Services::default(), &Reply::Success)))
+        b.iter(|| {
+            runtime.block_on(set.run(
+                black_box(unsubscribe.clone()),
+                Services::default(),
+                &Reply::Success,
+            ))
+        })
     });
     g.bench_function("shipped_rules_keyword_table", |b| {
-        b.iter(|| runtime.block_on(set.run(black_box(keyword.clone()), Services::default(), &Reply::Success)))
+        b.iter(|| {
+            runtime.block_on(set.run(
+                black_box(keyword.clone()),
+                Services::default(),
+                &Reply::Success,
+            ))
+        })
     });
     g.finish();
 }
