@@ -587,3 +587,105 @@ async fn a_slow_rule_does_not_hold_up_the_deadline() {
         vec![("o_slowrule".to_owned(), Reply::text("done at last"))]
     );
 }
+
+/// Sends a prepared request but gives up after `patience`, as a client that drops the
+/// connection.
+async fn send_and_give_up(prepared: &Prepared, patience: Duration) {
+    let client = reqwest::Client::builder()
+        .timeout(patience)
+        .build()
+        .unwrap();
+    let result = client
+        .post(&prepared.url)
+        .body(prepared.body.clone())
+        .send()
+        .await;
+    assert!(result.is_err(), "the server answered within {patience:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_attempt_whose_connection_drops_still_finishes_once() {
+    // No retry comes: the reply goes the late way.
+    let (p, runs) = slow("", Duration::from_millis(600), "finished anyway").await;
+    let prepared = p.server.sim.prepare(xml(&text("hi"), "o_drop"), "o_drop");
+    send_and_give_up(&prepared, Duration::from_millis(150)).await;
+    let mut delivered = Vec::new();
+    for _ in 0..100 {
+        delivered = p.late.replies.lock().unwrap().clone();
+        if !delivered.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        delivered,
+        vec![("o_drop".to_owned(), Reply::text("finished anyway"))]
+    );
+    // A retry now is not answered twice.
+    assert_eq!(
+        p.server.sim.send_prepared(&prepared).await.unwrap().body,
+        "success"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+
+    // A retry arriving while the abandoned attempt still runs carries its reply.
+    let prepared = p
+        .server
+        .sim
+        .prepare(xml(&text("again"), "o_drop2"), "o_drop2");
+    send_and_give_up(&prepared, Duration::from_millis(150)).await;
+    let retry = p.server.sim.send_prepared(&prepared).await.unwrap();
+    assert_eq!(reply(&retry), Reply::text("finished anyway"));
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        p.late.replies.lock().unwrap().len(),
+        1,
+        "nothing more went the late way"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panicking_first_attempt_does_not_leave_retries_waiting() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r = runs.clone();
+    // A deadline longer than the retry client's patience: a retry left waiting on the dead
+    // attempt would time out instead of being answered.
+    let p = start_pipeline(
+        Mode::Plain,
+        "[bot]\nreply_deadline_ms = 4900",
+        None,
+        move |layers: Router, _, _| {
+            layers.route(filter::any(), move |_ctx: Context| {
+                let r = r.clone();
+                async move {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    if r.load(Ordering::SeqCst) > 0 {
+                        panic!("handler bug");
+                    }
+                    Flow::Next
+                }
+            })
+        },
+    )
+    .await;
+    let prepared = p
+        .server
+        .sim
+        .prepare(xml(&text("boom"), "o_panic"), "o_panic");
+    assert_eq!(
+        p.server.sim.send_prepared(&prepared).await.unwrap().body,
+        "success"
+    );
+    let patient = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let retry = patient
+        .post(&prepared.url)
+        .body(prepared.body.clone())
+        .send()
+        .await;
+    let retry = retry.expect("the retry is answered from the settled record, not left waiting");
+    assert_eq!(retry.text().await.unwrap(), "success");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}

@@ -28,6 +28,7 @@ pub mod filter;
 pub mod late;
 pub mod middleware;
 pub mod pipeline;
+pub mod tasks;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -58,6 +59,17 @@ pub enum BotError {
     /// A handler or middleware panicked.
     #[error("handler panicked: {0}")]
     Panic(String),
+}
+
+/// The text of a panic's payload, for the log.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic payload".to_owned()
+    }
 }
 
 /// What a handler decided.

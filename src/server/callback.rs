@@ -19,7 +19,7 @@ use futures_util::FutureExt;
 use tracing::{debug, error, warn};
 
 use super::AppState;
-use crate::bot::{BotError, Context};
+use crate::bot::{BotError, Context, panic_message};
 use crate::wechat::signature::unix_now;
 use crate::wechat::{CallbackError, CallbackQuery, Inbound, Reply};
 
@@ -107,7 +107,7 @@ async fn answer(state: &AppState, query: &CallbackQuery, inbound: &Inbound) -> R
         }
         Err(panic) => {
             let m = &inbound.message;
-            let e = BotError::Panic(panic_message(&panic));
+            let e = BotError::Panic(panic_message(panic.as_ref()));
             error!(openid = %m.from, msg_id = m.msg_id.map(|id| id.0), msg_type = %m.kind.msg_type(), error = %e, "bot panicked; answered success");
             Reply::Success
         }
@@ -198,7 +198,7 @@ fn refuse(e: CallbackError, peer: Peer) -> Response {
 
 /// What the callback answers when something panicked outside the bot: `success`.
 pub fn panic_response(panic: Box<dyn std::any::Any + Send>) -> Response {
-    error!(panic = %panic_message(&panic).escape_debug(), "callback panicked; answered success");
+    error!(panic = %panic_message(panic.as_ref()).escape_debug(), "callback panicked; answered success");
     plain(StatusCode::OK, "success".into())
 }
 
@@ -209,14 +209,4 @@ fn plain(status: StatusCode, body: String) -> Response {
         body,
     )
         .into_response()
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "unknown panic payload".to_owned()
-    }
 }

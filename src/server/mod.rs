@@ -268,6 +268,14 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         listen::serve(self.listener, self.app, shutdown, self.limits).await?;
+        // Replies still being worked on (past the deadline, or whose connection WeChat
+        // dropped) are delivered before the process ends.
+        if !crate::bot::tasks::wait_idle(self.limits.shutdown_grace).await {
+            tracing::warn!(
+                tasks = crate::bot::tasks::active(),
+                "late replies still in progress at shutdown are abandoned"
+            );
+        }
         // Write what the store still has queued (the message log, dedup records).
         if let Err(e) = self.store.flush().await {
             tracing::error!(error = %e, "queued store writes could not be flushed at shutdown");

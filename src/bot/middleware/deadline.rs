@@ -12,7 +12,7 @@ use futures_util::FutureExt;
 use tracing::Instrument;
 
 use crate::bot::late::LateReplies;
-use crate::bot::{BotError, BoxFuture, Context, Middleware, Next};
+use crate::bot::{BotError, BoxFuture, Context, Middleware, Next, panic_message, tasks};
 use crate::wechat::Reply;
 
 /// Receives a reply that missed the deadline (installed by `dedup`).
@@ -52,17 +52,26 @@ impl Middleware for Deadline {
                         deadline_ms = limit.as_millis() as u64,
                         "reply not ready by the deadline: answered success; the reply will follow"
                     );
-                    tokio::spawn(
+                    tasks::spawn(
                         async move {
                             let outcome = std::panic::AssertUnwindSafe(inner).catch_unwind().await;
-                            match outcome {
-                                Ok(Ok(reply)) => match sink {
-                                    Some(LateSink(sink)) => sink(reply).await,
-                                    None if reply == Reply::Success => {}
-                                    None => late.deliver(&message, reply).await,
-                                },
-                                Ok(Err(e)) => tracing::error!(error = %e, "late handler failed"),
-                                Err(_) => tracing::error!("late handler panicked"),
+                            let reply = match outcome {
+                                Ok(Ok(reply)) => reply,
+                                Ok(Err(e)) => {
+                                    tracing::error!(error = %e, "late handler failed");
+                                    Reply::Success
+                                }
+                                Err(panic) => {
+                                    let e = panic_message(panic.as_ref());
+                                    tracing::error!(error = %e.escape_debug(), "late handler panicked");
+                                    Reply::Success
+                                }
+                            };
+                            // Always report back, `success` included: dedup settles its entry.
+                            match sink {
+                                Some(LateSink(sink)) => sink(reply).await,
+                                None if reply == Reply::Success => {}
+                                None => late.deliver(&message, reply).await,
                             }
                         }
                         .in_current_span(),

@@ -21,15 +21,18 @@
 //! reaching another process is recognised too (and waits for, or replays, the owner's reply).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use super::deadline::LateSink;
 use crate::bot::late::LateReplies;
-use crate::bot::{BotError, BoxFuture, Context, Middleware, Next};
+use crate::bot::{BotError, BoxFuture, Context, Middleware, Next, panic_message, tasks};
 use crate::store::{DedupRecord, Deferred, Store};
 use crate::wechat::signature::unix_now;
 use crate::wechat::{Message, Reply};
@@ -38,6 +41,15 @@ use crate::wechat::{Message, Reply};
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 /// How often a retry waiting on another process looks again.
 const FOREIGN_POLL: Duration = Duration::from_millis(100);
+
+/// Marks the first attempt abandoned when its request future is dropped.
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
 
 /// The dedup key of a message.
 pub fn key_of(m: &Message) -> String {
@@ -367,13 +379,45 @@ impl Middleware for Dedup {
                         let message = message.clone();
                         Box::pin(async move { inner.deliver_late(&key, &message, reply).await })
                     })));
+                    // The first attempt runs as a task of its own: if WeChat drops the
+                    // connection (or a handler panics), the rules still finish once and the
+                    // entry is settled; a retry is never left waiting on a dead attempt.
                     let trail = ctx.trail.clone();
-                    let result = next.run(ctx).await;
-                    if !trail.is_late() {
-                        let reply = result.as_ref().map_or(Reply::Success, Clone::clone);
-                        inner.settle(&key, &reply);
-                    }
-                    result
+                    let message = ctx.message.clone();
+                    let abandoned = Arc::new(AtomicBool::new(false));
+                    let attempt = {
+                        let inner = Arc::clone(&inner);
+                        let key = key.clone();
+                        let abandoned = Arc::clone(&abandoned);
+                        tasks::spawn(
+                            async move {
+                                let result =
+                                    match AssertUnwindSafe(next.run(ctx)).catch_unwind().await {
+                                        Ok(result) => result,
+                                        Err(panic) => {
+                                            Err(BotError::Panic(panic_message(panic.as_ref())))
+                                        }
+                                    };
+                                // Past the deadline the reply comes back through the sink.
+                                if !trail.is_late() {
+                                    let reply =
+                                        result.as_ref().map_or(Reply::Success, Clone::clone);
+                                    if abandoned.load(Ordering::SeqCst) {
+                                        // Nobody holds this attempt's connection any more.
+                                        inner.deliver_late(&key, &message, reply).await;
+                                    } else {
+                                        inner.settle(&key, &reply);
+                                    }
+                                }
+                                result
+                            }
+                            .in_current_span(),
+                        )
+                    };
+                    let _abandon = SetOnDrop(abandoned);
+                    attempt
+                        .await
+                        .unwrap_or_else(|join| Err(BotError::Panic(join.to_string())))
                 }
                 Claim::Replay(reply) => {
                     ctx.trail.set_outcome("retry");
