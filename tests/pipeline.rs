@@ -689,3 +689,32 @@ async fn a_panicking_first_attempt_does_not_leave_retries_waiting() {
     assert_eq!(retry.text().await.unwrap(), "success");
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retries_are_logged_as_retries() {
+    let (p, runs) = slow("", Duration::ZERO, "once").await;
+    let prepared = p
+        .server
+        .sim
+        .prepare(xml(&text("log me"), "o_logretry"), "o_logretry");
+    for _ in 0..3 {
+        assert_eq!(
+            reply(&p.server.sim.send_prepared(&prepared).await.unwrap()),
+            Reply::text("once")
+        );
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    p.store.flush().await.unwrap();
+    let mut outcomes: Vec<String> = p
+        .store
+        .backend()
+        .recent_log(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.openid == "o_logretry")
+        .map(|e| format!("{}:{}", e.outcome, e.reply_type))
+        .collect();
+    outcomes.sort();
+    assert_eq!(outcomes, ["answered:text", "retry:text", "retry:text"]);
+}

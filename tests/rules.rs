@@ -2338,3 +2338,116 @@ async fn rules_open_refuses_a_bad_timezone() {
         Err(RulesError::Timezone(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn captured_values_are_a_fresh_copy_for_every_message() {
+    // A handler changing what it captured changes its own copy only: nothing one user's
+    // message does reaches another's, and a failed run leaves no trace.
+    let set = script(
+        r#"let notes = [];
+        rule(#{ content: "fail" }, |msg| { notes.push("fail"); throw "boom" });
+        rule(|msg| { notes.push(msg.content); text(`${notes}`) });"#,
+    );
+    assert_eq!(
+        reply(&set, text_from("o_alice", "alice secret")).await,
+        t(r#"["alice secret"]"#)
+    );
+    let _ = script_error(&set, text_from("o_carol", "fail")).await;
+    assert_eq!(reply(&set, text_from("o_bob", "hi")).await, t(r#"["hi"]"#));
+}
+
+#[test]
+fn curry_is_refused() {
+    let err = load_error("rule(|msg| { let f = Fn(\"g\"); f.curry(1); () });\nfn g(a, m) { () }\n");
+    assert_eq!(err.line, Some(1), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_that_cannot_be_saved_answers_the_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("locked.db").display());
+    let store = Store::open(&url).await.unwrap();
+    let config = RulesConfig {
+        fallback: "Sorry, try again.".into(),
+        ..RulesConfig::default()
+    };
+    let fallback = huixin::rules::fallback_reply(&config);
+    let set = load_with(
+        &config,
+        &[(
+            "a.rhai",
+            "rule(|msg| { session_set(\"note\", msg.content); text(\"recorded\") });",
+        )],
+    );
+    // Another process holds the write lock longer than the busy timeout.
+    use sqlx::Connection;
+    let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let services = Services {
+        store: Some(store.clone()),
+        ..Services::default()
+    };
+    let outcome = set
+        .run(text("important"), services.clone(), &fallback)
+        .await;
+    assert_eq!(
+        outcome.reply,
+        t("Sorry, try again."),
+        "never \"recorded\" when it was not: {outcome:?}"
+    );
+    let error = outcome.error.expect("the failure is reported");
+    assert!(
+        error.message.contains("session could not be saved"),
+        "{error}"
+    );
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    // Once the lock is gone, it works.
+    assert_eq!(
+        set.run(text("again"), services, &fallback).await.reply,
+        t("recorded")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_holds_a_bounded_number_of_keys() {
+    let (_dir, store) = temp_store().await;
+    let set = script(
+        r#"rule(|msg| {
+            for i in 0..300 { session_set(`k${i}`, i); }
+            text("too many")
+        });"#,
+    );
+    let services = Services {
+        store: Some(store.clone()),
+        ..Services::default()
+    };
+    let outcome = run_with(&set, text("x"), services).await;
+    let error = outcome.error.expect("the 257th key is refused");
+    assert!(error.message.contains("at most 256 keys"), "{error}");
+    let saved = store
+        .backend()
+        .session_load("o_user", huixin::wechat::signature::unix_now())
+        .await
+        .unwrap();
+    assert!(saved.is_empty(), "a failed run saves nothing");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn indented_top_level_imports_are_visible_to_handlers() {
+    let root = tempfile::tempdir().unwrap();
+    write(
+        root.path(),
+        "lib/util.rhai",
+        "fn greet(name) { `hi ${name}` }\n",
+    );
+    write(
+        root.path(),
+        "a.rhai",
+        "    import \"lib/util\" as util;\nrule(|msg| text(util::greet(\"you\")));\n",
+    );
+    let set = Arc::new(loader().load_dir(root.path()).unwrap());
+    assert_eq!(reply(&set, text("x")).await, t("hi you"));
+}

@@ -38,7 +38,14 @@ pub async fn layers(
             "trace" => router.layer(Trace),
             "dedup" => {
                 let window = Duration::from_secs(bot.dedup_window_secs);
-                let dedup = Dedup::new(window, deadline, Arc::clone(&late), Some(store.clone()));
+                let log_retries = bot.middleware.iter().any(|m| m == "log");
+                let dedup = Dedup::with_log(
+                    window,
+                    deadline,
+                    Arc::clone(&late),
+                    Some(store.clone()),
+                    log_retries,
+                );
                 dedup.spawn_sync();
                 router.layer(dedup)
             }

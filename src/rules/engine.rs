@@ -70,7 +70,10 @@ pub fn build(
         .set_max_map_size(limits.max_map_size)
         .set_max_modules(limits.max_modules)
         .set_max_variables(limits.max_variables)
-        .disable_symbol("eval");
+        .disable_symbol("eval")
+        // Values curried into a function pointer escape the size limits; closures still
+        // capture what they use.
+        .disable_symbol("curry");
     // Wall clock, checked every 1024 operations: a script waiting on nothing but burning
     // time is stopped even if its operation budget is large.
     engine.on_progress(|ops| {

@@ -55,6 +55,35 @@ pub struct ScriptFn {
     pub arity: usize,
 }
 
+impl ScriptFn {
+    /// The handler with its own copy of the values it captured: what one call changes, the
+    /// next never sees (no state leaks between users or survives a failed run).
+    pub fn fresh(&self) -> FnPtr {
+        let mut handler = self.handler.clone();
+        let owned: Vec<Dynamic> = handler.curry().iter().map(owned_copy).collect();
+        handler.set_curry(owned);
+        handler
+    }
+}
+
+/// A deep copy with every shared value (a captured variable) replaced by its contents.
+fn owned_copy(value: &Dynamic) -> Dynamic {
+    let value = value.flatten_clone();
+    if value.is_array() {
+        let items = value.into_array().unwrap_or_default();
+        return Dynamic::from_array(items.iter().map(owned_copy).collect());
+    }
+    if value.is_map() {
+        let map = value.cast::<Map>();
+        return Dynamic::from_map(
+            map.iter()
+                .map(|(k, v)| (k.clone(), owned_copy(v)))
+                .collect(),
+        );
+    }
+    value
+}
+
 /// What a rule does when its conditions match.
 #[derive(Clone)]
 pub enum Action {
@@ -290,7 +319,14 @@ impl Loader {
                 compiled.push(None);
                 continue;
             }
-            match engine.compile_into_self_contained(&Scope::new(), &file.text) {
+            // Compiling runs imported modules' top-level code: under the same time limit.
+            let compiling = {
+                let _deadline = context::enter_deadline(
+                    Instant::now() + Duration::from_millis(self.limits.max_run_ms),
+                );
+                engine.compile_into_self_contained(&Scope::new(), &file.text)
+            };
+            match compiling {
                 Ok(mut ast) => {
                     ast.set_source(file.name.as_str());
                     compiled.push(Some(Arc::new(ast)));
@@ -474,10 +510,11 @@ fn script_fn(ast: &Arc<AST>, handler: FnPtr) -> Result<ScriptFn, String> {
     })
 }
 
-/// `import "path" as alias;` at the start of a line: a file's top-level imports.
+/// `import "path" as alias;` on a line of its own: a file's imports with a literal path.
+/// (One inside a function is made visible everywhere too, which does no harm.)
 fn top_level_imports(text: &str) -> Vec<(String, String)> {
     static IMPORT: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r#"(?m)^import\s+"([^"]+)"\s+as\s+([A-Za-z_][A-Za-z0-9_]*)\s*;"#)
+        regex::Regex::new(r#"(?m)^\s*import\s+"([^"]+)"\s+as\s+([A-Za-z_][A-Za-z0-9_]*)\s*;"#)
             .expect("a valid pattern")
     });
     IMPORT

@@ -115,6 +115,7 @@ impl RuleSet {
             }
             None => outcome,
         };
+        // A reply that says "recorded" must not go out when the recording failed.
         if !changes.is_empty()
             && let Some(store) = store
             && let Err(e) = store
@@ -122,7 +123,16 @@ impl RuleSet {
                 .session_apply(&openid, &changes, crate::wechat::signature::unix_now())
                 .await
         {
-            tracing::error!(error = %e, "session changes could not be saved");
+            let error = ScriptError {
+                file: outcome
+                    .replied_by
+                    .as_ref()
+                    .map_or_else(|| "rules".to_owned(), |o| o.file.to_string()),
+                line: outcome.replied_by.as_ref().map(|o| o.line),
+                message: format!("the session could not be saved: {e}"),
+            };
+            tracing::error!(rule = %error, "session not saved; answered the fallback");
+            return failed(error, fallback);
         }
         outcome
     }
@@ -205,7 +215,7 @@ impl RuleSet {
             args.push(Dynamic::from(caps.unwrap_or_default()));
         }
         let value: Dynamic = script
-            .handler
+            .fresh()
             .call(&self.engine, &script.ast, args)
             .map_err(|e| script_error(&e, origin))?;
         interpret(value).map_err(|message| ScriptError {
@@ -218,10 +228,18 @@ impl RuleSet {
 
 fn script_error(e: &EvalAltResult, origin: &Origin) -> ScriptError {
     let (file, line, message) = super::load::locate(e, &origin.file);
-    ScriptError {
-        file,
-        line: line.or(Some(origin.line)),
-        message,
+    match line {
+        Some(line) => ScriptError {
+            file,
+            line: Some(line),
+            message,
+        },
+        // Limits (operations, time, sizes) stop a script without a position of their own.
+        None => ScriptError {
+            file,
+            line: Some(origin.line),
+            message: format!("{message} (in the rule declared at this line)"),
+        },
     }
 }
 

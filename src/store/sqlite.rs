@@ -1,5 +1,5 @@
 //! The SQLite backend: one file, WAL mode (readers never wait for the writer; several
-//! processes on one host can share it), a 5 s busy timeout, `synchronous = NORMAL`.
+//! processes on one host can share it), a 3 s busy timeout, `synchronous = NORMAL`.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -30,7 +30,9 @@ impl SqliteBackend {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5))
+            // Below the reply deadline: a database locked that long fails the message's
+            // store calls (which answer the fallback) instead of outlasting the deadline.
+            .busy_timeout(Duration::from_secs(3))
             .foreign_keys(true);
         // Processes starting together on a new file race to create it, switch it to WAL and
         // migrate it; SQLite answers the losers "locked" or "already exists" at once (the busy
@@ -40,6 +42,7 @@ impl SqliteBackend {
             let result = async {
                 let pool = SqlitePoolOptions::new()
                     .max_connections(8)
+                    .acquire_timeout(Duration::from_secs(3))
                     .connect_with(options.clone())
                     .await?;
                 MIGRATOR.run(&pool).await?;

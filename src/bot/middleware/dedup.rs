@@ -39,6 +39,8 @@ use crate::wechat::{Message, Reply};
 
 /// How often other processes' records are read.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
+/// How far back each read of other processes' records reaches beyond the previous one.
+const SYNC_OVERLAP_SECS: i64 = 10;
 /// How often a retry waiting on another process looks again.
 const FOREIGN_POLL: Duration = Duration::from_millis(100);
 
@@ -124,6 +126,8 @@ enum Claim {
 
 struct Inner {
     owner: String,
+    /// Log retries (they never reach an inner `log` layer).
+    log_retries: bool,
     window: Duration,
     wait: Duration,
     late: Arc<dyn LateReplies>,
@@ -147,10 +151,23 @@ impl Dedup {
         late: Arc<dyn LateReplies>,
         store: Option<Store>,
     ) -> Self {
+        Self::with_log(window, wait, late, store, false)
+    }
+
+    /// As [`Dedup::new`]; with `log_retries`, every retry answered here adds an inbound log
+    /// row (outcome `retry`), which an inner `log` layer never sees.
+    pub fn with_log(
+        window: Duration,
+        wait: Duration,
+        late: Arc<dyn LateReplies>,
+        store: Option<Store>,
+        log_retries: bool,
+    ) -> Self {
         let owner = format!("{}-{:08x}", std::process::id(), rand::random::<u32>());
         Self {
             inner: Arc::new(Inner {
                 owner,
+                log_retries,
                 window,
                 wait,
                 late,
@@ -175,6 +192,17 @@ impl Dedup {
 impl Inner {
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A log row for a retry answered here.
+    fn log_retry(&self, message: &Message, reply: &Reply) {
+        if let (true, Some(store)) = (self.log_retries, &self.store) {
+            store.defer(Deferred::Log(super::log::entry(
+                message,
+                reply.msg_type(),
+                "retry",
+            )));
+        }
     }
 
     fn persist(&self, key: &str, state: &str, reply: Option<&Reply>) {
@@ -353,8 +381,14 @@ async fn sync(weak: Weak<Inner>, window: Duration) {
             break;
         };
         let now = unix_now();
-        // Overlap the window a little: a record's second is coarse.
-        match store.backend().dedup_changes(since - 2, &inner.owner).await {
+        // Read well back: a record is stamped when queued, and on a busy database its batch
+        // can commit seconds later (a 3 s busy wait, a pause, a second try). Records already
+        // seen merge again unchanged.
+        match store
+            .backend()
+            .dedup_changes(since - SYNC_OVERLAP_SECS, &inner.owner)
+            .await
+        {
             Ok(records) => inner.merge(records),
             Err(e) => tracing::warn!(error = %e, "reading other processes' dedup records failed"),
         }
@@ -419,25 +453,31 @@ impl Middleware for Dedup {
                         .await
                         .unwrap_or_else(|join| Err(BotError::Panic(join.to_string())))
                 }
-                Claim::Replay(reply) => {
+                claim => {
                     ctx.trail.set_outcome("retry");
-                    tracing::info!(
-                        reply = reply.msg_type(),
-                        "retry of a handled message: same reply, rules not run"
-                    );
+                    let reply = match claim {
+                        Claim::Replay(reply) => {
+                            tracing::info!(
+                                reply = reply.msg_type(),
+                                "retry of a handled message: same reply, rules not run"
+                            );
+                            reply
+                        }
+                        Claim::Wait(id, rx) => {
+                            tracing::info!(
+                                "retry while the first attempt runs: waiting for its reply"
+                            );
+                            inner.wait(&key, id, rx).await
+                        }
+                        _ => {
+                            tracing::info!(
+                                "retry of a message another process handles: waiting for its reply"
+                            );
+                            inner.wait_foreign(&key).await
+                        }
+                    };
+                    inner.log_retry(&ctx.message, &reply);
                     Ok(reply)
-                }
-                Claim::Wait(id, rx) => {
-                    ctx.trail.set_outcome("retry");
-                    tracing::info!("retry while the first attempt runs: waiting for its reply");
-                    Ok(inner.wait(&key, id, rx).await)
-                }
-                Claim::WaitForeign => {
-                    ctx.trail.set_outcome("retry");
-                    tracing::info!(
-                        "retry of a message another process handles: waiting for its reply"
-                    );
-                    Ok(inner.wait_foreign(&key).await)
                 }
             }
         })

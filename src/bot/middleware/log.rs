@@ -1,8 +1,8 @@
-//! The inbound message log: one row per message (retries recognised by `dedup` are marked
-//! `retry`), with a summary, the reply's type and the outcome: `answered`, `late` (the
-//! deadline passed; the reply followed separately), `retry`, `failed`, `blocked` or
-//! `limited`. Rows are written in batches, off the hot path, and kept
-//! `[bot] log_retention_days`.
+//! The inbound message log: one row per message, with a summary, the reply's type and the
+//! outcome: `answered`, `late` (the deadline passed; the reply followed separately),
+//! `failed`, `blocked` or `limited`. WeChat's retries, answered by `dedup` before they reach
+//! this layer, are logged by `dedup` (outcome `retry`) when this layer is on. Rows are written
+//! in batches, off the hot path, and kept `[bot] log_retention_days`.
 
 use crate::bot::{BotError, BoxFuture, Context, Middleware, Next};
 use crate::store::{Deferred, LogEntry, Store};

@@ -17,6 +17,8 @@ use crate::wechat::signature::unix_now;
 pub const MAX_KEY_LEN: usize = 128;
 /// Largest value, as JSON.
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+/// Most keys one user's session holds.
+pub const MAX_KEYS: usize = 256;
 
 /// The session functions.
 pub struct Sessions;
@@ -98,7 +100,14 @@ fn set(key: &str, value: Dynamic, ttl_secs: Option<INT>) -> Result<(), Box<EvalA
     }
     let expires_at = ttl_secs.map(|ttl| unix_now().saturating_add(ttl));
     context::with(|ctx| {
-        loaded(ctx)?.insert(key.to_owned(), value);
+        let session = loaded(ctx)?;
+        if !session.contains_key(key) && session.len() >= MAX_KEYS {
+            return Err(runtime_error(format!(
+                "a session holds at most {MAX_KEYS} keys; delete some first"
+            )));
+        }
+        session.insert(key.to_owned(), value);
+        forget_change(ctx, key);
         ctx.session_changes.push(SessionChange::Set {
             key: key.to_owned(),
             value: json,
@@ -134,11 +143,19 @@ fn delete(key: &str) -> Result<(), Box<EvalAltResult>> {
     check_key(key)?;
     context::with(|ctx| {
         loaded(ctx)?.remove(key);
+        forget_change(ctx, key);
         ctx.session_changes.push(SessionChange::Delete {
             key: key.to_owned(),
         });
         Ok(())
     })
+}
+
+/// Drops an earlier change to `key` in this run: only the last one is written.
+fn forget_change(ctx: &mut ScriptContext, key: &str) {
+    ctx.session_changes.retain(|c| match c {
+        SessionChange::Set { key: k, .. } | SessionChange::Delete { key: k } => k != key,
+    });
 }
 
 fn keys() -> Result<Array, Box<EvalAltResult>> {
