@@ -13,7 +13,7 @@ use crate::config::{Config, ConfigError};
 use crate::rules::context::Services;
 use crate::rules::{self, Rules, RulesError, Source};
 use crate::server::{self, ServerError};
-use crate::simulator::{Header, MessageSpec, SimError, Simulator, describe_reply};
+use crate::simulator::{Header, MessageSpec, SimError, Simulator};
 use crate::store::{Store, StoreError};
 use crate::telemetry;
 use crate::wechat::{Message, Mode};
@@ -343,11 +343,11 @@ async fn rules_test(config: &Config, args: RulesTestArgs) -> Result<ExitCode, Cl
     }
     let rules = Rules::open(&rules_config, Vec::new())?;
     // A throwaway store unless asked otherwise: trying rules must not touch real sessions.
-    let scratch = tempfile_dir()?;
+    let scratch = Scratch::new()?;
     let url = if args.use_store {
         config.storage.url.clone()
     } else {
-        format!("sqlite://{}", scratch.join("rules-test.db").display())
+        format!("sqlite://{}", scratch.0.join("rules-test.db").display())
     };
     let store = Store::open(&url).await?;
     let services = Services {
@@ -361,13 +361,17 @@ async fn rules_test(config: &Config, args: RulesTestArgs) -> Result<ExitCode, Cl
         rules.current().source
     );
     println!("→ {} from {}", describe_message(&message), args.from);
-    let outcome = rules.run(Arc::new(message), services).await;
-    let _ = std::fs::remove_dir_all(&scratch);
+    let message = Arc::new(message);
+    let outcome = rules.run(Arc::clone(&message), services).await;
     if let Some(error) = &outcome.error {
         println!("✗ {error}");
     }
-    for line in describe_reply(&outcome.reply).lines() {
+    for line in outcome.reply.describe().lines() {
         println!("← {line}");
+    }
+    // What WeChat would receive differs when rendering adjusts the reply.
+    for note in outcome.reply.render_for(&message, 0).notes {
+        println!("  (sent to WeChat adjusted: {note})");
     }
     match &outcome.replied_by {
         Some(origin) => println!("  (replied by {origin})"),
@@ -390,16 +394,26 @@ fn describe_message(m: &Message) -> String {
     }
 }
 
-/// A fresh folder under the system's temp dir.
-fn tempfile_dir() -> Result<PathBuf, CliError> {
-    let dir = std::env::temp_dir().join(format!(
-        "huixin-rules-test-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| CliError::Usage(format!("cannot create {}: {e}", dir.display())))?;
-    Ok(dir)
+/// A fresh folder under the system's temp dir, removed when dropped (also on an error).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Result<Self, CliError> {
+        let dir = std::env::temp_dir().join(format!(
+            "huixin-rules-test-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| CliError::Usage(format!("cannot create {}: {e}", dir.display())))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// The token a running server signs with, without creating one.
@@ -519,7 +533,7 @@ async fn simulate(config: &Config, args: SimulateArgs) -> Result<ExitCode, CliEr
             );
         }
         if let Some(reply) = &exchange.reply {
-            for line in describe_reply(&reply.reply).lines() {
+            for line in reply.reply.describe().lines() {
                 println!("  {line}");
             }
         }

@@ -24,7 +24,7 @@ impl LateReplies for LogLateReplies {
         tracing::warn!(
             openid = %message.from,
             reply = reply.msg_type(),
-            detail = %crate::simulator::describe_reply(&reply).escape_debug(),
+            detail = %reply.describe().escape_debug(),
             "late reply not delivered: no customer-service sender is configured"
         );
     }

@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::Extensions;
+
 use super::late::LateReplies;
 use super::middleware::Blocklist;
 use super::middleware::blocklist::BlocklistLayer;
@@ -21,6 +23,9 @@ use crate::rules::context::Services;
 use crate::store::{Store, StoreError};
 use crate::wechat::Reply;
 
+/// How often the runtime blocklist is reread (blocks made by other processes).
+const BLOCKLIST_REFRESH: Duration = Duration::from_secs(10);
+
 /// The middleware of `[bot] middleware`, in order, with no routes yet. Returns the router and
 /// the services rules use (the store, the blocklist the `blocklist` layer consults).
 pub async fn layers(
@@ -28,10 +33,23 @@ pub async fn layers(
     store: &Store,
     late: Arc<dyn LateReplies>,
 ) -> Result<(Router, Services), StoreError> {
+    layers_with(config, store, late, Extensions::new()).await
+}
+
+/// As [`layers`], with `extensions` handed to rules: how other modules (outbound messages,
+/// pushes) give their script functions the handles they need
+/// ([`crate::rules::context::Services::extensions`]).
+pub async fn layers_with(
+    config: &Config,
+    store: &Store,
+    late: Arc<dyn LateReplies>,
+    extensions: Extensions,
+) -> Result<(Router, Services), StoreError> {
     let bot = &config.bot;
     let deadline = Duration::from_millis(bot.reply_deadline_ms);
     let blocklist = Arc::new(Blocklist::new(bot.blocklist.iter().cloned()));
     blocklist.load(store).await?;
+    blocklist.spawn_refresh(store.clone(), BLOCKLIST_REFRESH);
     let mut router = Router::new();
     for name in &bot.middleware {
         router = match name.as_str() {
@@ -67,7 +85,7 @@ pub async fn layers(
     let services = Services {
         store: Some(store.clone()),
         blocklist: Some(blocklist),
-        extensions: Default::default(),
+        extensions: Arc::new(extensions),
     };
     Ok((router, services))
 }
@@ -79,7 +97,19 @@ pub async fn bot(
     rules: Arc<Rules>,
     late: Arc<dyn LateReplies>,
 ) -> Result<Router, StoreError> {
-    let (router, services) = layers(config, store, late).await?;
+    bot_with(config, store, rules, late, Extensions::new()).await
+}
+
+/// As [`bot`], with `extensions` for the script functions of other modules (register the
+/// functions themselves with [`Rules::open`]).
+pub async fn bot_with(
+    config: &Config,
+    store: &Store,
+    rules: Arc<Rules>,
+    late: Arc<dyn LateReplies>,
+    extensions: Extensions,
+) -> Result<Router, StoreError> {
+    let (router, services) = layers_with(config, store, late, extensions).await?;
     Ok(router.route(filter::any(), move |ctx: Context| {
         let rules = Arc::clone(&rules);
         let services = services.clone();

@@ -311,8 +311,9 @@ impl Loader {
         let mut engine = engine::build(&self.limits, &modules, dir);
         let mut errors = Vec::new();
 
-        // Compile every script, with its imports resolved now and embedded: a module with an
-        // error fails the load, and handlers never read a module from disk.
+        // Compile every script, with its imports of a literal path resolved now and embedded:
+        // a module with an error fails the load, and handlers do not read those modules from
+        // disk. (An import of a computed path is resolved when it runs, in the rules folder.)
         let mut compiled: Vec<Option<Arc<AST>>> = Vec::with_capacity(files.len());
         for file in &files {
             if file.name.ends_with(".toml") {

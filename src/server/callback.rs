@@ -89,6 +89,16 @@ pub async fn receive(
     };
 
     // The `trace` middleware opens the per-message span; this layer's own lines name the ids.
+    if let Some(reason) = &inbound.message.degraded {
+        let m = &inbound.message;
+        warn!(
+            openid = %m.from,
+            msg_id = m.msg_id.map(|id| id.0),
+            msg_type = %m.kind.msg_type(),
+            error = %reason.to_string().escape_debug(),
+            "a known message type with a field that does not parse; handled as Unknown"
+        );
+    }
     answer(&state, &query, &inbound).await
 }
 
@@ -115,7 +125,7 @@ async fn answer(state: &AppState, query: &CallbackQuery, inbound: &Inbound) -> R
     let sealed = state.protocol().seal(inbound, &reply, query, unix_now());
     for note in &sealed.notes {
         warn!(
-            ?note,
+            %note,
             reply = reply.msg_type(),
             "reply adjusted so WeChat accepts it"
         );

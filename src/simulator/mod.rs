@@ -2,8 +2,6 @@
 //! safe and compatible mode), posts it to a running huixin, verifies and decrypts the reply.
 //! `huixin simulate` is its command-line face; the integration tests play WeChat with it.
 
-use std::fmt::Write as _;
-
 use rand::RngExt;
 
 mod spec;
@@ -307,44 +305,6 @@ impl Simulator {
         let xml = String::from_utf8(decrypted.xml)
             .map_err(|_| SimError::Envelope("decrypted reply is not UTF-8".into()))?;
         Ok((Some(xml), true))
-    }
-}
-
-/// A readable one-line-per-field description of a reply.
-pub fn describe_reply(reply: &Reply) -> String {
-    match reply {
-        Reply::Text { content } => format!("text: {content}"),
-        Reply::Image { media_id } => format!("image: media_id={media_id}"),
-        Reply::Voice { media_id } => format!("voice: media_id={media_id}"),
-        Reply::Video {
-            media_id,
-            title,
-            description,
-        } => format!("video: media_id={media_id} title={title:?} description={description:?}"),
-        Reply::Music(m) => format!(
-            "music: {:?} ({}) url={} hq={} thumb={}",
-            m.title, m.description, m.music_url, m.hq_music_url, m.thumb_media_id
-        ),
-        Reply::News(articles) => {
-            let mut out = format!("news: {} article(s)", articles.len());
-            for (i, a) in articles.iter().enumerate() {
-                let _ = write!(
-                    out,
-                    "\n  {}. {} | {} | {} | {}",
-                    i + 1,
-                    a.title,
-                    a.description,
-                    a.url,
-                    a.pic_url
-                );
-            }
-            out
-        }
-        Reply::TransferCustomerService { kf_account } => match kf_account {
-            Some(kf) => format!("transfer_customer_service to {kf}"),
-            None => "transfer_customer_service".to_owned(),
-        },
-        Reply::Success => "success (no reply shown to the user)".to_owned(),
     }
 }
 

@@ -111,6 +111,25 @@ pub enum RenderNote {
     },
 }
 
+impl std::fmt::Display for RenderNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::EmptyText => f.write_str("an empty text is answered `success`"),
+            Self::EmptyMediaId => {
+                f.write_str("a media reply without a media id is answered `success`")
+            }
+            Self::NoArticles => f.write_str("a news reply without articles is answered `success`"),
+            Self::TextTruncated { from, to } => write!(f, "text cut from {from} to {to} bytes"),
+            Self::ArticlesTruncated { from, to } => {
+                write!(
+                    f,
+                    "only the first {to} of {from} articles (WeChat's limit here)"
+                )
+            }
+        }
+    }
+}
+
 /// A rendered reply: the XML (or `None` for `success`) and what was adjusted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
@@ -176,6 +195,45 @@ impl Reply {
     /// Hand the conversation to customer service, optionally to one agent.
     pub fn transfer_customer_service(kf_account: Option<String>) -> Self {
         Self::TransferCustomerService { kf_account }
+    }
+
+    /// A readable description, one line per field (logs, `huixin simulate`, `rules test`).
+    pub fn describe(&self) -> String {
+        use std::fmt::Write as _;
+        match self {
+            Reply::Text { content } => format!("text: {content}"),
+            Reply::Image { media_id } => format!("image: media_id={media_id}"),
+            Reply::Voice { media_id } => format!("voice: media_id={media_id}"),
+            Reply::Video {
+                media_id,
+                title,
+                description,
+            } => format!("video: media_id={media_id} title={title:?} description={description:?}"),
+            Reply::Music(m) => format!(
+                "music: {:?} ({}) url={} hq={} thumb={}",
+                m.title, m.description, m.music_url, m.hq_music_url, m.thumb_media_id
+            ),
+            Reply::News(articles) => {
+                let mut out = format!("news: {} article(s)", articles.len());
+                for (i, a) in articles.iter().enumerate() {
+                    let _ = write!(
+                        out,
+                        "\n  {}. {} | {} | {} | {}",
+                        i + 1,
+                        a.title,
+                        a.description,
+                        a.url,
+                        a.pic_url
+                    );
+                }
+                out
+            }
+            Reply::TransferCustomerService { kf_account } => match kf_account {
+                Some(kf) => format!("transfer_customer_service to {kf}"),
+                None => "transfer_customer_service".to_owned(),
+            },
+            Reply::Success => "success (no reply shown to the user)".to_owned(),
+        }
     }
 
     /// The reply's `MsgType`; `success` for [`Reply::Success`].

@@ -225,27 +225,29 @@ pub async fn start_pipeline(
     }
 }
 
-/// Starts the real server as `huixin serve` runs it: the pipeline around the rules of
-/// `rules_dir` (reloaded every 50 ms), with extra config `sections`.
+/// Starts the real server as `huixin serve` runs it (`pipeline::bot`): the pipeline around
+/// the rules of `rules_dir` (reloaded every 50 ms), with extra config `sections`.
 pub async fn start_rules(mode: Mode, sections: &str, rules_dir: &Path) -> Pipeline {
-    let rules_dir = rules_dir.to_path_buf();
-    start_pipeline(mode, sections, None, move |layers, services, config| {
-        let mut rules_config = config.rules.clone();
-        rules_config.dir = rules_dir;
-        let rules = std::sync::Arc::new(
-            huixin::rules::Rules::open(&rules_config, Vec::new()).expect("rules load"),
-        );
-        rules.spawn_watcher(std::time::Duration::from_millis(50));
-        layers.route(
-            huixin::bot::filter::any(),
-            move |ctx: huixin::bot::Context| {
-                let rules = rules.clone();
-                let services = services.clone();
-                async move {
-                    huixin::bot::Flow::Reply(rules.run(ctx.message.clone(), services).await.reply)
-                }
-            },
-        )
-    })
-    .await
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = config_full(mode, dir.path(), "", sections);
+    config.rules.dir = rules_dir.to_path_buf();
+    let store = huixin::store::Store::open(&config.storage.url)
+        .await
+        .expect("store");
+    let late = std::sync::Arc::new(Recorded::default());
+    let rules = std::sync::Arc::new(
+        huixin::rules::Rules::open(&config.rules, Vec::new()).expect("rules load"),
+    );
+    rules.spawn_watcher(std::time::Duration::from_millis(50));
+    let router = huixin::bot::pipeline::bot(&config, &store, rules, late.clone())
+        .await
+        .expect("pipeline");
+    let server = Server::bind_with_store(&config, store.clone(), router)
+        .await
+        .expect("server binds");
+    Pipeline {
+        server: launch(server, config, dir),
+        store,
+        late,
+    }
 }

@@ -1,6 +1,7 @@
 //! Messages from blocked users are ignored (answered `success`, logged as `blocked`). The list
-//! is `[bot] blocklist` plus the users rules block at run time (`block_user`), which are kept
-//! in the store and loaded at start.
+//! is `[bot] blocklist` plus the users rules block at run time (`block_user`, written to the
+//! store at once and not undone if the rule later fails), reread from the store every 10 s so
+//! processes sharing a database share it.
 
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
@@ -25,14 +26,29 @@ impl Blocklist {
         }
     }
 
-    /// Adds the users blocked at run time, from the store.
+    /// Replaces the users blocked at run time with the store's list (which other processes
+    /// on the same database share).
     pub async fn load(&self, store: &Store) -> Result<(), StoreError> {
-        let users = store.backend().blocked_users().await?;
-        self.runtime
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(users);
+        let users: HashSet<String> = store.backend().blocked_users().await?.into_iter().collect();
+        *self.runtime.write().unwrap_or_else(|p| p.into_inner()) = users;
         Ok(())
+    }
+
+    /// Rereads the store's list every `every`, so a block made in another process applies
+    /// here too; stops when the list is dropped.
+    pub fn spawn_refresh(self: &Arc<Self>, store: Store, every: std::time::Duration) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(list) = weak.upgrade() else { break };
+                if let Err(e) = list.load(&store).await {
+                    tracing::warn!(error = %e, "rereading the blocklist failed");
+                }
+            }
+        });
     }
 
     /// Whether `openid` is blocked.

@@ -22,12 +22,6 @@ impl Middleware for Trace {
         );
         Box::pin(
             async move {
-                if let Some(reason) = &ctx.message.degraded {
-                    tracing::warn!(
-                        error = %reason.to_string().escape_debug(),
-                        "a known message type with a field that does not parse; handled as Unknown"
-                    );
-                }
                 let trail = ctx.trail.clone();
                 let result = next.run(ctx).await;
                 if let Ok(reply) = &result {

@@ -6,7 +6,6 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
 use super::{ScriptModule, map_of, map_str};
 use crate::rules::context::runtime_error;
-use crate::simulator::describe_reply;
 use crate::wechat::{Article, MediaId, Music, Reply};
 
 /// The reply builders.
@@ -20,8 +19,8 @@ impl ScriptModule for Replies {
     fn register(&self, engine: &mut Engine) {
         engine
             .register_type_with_name::<Reply>("Reply")
-            .register_fn("to_string", |r: &mut Reply| describe_reply(r))
-            .register_fn("to_debug", |r: &mut Reply| describe_reply(r))
+            .register_fn("to_string", |r: &mut Reply| r.describe())
+            .register_fn("to_debug", |r: &mut Reply| r.describe())
             .register_fn("text", |content: &str| Reply::text(content))
             .register_fn("image", |media_id: &str| Reply::image(media_id))
             .register_fn("voice", |media_id: &str| Reply::voice(media_id))
