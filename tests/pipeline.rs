@@ -40,6 +40,18 @@ fn reply(e: &Exchange) -> Reply {
     e.reply.as_ref().unwrap().reply.clone()
 }
 
+/// The late replies recorded, once there is one (or after five seconds).
+async fn late_replies(p: &Pipeline) -> Vec<(String, Reply)> {
+    for _ in 0..100 {
+        let delivered = p.late.replies.lock().unwrap().clone();
+        if !delivered.is_empty() {
+            return delivered;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Vec::new()
+}
+
 fn write_rules(dir: &Path, files: &[(&str, &str)]) {
     std::fs::create_dir_all(dir).unwrap();
     for (name, text) in files {
@@ -222,14 +234,7 @@ async fn a_late_reply_nobody_waits_for_goes_to_customer_service_once() {
     let prepared = p.server.sim.prepare(xml(&text("hi"), "o_late"), "o_late");
     let first = p.server.sim.send_prepared(&prepared).await.unwrap();
     assert_eq!(first.body, "success");
-    let mut delivered = Vec::new();
-    for _ in 0..100 {
-        delivered = p.late.replies.lock().unwrap().clone();
-        if !delivered.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let delivered = late_replies(&p).await;
     assert_eq!(
         delivered,
         vec![("o_late".to_owned(), Reply::text("via customer service"))]
@@ -574,14 +579,7 @@ async fn a_slow_rule_does_not_hold_up_the_deadline() {
         exchange.body, "success",
         "the watchdog answered before the rule finished"
     );
-    let mut delivered = Vec::new();
-    for _ in 0..100 {
-        delivered = p.late.replies.lock().unwrap().clone();
-        if !delivered.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let delivered = late_replies(&p).await;
     assert_eq!(
         delivered,
         vec![("o_slowrule".to_owned(), Reply::text("done at last"))]
@@ -609,14 +607,7 @@ async fn a_first_attempt_whose_connection_drops_still_finishes_once() {
     let (p, runs) = slow("", Duration::from_millis(600), "finished anyway").await;
     let prepared = p.server.sim.prepare(xml(&text("hi"), "o_drop"), "o_drop");
     send_and_give_up(&prepared, Duration::from_millis(150)).await;
-    let mut delivered = Vec::new();
-    for _ in 0..100 {
-        delivered = p.late.replies.lock().unwrap().clone();
-        if !delivered.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let delivered = late_replies(&p).await;
     assert_eq!(
         delivered,
         vec![("o_drop".to_owned(), Reply::text("finished anyway"))]

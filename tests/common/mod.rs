@@ -215,6 +215,17 @@ pub async fn start_pipeline(
         .await
         .expect("layers");
     let router = routes(layers, services, &config);
+    serve_pipeline(config, store, router, late, dir).await
+}
+
+/// Binds and runs `router` on `store` in the background.
+async fn serve_pipeline(
+    config: Config,
+    store: huixin::store::Store,
+    router: Router,
+    late: std::sync::Arc<Recorded>,
+    dir: tempfile::TempDir,
+) -> Pipeline {
     let server = Server::bind_with_store(&config, store.clone(), router)
         .await
         .expect("server binds");
@@ -242,12 +253,5 @@ pub async fn start_rules(mode: Mode, sections: &str, rules_dir: &Path) -> Pipeli
     let router = huixin::bot::pipeline::bot(&config, &store, rules, late.clone())
         .await
         .expect("pipeline");
-    let server = Server::bind_with_store(&config, store.clone(), router)
-        .await
-        .expect("server binds");
-    Pipeline {
-        server: launch(server, config, dir),
-        store,
-        late,
-    }
+    serve_pipeline(config, store, router, late, dir).await
 }
