@@ -23,7 +23,9 @@ pub const CONFIG_ENV: &str = "HUIXIN_CONFIG";
 pub const ENV_PREFIX: &str = "HUIXIN_";
 
 /// Sections of the config; `HUIXIN_<SECTION>_<KEY>` maps to `[section] key`.
-const SECTIONS: &[&str] = &["server", "wechat", "storage", "rules", "bot", "log"];
+const SECTIONS: &[&str] = &[
+    "server", "wechat", "storage", "rules", "bot", "emulator", "log",
+];
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -39,6 +41,8 @@ pub struct Config {
     pub rules: RulesConfig,
     /// `[bot]`: the message pipeline around the rules.
     pub bot: BotConfig,
+    /// `[emulator]`: `huixin emulator`, the local stand-in for WeChat's platform.
+    pub emulator: EmulatorConfig,
     /// `[log]`: logging.
     pub log: LogConfig,
 }
@@ -90,6 +94,13 @@ pub struct WechatConfig {
     /// `max_clock_skew_secs`: refuse requests whose timestamp is further than this from our
     /// clock. Default 300; 0 disables the check.
     pub max_clock_skew_secs: u64,
+    /// `token_endpoint`: how access tokens are fetched: `stable` (`/cgi-bin/stable_token`, the
+    /// same token while it is valid) or `classic` (`/cgi-bin/token`, every call a new one).
+    /// Default `stable`.
+    pub token_endpoint: TokenEndpoint,
+    /// `token_refresh_margin_secs`: refresh an access token this long before it expires.
+    /// Default 300.
+    pub token_refresh_margin_secs: u64,
     /// `extra_app_ids`: further app ids accepted in encrypted messages (a third-party
     /// platform's component app id). A list, or one comma-separated string (handy in an
     /// environment variable). Default empty.
@@ -107,7 +118,58 @@ impl Default for WechatConfig {
             mode: Mode::Plain,
             api_base: "https://api.weixin.qq.com".into(),
             max_clock_skew_secs: 300,
+            token_endpoint: TokenEndpoint::Stable,
+            token_refresh_margin_secs: 300,
             extra_app_ids: Vec::new(),
+        }
+    }
+}
+
+/// `[wechat] token_endpoint`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenEndpoint {
+    /// `POST /cgi-bin/stable_token`: the same token while it is valid.
+    #[default]
+    Stable,
+    /// `GET /cgi-bin/token`: a new token on every call (the previous one lives 5 more minutes).
+    Classic,
+}
+
+/// `[emulator]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmulatorConfig {
+    /// `listen`: where `huixin emulator` serves WeChat's API. Default `127.0.0.1:9090`.
+    pub listen: String,
+    /// `callback_url`: the bot's callback URL, where the emulator posts messages and events.
+    /// Default empty: `http://<[server] listen><[server] path>`.
+    pub callback_url: String,
+    /// `token_lifetime_secs`: how long an access token lives. Default 7200.
+    pub token_lifetime_secs: u64,
+    /// `token_grace_secs`: how long a replaced token keeps working. Default 300.
+    pub token_grace_secs: u64,
+    /// `latency_ms`: added to every API answer. Default 0.
+    pub latency_ms: u64,
+    /// `reply_timeout_ms`: how long WeChat waits for the bot's answer before retrying.
+    /// Default 5000.
+    pub reply_timeout_ms: u64,
+    /// `followers`: OpenIDs that follow the account from the start (besides the simulator's
+    /// default user). Default empty.
+    #[serde(deserialize_with = "string_or_list")]
+    pub followers: Vec<String>,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9090".into(),
+            callback_url: String::new(),
+            token_lifetime_secs: 7_200,
+            token_grace_secs: 300,
+            latency_ms: 0,
+            reply_timeout_ms: 5_000,
+            followers: Vec::new(),
         }
     }
 }
@@ -514,12 +576,15 @@ const STRING_KEYS: &[(&str, &str)] = &[
     ("wechat", "app_secret"),
     ("wechat", "encoding_aes_key"),
     ("wechat", "mode"),
+    ("wechat", "token_endpoint"),
     ("wechat", "api_base"),
     ("storage", "url"),
     ("rules", "dir"),
     ("rules", "fallback"),
     ("rules", "timezone"),
     ("bot", "rate_limit_reply"),
+    ("emulator", "listen"),
+    ("emulator", "callback_url"),
     ("log", "level"),
 ];
 

@@ -41,6 +41,8 @@
 pub mod bot;
 pub mod cli;
 pub mod config;
+pub mod emulator;
+pub mod outbound;
 pub mod rules;
 pub mod server;
 pub mod simulator;

@@ -1,0 +1,1 @@
+//! A local stand-in for WeChat's platform: the outbound API, and WeChat's side of the callback.
