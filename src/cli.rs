@@ -1,4 +1,5 @@
-//! The `huixin` command line: `serve`, `simulate`, `token`. `src/main.rs` only calls [`main`].
+//! The `huixin` command line: `serve`, `simulate`, `rules`, `token`, `menu`, `qrcode`, `user`,
+//! `emulator`. `src/main.rs` only calls [`main`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,9 +8,12 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::bot::late::LogLateReplies;
 use crate::bot::pipeline;
 use crate::config::{Config, ConfigError};
+use crate::emulator;
+use crate::outbound::menu::Menu;
+use crate::outbound::qrcode::Scene;
+use crate::outbound::{self, ApiError};
 use crate::rules::context::Services;
 use crate::rules::{self, Rules, RulesError, Source};
 use crate::server::{self, ServerError};
@@ -44,11 +48,77 @@ pub enum Command {
     /// Play WeChat: send a signed (and, per mode, encrypted) message to a running server and
     /// print its reply.
     Simulate(SimulateArgs),
-    /// Print the callback token in use (configured, or generated on first start).
-    Token,
+    /// Print the access token for WeChat's API (shared with running servers through the
+    /// database); `--callback` prints the callback token instead.
+    Token(TokenArgs),
+    /// The custom menu: `set FILE.json`, `get`, `delete`.
+    #[command(subcommand)]
+    Menu(MenuCommand),
+    /// Create a QR code with a scene; prints its ticket and image URL.
+    Qrcode(QrcodeArgs),
+    /// Print a user's profile (JSON).
+    User {
+        /// The user's OpenID.
+        openid: String,
+    },
+    /// Run a local WeChat platform to develop and test against (set [wechat] api_base to it).
+    Emulator(EmulatorArgs),
     /// Work with the rules: check them, try them on a made-up message, write the shipped ones.
     #[command(subcommand)]
     Rules(RulesCommand),
+}
+
+/// `huixin token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Replace the access token now (a forced refresh: WeChat allows 20 a day).
+    #[arg(long)]
+    pub refresh: bool,
+    /// Print the callback token (configured, or generated on first start) instead.
+    #[arg(long, conflicts_with = "refresh")]
+    pub callback: bool,
+}
+
+/// `huixin menu …`.
+#[derive(Debug, Subcommand)]
+pub enum MenuCommand {
+    /// Replace the menu with the one in FILE (`{"button": [...]}`; `-` reads standard input).
+    Set {
+        /// The menu, as JSON.
+        file: PathBuf,
+    },
+    /// Print the menu as JSON (the shape `set` reads).
+    Get,
+    /// Remove the menu.
+    Delete,
+}
+
+/// `huixin qrcode`.
+#[derive(Debug, Args)]
+pub struct QrcodeArgs {
+    /// The scene: digits make a numeric scene, anything else a string scene.
+    #[arg(long, value_name = "SCENE")]
+    pub scene: String,
+    /// A permanent code (limited to 100,000 per account) instead of a temporary one.
+    #[arg(long)]
+    pub permanent: bool,
+    /// How long a temporary code lives (at most 2592000, 30 days).
+    #[arg(long, default_value_t = crate::outbound::qrcode::DEFAULT_EXPIRE_SECONDS, value_name = "N", conflicts_with = "permanent")]
+    pub expire_seconds: u32,
+    /// Print the answer as JSON (with the image URL as `image_url`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `huixin emulator`.
+#[derive(Debug, Args)]
+pub struct EmulatorArgs {
+    /// Address to listen on (default: [emulator] listen).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// The bot's callback URL (default: [emulator] callback_url, else derived from [server]).
+    #[arg(long, value_name = "URL")]
+    pub callback_url: Option<String>,
 }
 
 /// `huixin rules …`.
@@ -153,6 +223,9 @@ pub enum CliError {
     /// The rules have errors.
     #[error("the rules have errors:\n{0}")]
     Rules(#[from] RulesError),
+    /// WeChat's API refused or could not be reached.
+    #[error(transparent)]
+    Api(#[from] ApiError),
     /// A usage problem, explained.
     #[error("{0}")]
     Usage(String),
@@ -187,10 +260,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Serve => serve(&config).await,
         Command::Rules(cmd) => rules_command(&config, cmd).await,
-        Command::Token => {
-            println!("{}", existing_token(&config).await?);
+        Command::Token(args) => token(&config, args).await,
+        Command::Menu(cmd) => menu(&config, cmd).await,
+        Command::Qrcode(args) => qrcode(&config, args).await,
+        Command::User { openid } => {
+            let user = api_client(&config).await?.user_info(&openid).await?;
+            println!("{}", pretty(&user));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Emulator(args) => emulator(&config, args).await,
         Command::Simulate(args) => simulate(&config, args).await,
     }
 }
@@ -199,6 +277,17 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
 async fn serve(config: &Config) -> Result<ExitCode, CliError> {
     let store = Store::open(&config.storage.url).await?;
     let rules = Arc::new(Rules::open(&config.rules, Vec::new())?);
+    let (late, extensions) = outbound::wiring(config, &store);
+    if extensions.get::<outbound::Client>().is_some() {
+        println!(
+            "outbound: late replies and rule sends go through {}",
+            config.wechat.api_base
+        );
+    } else {
+        println!(
+            "outbound: off ([wechat] app_id and app_secret are not set); late replies are logged"
+        );
+    }
     let current = rules.current();
     match &current.source {
         Source::Builtin => println!(
@@ -211,12 +300,141 @@ async fn serve(config: &Config) -> Result<ExitCode, CliError> {
     if config.rules.reload {
         rules.spawn_watcher(Duration::from_millis(500));
     }
-    let router = pipeline::bot(config, &store, rules, Arc::new(LogLateReplies)).await?;
+    let router = pipeline::bot_with(config, &store, rules, late, extensions).await?;
     spawn_pruning(store.clone(), config.bot.log_retention_days);
     server::Server::bind_with_store(config, store, router)
         .await?
         .run_until_signal()
         .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A client for WeChat's API sharing the token of the servers on the same database.
+async fn api_client(config: &Config) -> Result<outbound::Client, CliError> {
+    let store = Store::open(&config.storage.url).await?;
+    Ok(outbound::Client::new(&config.wechat, Some(store))?)
+}
+
+fn pretty<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_default()
+}
+
+/// `huixin token`: the access token on standard output (for `$(huixin token)`), its expiry on
+/// standard error.
+async fn token(config: &Config, args: TokenArgs) -> Result<ExitCode, CliError> {
+    if args.callback {
+        println!("{}", existing_token(config).await?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let client = api_client(config).await?;
+    let token = if args.refresh {
+        client.tokens().force_refresh().await?
+    } else {
+        client.tokens().current().await?
+    };
+    println!("{}", token.token);
+    let left = token.expires_at - crate::wechat::signature::unix_now();
+    eprintln!("expires in {left} s");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn menu(config: &Config, cmd: MenuCommand) -> Result<ExitCode, CliError> {
+    let client = api_client(config).await?;
+    match cmd {
+        MenuCommand::Set { file } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())
+            } else {
+                std::fs::read_to_string(&file)
+            }
+            .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
+            let menu = Menu::from_json(&text)
+                .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
+            client.create_menu(&menu).await?;
+            println!("menu set: {} buttons", menu.button.len());
+        }
+        MenuCommand::Get => match client.menu().await? {
+            Some(menu) => println!("{}", pretty(&menu)),
+            None => {
+                eprintln!("the account has no menu");
+                return Ok(ExitCode::from(3));
+            }
+        },
+        MenuCommand::Delete => {
+            client.delete_menu().await?;
+            println!("menu deleted");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn qrcode(config: &Config, args: QrcodeArgs) -> Result<ExitCode, CliError> {
+    let client = api_client(config).await?;
+    let scene = Scene::parse(&args.scene);
+    let expire = (!args.permanent).then_some(args.expire_seconds);
+    let code = client.create_qrcode(&scene, expire).await?;
+    let image = client.qrcode_image_url(&code.ticket);
+    if args.json {
+        let mut value = serde_json::to_value(&code).unwrap_or_default();
+        value["image_url"] = image.into();
+        println!("{}", pretty(&value));
+    } else {
+        println!("ticket: {}", code.ticket);
+        println!("image: {image}");
+        println!("content: {}", code.url);
+        match code.expire_seconds {
+            Some(s) => println!("expires in: {s} s"),
+            None => println!("permanent"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `huixin emulator`: serves until interrupted.
+async fn emulator(config: &Config, args: EmulatorArgs) -> Result<ExitCode, CliError> {
+    // The bot's generated callback token, when it has one: the emulator signs with it.
+    let bot_token = match config.wechat.token.expose() {
+        "" => match Store::open(&config.storage.url).await {
+            Ok(store) => store.generated_token().await.ok().flatten(),
+            Err(_) => None,
+        },
+        _ => None,
+    };
+    let mut config = config.clone();
+    if let Some(url) = args.callback_url {
+        config.emulator.callback_url = url;
+    }
+    let settings = emulator::Settings::from_config(&config, bot_token);
+    if settings.app_id.is_empty() || settings.app_secret.is_empty() {
+        return Err(CliError::Usage(
+            "the emulator needs [wechat] app_id and app_secret (the credentials it accepts; any \
+             values will do, e.g. HUIXIN_WECHAT_APP_ID=wx_dev HUIXIN_WECHAT_APP_SECRET=dev)"
+                .into(),
+        ));
+    }
+    let listen = args
+        .listen
+        .unwrap_or_else(|| config.emulator.listen.clone());
+    let bound = emulator::Emulator::new(settings.clone())
+        .bind(&listen)
+        .await
+        .map_err(|e| CliError::Usage(format!("cannot listen on {listen}: {e}")))?;
+    println!(
+        "emulator: http://{} (point [wechat] api_base here)",
+        bound.local_addr()
+    );
+    match &settings.bot {
+        Some(bot) => println!("emulator: plays WeChat toward {}", bot.callback_url),
+        None => println!("emulator: no bot callback; set [emulator] callback_url to send messages"),
+    }
+    println!(
+        "emulator: calls at http://{}/emulator/calls",
+        bound.local_addr()
+    );
+    bound
+        .run(server::shutdown_signal())
+        .await
+        .map_err(|e| CliError::Usage(format!("emulator stopped: {e}")))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -73,6 +73,9 @@ impl Default for ServerConfig {
     }
 }
 
+/// WeChat's API.
+pub const DEFAULT_API_BASE: &str = "https://api.weixin.qq.com";
+
 /// `[wechat]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -116,7 +119,7 @@ impl Default for WechatConfig {
             app_secret: Secret::default(),
             encoding_aes_key: Secret::default(),
             mode: Mode::Plain,
-            api_base: "https://api.weixin.qq.com".into(),
+            api_base: DEFAULT_API_BASE.into(),
             max_clock_skew_secs: 300,
             token_endpoint: TokenEndpoint::Stable,
             token_refresh_margin_secs: 300,

@@ -149,7 +149,7 @@ fn serve_runs_on_the_embedded_default_and_simulate_talks_to_it() {
     let out = simulate_ok(dir.path(), &url, &["--retries", "2", "text", "again"]);
     assert_eq!(out.matches("text: again").count(), 3, "{out}");
 
-    let out = huixin(dir.path(), &["token"], &[]);
+    let out = huixin(dir.path(), &["token", "--callback"], &[]);
     assert_eq!(stdout(&out).trim(), token);
     assert!(server.terminate(), "SIGTERM stops the server cleanly");
 
@@ -264,7 +264,7 @@ fn environment_and_dotenv_override_the_file() {
     );
     let out = huixin(
         dir.path(),
-        &["token"],
+        &["token", "--callback"],
         &[("HUIXIN_WECHAT_TOKEN", "0123456789")],
     );
     assert_eq!(stdout(&out).trim(), "0123456789");

@@ -305,7 +305,7 @@ impl Server {
                 self.token
             ),
             TokenSource::Generated { new: false } => println!(
-                "using the callback token generated on first start (`huixin token` shows it)"
+                "using the callback token generated on first start (`huixin token --callback` shows it)"
             ),
             TokenSource::Configured => {}
         }

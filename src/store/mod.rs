@@ -57,6 +57,34 @@ pub struct Follower {
     pub last_seen_at: Option<i64>,
 }
 
+/// The shared access token of an app, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TokenRow {
+    /// The token, once one was fetched.
+    pub token: Option<String>,
+    /// When it expires (Unix seconds; 0 when invalidated).
+    pub expires_at: i64,
+    /// When to refresh it, ahead of expiry.
+    pub refresh_after: i64,
+    /// When it was fetched.
+    pub fetched_at: i64,
+    /// Incremented with every new token.
+    pub version: i64,
+}
+
+/// A new access token to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewToken<'a> {
+    /// The token.
+    pub token: &'a str,
+    /// When it expires.
+    pub expires_at: i64,
+    /// When to refresh it.
+    pub refresh_after: i64,
+    /// When it was fetched.
+    pub fetched_at: i64,
+}
+
 /// A change to one session key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionChange {
@@ -191,6 +219,31 @@ pub trait Backend: Send + Sync + 'static {
     async fn block_user(&self, openid: &str, reason: &str, at: i64) -> Result<(), StoreError>;
     /// Removes a user from the runtime blocklist.
     async fn unblock_user(&self, openid: &str) -> Result<(), StoreError>;
+
+    /// The stored access token of `app_id`, if any.
+    async fn token_load(&self, app_id: &str) -> Result<Option<TokenRow>, StoreError>;
+    /// Takes the refresh lease for `app_id` until `until` when it is free (or already ours);
+    /// true when `owner` holds it now.
+    async fn token_try_lease(
+        &self,
+        app_id: &str,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, StoreError>;
+    /// Stores a new token and releases the lease, only while `owner` holds it; true when
+    /// stored.
+    async fn token_store(
+        &self,
+        app_id: &str,
+        owner: &str,
+        token: &NewToken<'_>,
+    ) -> Result<bool, StoreError>;
+    /// Releases `owner`'s lease without a new token (the fetch failed).
+    async fn token_release(&self, app_id: &str, owner: &str) -> Result<(), StoreError>;
+    /// Marks `token` expired, only if it is still the stored one (compare-and-invalidate);
+    /// true when it was.
+    async fn token_invalidate(&self, app_id: &str, token: &str) -> Result<bool, StoreError>;
 
     /// Removes log rows and dedup records older than the given times and expired sessions.
     async fn prune(

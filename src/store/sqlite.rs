@@ -11,7 +11,8 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    Backend, DedupRecord, Deferred, Follower, LogEntry, Pruned, SessionChange, StoreError,
+    Backend, DedupRecord, Deferred, Follower, LogEntry, NewToken, Pruned, SessionChange,
+    StoreError, TokenRow,
 };
 use crate::wechat::signature::unix_now;
 
@@ -314,6 +315,91 @@ impl Backend for SqliteBackend {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn token_load(&self, app_id: &str) -> Result<Option<TokenRow>, StoreError> {
+        Ok(sqlx::query_as::<_, TokenRow>(
+            "SELECT token, expires_at, refresh_after, fetched_at, version \
+             FROM access_tokens WHERE app_id = ?1",
+        )
+        .bind(app_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn token_try_lease(
+        &self,
+        app_id: &str,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, StoreError> {
+        sqlx::query(
+            "INSERT INTO access_tokens (app_id) VALUES (?1) ON CONFLICT (app_id) DO NOTHING",
+        )
+        .bind(app_id)
+        .execute(&self.pool)
+        .await?;
+        let taken = sqlx::query(
+            "UPDATE access_tokens SET lease_owner = ?2, lease_until = ?4 \
+             WHERE app_id = ?1 AND (lease_owner IS NULL OR lease_until <= ?3 OR lease_owner = ?2)",
+        )
+        .bind(app_id)
+        .bind(owner)
+        .bind(now)
+        .bind(until)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(taken == 1)
+    }
+
+    async fn token_store(
+        &self,
+        app_id: &str,
+        owner: &str,
+        token: &NewToken<'_>,
+    ) -> Result<bool, StoreError> {
+        let stored = sqlx::query(
+            "UPDATE access_tokens SET token = ?3, expires_at = ?4, refresh_after = ?5, \
+               fetched_at = ?6, version = version + 1, lease_owner = NULL, lease_until = 0 \
+             WHERE app_id = ?1 AND lease_owner = ?2",
+        )
+        .bind(app_id)
+        .bind(owner)
+        .bind(token.token)
+        .bind(token.expires_at)
+        .bind(token.refresh_after)
+        .bind(token.fetched_at)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(stored == 1)
+    }
+
+    async fn token_release(&self, app_id: &str, owner: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE access_tokens SET lease_owner = NULL, lease_until = 0 \
+             WHERE app_id = ?1 AND lease_owner = ?2",
+        )
+        .bind(app_id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn token_invalidate(&self, app_id: &str, token: &str) -> Result<bool, StoreError> {
+        let changed = sqlx::query(
+            "UPDATE access_tokens SET expires_at = 0, refresh_after = 0 \
+             WHERE app_id = ?1 AND token = ?2 AND expires_at > 0",
+        )
+        .bind(app_id)
+        .bind(token)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(changed == 1)
     }
 
     async fn prune(

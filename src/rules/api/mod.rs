@@ -8,6 +8,7 @@
 //! - [`follower`]: what is known about users; the runtime blocklist.
 //! - [`time`]: the clock and date formatting in `[rules] timezone`.
 //! - [`random`]: random numbers and choices.
+//! - [`crate::outbound::script`]: sending customer-service and template messages.
 
 pub mod follower;
 pub mod message;
@@ -37,6 +38,7 @@ pub fn builtin(timezone: jiff::tz::TimeZone) -> Vec<Arc<dyn ScriptModule>> {
         Arc::new(follower::Followers),
         Arc::new(time::Clock { timezone }),
         Arc::new(random::Randomness),
+        Arc::new(crate::outbound::script::Sending),
     ]
 }
 
