@@ -568,10 +568,14 @@ async fn rules_test(config: &Config, args: RulesTestArgs) -> Result<ExitCode, Cl
         format!("sqlite://{}", scratch.0.join("rules-test.db").display())
     };
     let store = Store::open(&url).await?;
+    // Sends are shown, not made.
+    let dry_run = outbound::script::DryRun::default();
+    let mut extensions = axum::http::Extensions::new();
+    extensions.insert(dry_run.clone());
     let services = Services {
         store: Some(store),
         blocklist: None,
-        extensions: Default::default(),
+        extensions: Arc::new(extensions),
     };
     println!(
         "rules: {} rules from {}",
@@ -581,6 +585,9 @@ async fn rules_test(config: &Config, args: RulesTestArgs) -> Result<ExitCode, Cl
     println!("→ {} from {}", describe_message(&message), args.from);
     let message = Arc::new(message);
     let outcome = rules.run(Arc::clone(&message), services).await;
+    for sent in dry_run.sent() {
+        println!("⇢ would send {sent}");
+    }
     if let Some(error) = &outcome.error {
         println!("✗ {error}");
     }

@@ -1168,6 +1168,7 @@ mod writer {
             _: &str,
             _: i64,
             _: i64,
+            _: i64,
         ) -> Result<bool, StoreError> {
             unreachable!()
         }

@@ -306,7 +306,18 @@ impl Client {
                             errcode = code,
                             "access token rejected; refreshing it once"
                         );
-                        self.inner.tokens.invalidate(&token).await?;
+                        match self.inner.tokens.invalidate(&token).await {
+                            Ok(()) => {}
+                            // Not refreshed again: the rejection is the answer.
+                            Err(ApiError::Token(reason)) => {
+                                return Err(ApiError::Api {
+                                    endpoint: call.path.to_owned(),
+                                    errcode: code,
+                                    errmsg: format!("{}; {reason}", errmsg(&value)),
+                                });
+                            }
+                            Err(e) => return Err(e),
+                        }
                     }
                     -1 if retry_transient => backoff(call.path, attempt).await,
                     code => {

@@ -8,6 +8,10 @@
 //! background, and its failure is logged with WeChat's error code. Customer-service messages
 //! reach users who wrote to the account in the last 48 hours; template messages reach any
 //! follower. Without `[wechat] app_id` and `app_secret`, the functions are script errors.
+//!
+//! Offline (`huixin rules test`) a [`DryRun`] in the extensions collects what would be sent.
+
+use std::sync::{Arc, Mutex};
 
 use rhai::{Dynamic, Engine, EvalAltResult, Map};
 
@@ -36,11 +40,39 @@ impl ScriptModule for Sending {
             .register_fn(
                 "send_template",
                 |openid: &str, template_id: &str, data: Map| {
-                    send_template(openid, template_id, &data, "")
+                    send_template(openid, template_id, data, "")
                 },
             )
             .register_fn("send_template", send_template);
     }
+}
+
+/// Collects sends instead of making them (put it in the extensions instead of a [`Client`]).
+#[derive(Debug, Clone, Default)]
+pub struct DryRun(Arc<Mutex<Vec<String>>>);
+
+impl DryRun {
+    /// What would have been sent, one line each, in order.
+    pub fn sent(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn record(&self, line: String) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+    }
+}
+
+/// Where a send goes: the client, or a dry run.
+enum Sink {
+    Client(Client),
+    DryRun(DryRun),
+}
+
+fn sink(ctx: &ScriptContext, function: &str) -> Result<Sink, Box<EvalAltResult>> {
+    if let Some(dry) = ctx.services.extensions.get::<DryRun>() {
+        return Ok(Sink::DryRun(dry.clone()));
+    }
+    client(ctx, function).map(Sink::Client)
 }
 
 fn client(ctx: &ScriptContext, function: &str) -> Result<Client, Box<EvalAltResult>> {
@@ -73,7 +105,16 @@ fn send(openid: &str, reply: &Reply) -> Result<(), Box<EvalAltResult>> {
         )));
     };
     context::with(|ctx| {
-        let client = client(ctx, "send")?;
+        let client = match sink(ctx, "send")? {
+            Sink::Client(client) => client,
+            Sink::DryRun(dry) => {
+                dry.record(format!(
+                    "customer-service message to {openid}: {}",
+                    reply.describe()
+                ));
+                return Ok(());
+            }
+        };
         let file = ctx.file.clone();
         let _entered = ctx.runtime.enter();
         crate::bot::tasks::spawn(async move {
@@ -88,7 +129,7 @@ fn send(openid: &str, reply: &Reply) -> Result<(), Box<EvalAltResult>> {
 fn send_template(
     openid: &str,
     template_id: &str,
-    data: &Map,
+    data: Map,
     url: &str,
 ) -> Result<(), Box<EvalAltResult>> {
     check_openid("send_template", openid)?;
@@ -96,14 +137,33 @@ fn send_template(
         return Err(runtime_error("send_template: the template id is empty"));
     }
     let mut message = TemplateMessage::new(openid, template_id);
-    for (key, value) in data {
+    for (key, value) in &data {
         message = message.field(key.as_str(), field_text(value));
     }
     if !url.is_empty() {
         message = message.url(url);
     }
     context::with(|ctx| {
-        let client = client(ctx, "send_template")?;
+        let client = match sink(ctx, "send_template")? {
+            Sink::Client(client) => client,
+            Sink::DryRun(dry) => {
+                let fields: Vec<String> = message
+                    .data
+                    .iter()
+                    .map(|(k, v)| format!("{k}={:?}", v.value))
+                    .collect();
+                let link = message
+                    .url
+                    .as_deref()
+                    .map(|u| format!(" → {u}"))
+                    .unwrap_or_default();
+                dry.record(format!(
+                    "template {template_id} to {openid}: {}{link}",
+                    fields.join(", ")
+                ));
+                return Ok(());
+            }
+        };
         let file = ctx.file.clone();
         let _entered = ctx.runtime.enter();
         crate::bot::tasks::spawn(async move {

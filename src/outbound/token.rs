@@ -31,7 +31,9 @@ use crate::wechat::signature::unix_now;
 const LEASE_SECS: i64 = 30;
 /// How long a caller waits for another process's refresh before giving up.
 const WAIT_FOR_OTHERS: Duration = Duration::from_secs(20);
-/// A token rejected this soon after it was fetched is not refreshed again.
+/// A token that replaced a rejected one and is rejected in turn this soon is not replaced
+/// again: a storm of rejections (another environment taking tokens) costs one refresh per
+/// this many seconds at most, never a loop.
 const FRESH_SECS: i64 = 5;
 
 /// An access token and when it expires.
@@ -58,6 +60,8 @@ struct Cached {
     expires_at: i64,
     refresh_after: i64,
     fetched_at: i64,
+    /// Obtained because the previous token was rejected.
+    replaced_rejected: bool,
 }
 
 enum State {
@@ -170,34 +174,44 @@ impl TokenManager {
         self.obtain(true, None).await
     }
 
-    /// The call made with `token` was rejected for it: forget exactly that token (unless it
-    /// was just fetched, which a refresh would not cure).
+    /// The call made with `token` was rejected for it: forget exactly that token and get
+    /// another (unless it itself replaced a rejected token moments ago: a refresh would not
+    /// cure that).
     pub async fn invalidate(&self, token: &str) -> Result<(), ApiError> {
         let now = unix_now();
+        if let Some(c) = self.cache().as_ref().filter(|c| c.token == token)
+            && c.replaced_rejected
+            && now - c.fetched_at < FRESH_SECS
         {
-            let mut cache = self.cache();
-            if let Some(c) = cache.as_ref().filter(|c| c.token == token) {
-                if now - c.fetched_at < FRESH_SECS {
-                    return Err(ApiError::Token(format!(
-                        "WeChat rejected an access token fetched {}s ago; not refreshing again \
-                         (is another environment fetching tokens with the same AppSecret?)",
-                        now - c.fetched_at
-                    )));
-                }
-                *cache = None;
-            }
+            return Err(ApiError::Token(format!(
+                "WeChat rejected the access token that replaced a rejected one {}s ago; \
+                 not refreshing again (is another environment fetching tokens with the \
+                 same AppSecret?)",
+                now - c.fetched_at
+            )));
         }
+        // The store first, then the cache: a caller finding the cache empty must not read the
+        // rejected token back from the store.
         if let Some(store) = &self.store {
             store
                 .backend()
                 .token_invalidate(&self.app_id, token)
                 .await?;
         }
-        // With `stable_token` a plain fetch could hand the same token back.
+        {
+            let mut cache = self.cache();
+            if cache.as_ref().is_some_and(|c| c.token == token) {
+                *cache = None;
+            }
+        }
         let _flight = self.flight.lock().await;
-        if let State::Fresh(_) | State::Stale(_) = self.state(unix_now()) {
+        // Someone replaced it while we waited.
+        if let State::Fresh(current) | State::Stale(current) = self.state(unix_now())
+            && current != token
+        {
             return Ok(());
         }
+        // With `stable_token` a plain fetch could hand the same token back.
         self.obtain(false, Some(token)).await.map(|_| ())
     }
 
@@ -205,7 +219,7 @@ impl TokenManager {
     async fn obtain(&self, force: bool, rejected: Option<&str>) -> Result<AccessToken, ApiError> {
         let Some(store) = &self.store else {
             let fetched = self.fetch_avoiding(force, rejected).await?;
-            return Ok(self.remember(fetched, unix_now()));
+            return Ok(self.remember(fetched, unix_now(), rejected.is_some()));
         };
         let backend = store.backend();
         let give_up = tokio::time::Instant::now() + WAIT_FOR_OTHERS;
@@ -218,10 +232,22 @@ impl TokenManager {
                 && now < row.refresh_after
                 && Some(token) != rejected
             {
-                return Ok(self.adopt(token, row.expires_at, row.refresh_after, row.fetched_at));
+                return Ok(self.adopt(
+                    token,
+                    row.expires_at,
+                    row.refresh_after,
+                    row.fetched_at,
+                    rejected.is_some(),
+                ));
             }
             if backend
-                .token_try_lease(&self.app_id, &self.owner, now, now + LEASE_SECS)
+                .token_try_lease(
+                    &self.app_id,
+                    &self.owner,
+                    stored.as_ref().map_or(0, |row| row.version),
+                    now,
+                    now + LEASE_SECS,
+                )
                 .await?
             {
                 let fetched = match self.fetch_avoiding(force, rejected).await {
@@ -232,7 +258,7 @@ impl TokenManager {
                     }
                 };
                 let now = unix_now();
-                let token = self.remember(fetched, now);
+                let token = self.remember(fetched, now, rejected.is_some());
                 let cached = self.cache().clone();
                 if let Some(c) = cached {
                     let stored = backend
@@ -267,6 +293,7 @@ impl TokenManager {
                         row.expires_at,
                         row.refresh_after,
                         row.fetched_at,
+                        rejected.is_some(),
                     ));
                 }
                 return Err(ApiError::Token(
@@ -283,12 +310,14 @@ impl TokenManager {
         expires_at: i64,
         refresh_after: i64,
         fetched_at: i64,
+        replaced_rejected: bool,
     ) -> AccessToken {
         *self.cache() = Some(Cached {
             token: token.to_owned(),
             expires_at,
             refresh_after,
             fetched_at,
+            replaced_rejected,
         });
         AccessToken {
             token: token.to_owned(),
@@ -297,7 +326,7 @@ impl TokenManager {
     }
 
     /// Caches a fetched token with its refresh point.
-    fn remember(&self, fetched: Fetched, now: i64) -> AccessToken {
+    fn remember(&self, fetched: Fetched, now: i64, replaced_rejected: bool) -> AccessToken {
         let expires_at = now + fetched.expires_in;
         let same_as_before = self
             .cache()
@@ -308,7 +337,13 @@ impl TokenManager {
             TokenEndpoint::Stable if same_as_before => expires_at,
             _ => expires_at - self.margin.min(fetched.expires_in / 2),
         };
-        self.adopt(&fetched.token, expires_at, refresh_after, now)
+        self.adopt(
+            &fetched.token,
+            expires_at,
+            refresh_after,
+            now,
+            replaced_rejected,
+        )
     }
 
     /// Fetches, and when WeChat hands back the token just rejected, forces a new one.

@@ -58,7 +58,7 @@ pub struct Follower {
 }
 
 /// The shared access token of an app, as stored.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct TokenRow {
     /// The token, once one was fetched.
     pub token: Option<String>,
@@ -72,8 +72,20 @@ pub struct TokenRow {
     pub version: i64,
 }
 
+impl std::fmt::Debug for TokenRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token.
+        f.debug_struct("TokenRow")
+            .field("expires_at", &self.expires_at)
+            .field("refresh_after", &self.refresh_after)
+            .field("fetched_at", &self.fetched_at)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A new access token to store.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct NewToken<'a> {
     /// The token.
     pub token: &'a str,
@@ -222,12 +234,14 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The stored access token of `app_id`, if any.
     async fn token_load(&self, app_id: &str) -> Result<Option<TokenRow>, StoreError>;
-    /// Takes the refresh lease for `app_id` until `until` when it is free (or already ours);
-    /// true when `owner` holds it now.
+    /// Takes the refresh lease for `app_id` until `until` when it is free (or already ours)
+    /// and the stored token is still version `seen` (compare-and-set: a token stored since
+    /// the caller looked means there is nothing to refresh); true when `owner` holds it now.
     async fn token_try_lease(
         &self,
         app_id: &str,
         owner: &str,
+        seen: i64,
         now: i64,
         until: i64,
     ) -> Result<bool, StoreError>;

@@ -331,6 +331,7 @@ impl Backend for SqliteBackend {
         &self,
         app_id: &str,
         owner: &str,
+        seen: i64,
         now: i64,
         until: i64,
     ) -> Result<bool, StoreError> {
@@ -341,11 +342,13 @@ impl Backend for SqliteBackend {
         .execute(&self.pool)
         .await?;
         let taken = sqlx::query(
-            "UPDATE access_tokens SET lease_owner = ?2, lease_until = ?4 \
-             WHERE app_id = ?1 AND (lease_owner IS NULL OR lease_until <= ?3 OR lease_owner = ?2)",
+            "UPDATE access_tokens SET lease_owner = ?2, lease_until = ?5 \
+             WHERE app_id = ?1 AND version = ?3 \
+               AND (lease_owner IS NULL OR lease_until <= ?4 OR lease_owner = ?2)",
         )
         .bind(app_id)
         .bind(owner)
+        .bind(seen)
         .bind(now)
         .bind(until)
         .execute(&self.pool)

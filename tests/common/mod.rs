@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod emu;
+pub mod process;
+
 use std::path::{Path, PathBuf};
 
 use huixin::bot::Router;
