@@ -424,8 +424,19 @@ async fn emulator(config: &Config, args: EmulatorArgs) -> Result<ExitCode, CliEr
         bound.local_addr()
     );
     match &settings.bot {
+        Some(bot) if bot.token.is_empty() => println!(
+            "emulator: plays WeChat toward {}, but no callback token is known yet: set [wechat] \
+             token, or run `huixin serve` here once and restart the emulator",
+            bot.callback_url
+        ),
         Some(bot) => println!("emulator: plays WeChat toward {}", bot.callback_url),
         None => println!("emulator: no bot callback; set [emulator] callback_url to send messages"),
+    }
+    if !bound.local_addr().ip().is_loopback() {
+        println!(
+            "emulator: WARNING: listening beyond this machine; the emulator has no access control \
+             (its /emulator endpoints change its state), keep it on a development network"
+        );
     }
     println!(
         "emulator: calls at http://{}/emulator/calls",

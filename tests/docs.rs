@@ -64,6 +64,10 @@ fn readme_rule_examples_load() {
             text: block("// rules/40-deploy.rhai"),
         },
         huixin::rules::load::SourceFile {
+            name: "45-ops.rhai".into(),
+            text: block("// rules/45-ops.rhai"),
+        },
+        huixin::rules::load::SourceFile {
             name: "50-keywords.toml".into(),
             text: block("# rules/50-keywords.toml"),
         },
@@ -71,5 +75,5 @@ fn readme_rule_examples_load() {
     let set = loader
         .load(files, None, huixin::rules::Source::Builtin)
         .unwrap_or_else(|e| panic!("README examples fail to load: {e:?}"));
-    assert_eq!(set.rules.len(), 3);
+    assert_eq!(set.rules.len(), 4);
 }

@@ -51,14 +51,10 @@ pub(crate) async fn template_send(
             Some(Value::String(id)) if !id.is_empty() => Some(id.clone()),
             Some(_) => return Err(ApiError::new(47003)),
         };
-        if let Some(id) = &client_msg_id {
-            state
-                .client_msg_ids
-                .retain(|_, at| now.saturating_sub(*at) < CLIENT_MSG_ID_MEMORY);
-            if state.client_msg_ids.contains_key(id) {
-                return Err(ApiError::new(45065));
-            }
-            state.client_msg_ids.insert(id.clone(), now);
+        if let Some(id) = &client_msg_id
+            && !state.client_msg_ids.insert(id, now, CLIENT_MSG_ID_MEMORY)
+        {
+            return Err(ApiError::new(45065));
         }
         let msgid = state.next_msgid;
         state.next_msgid += 1;

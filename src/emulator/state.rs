@@ -42,8 +42,8 @@ pub(crate) struct State {
     pub next_delivery: u64,
     /// `template_list` entries.
     pub templates: Vec<Value>,
-    /// `client_msg_id` of template sends -> when.
-    pub client_msg_ids: HashMap<String, Duration>,
+    /// `client_msg_id` of recent template sends.
+    pub client_msg_ids: RecentIds,
     /// The next template `msgid`.
     pub next_msgid: u64,
     /// `{"button": [...]}` as created.
@@ -74,7 +74,7 @@ impl State {
                 "content": "{{title.DATA}}\n{{summary.DATA}}\n{{time.DATA}}",
                 "example": "",
             })],
-            client_msg_ids: HashMap::new(),
+            client_msg_ids: RecentIds::default(),
             // Real msgids are large; start somewhere random so ids differ between runs.
             next_msgid: 2_000_000_000_000_000 + rand::random::<u32>() as u64 * 1_000,
             menu: None,
@@ -118,5 +118,34 @@ impl State {
             self.faults.remove(index);
         }
         Some(taken)
+    }
+}
+
+/// Ids remembered for a while, forgotten oldest first (constant time per send, however many).
+#[derive(Default)]
+pub(crate) struct RecentIds {
+    seen: HashMap<String, Duration>,
+    order: VecDeque<(Duration, String)>,
+}
+
+impl RecentIds {
+    /// Remembers `id` at `now` after forgetting those older than `memory`; false when it was
+    /// already remembered.
+    pub fn insert(&mut self, id: &str, now: Duration, memory: Duration) -> bool {
+        while let Some((at, old)) = self.order.front() {
+            if now.saturating_sub(*at) < memory {
+                break;
+            }
+            if self.seen.get(old) == Some(at) {
+                self.seen.remove(old);
+            }
+            self.order.pop_front();
+        }
+        if self.seen.contains_key(id) {
+            return false;
+        }
+        self.seen.insert(id.to_owned(), now);
+        self.order.push_back((now, id.to_owned()));
+        true
     }
 }
