@@ -8,18 +8,22 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+mod push_commands;
+
 use crate::bot::pipeline;
 use crate::config::{Config, ConfigError};
 use crate::emulator;
 use crate::outbound::menu::Menu;
 use crate::outbound::qrcode::Scene;
 use crate::outbound::{self, ApiError};
+use crate::push;
 use crate::rules::context::Services;
 use crate::rules::{self, Rules, RulesError, Source};
 use crate::server::{self, ServerError};
 use crate::simulator::{Header, MessageSpec, SimError, Simulator};
 use crate::store::{Store, StoreError};
 use crate::telemetry;
+use crate::wechat::signature::unix_now;
 use crate::wechat::{Message, Mode};
 
 /// huixin: WeChat Official Account bot framework and push server.
@@ -66,6 +70,12 @@ pub enum Command {
     /// Work with the rules: check them, try them on a made-up message, write the shipped ones.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Push a markdown message through a running server's push API.
+    Push(push_commands::PushArgs),
+    /// List push keys; `create` and `revoke` them.
+    Keys(push_commands::KeysArgs),
+    /// List topics; `add`, `remove`, `join`, `leave`, `members`, `qrcode`.
+    Topics(push_commands::TopicsArgs),
 }
 
 /// `huixin token`.
@@ -270,15 +280,22 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Command::Emulator(args) => emulator(&config, args).await,
         Command::Simulate(args) => simulate(&config, args).await,
+        Command::Push(args) => push_commands::push(&config, args).await,
+        Command::Keys(args) => push_commands::keys(&config, args).await,
+        Command::Topics(args) => push_commands::topics(&config, args).await,
     }
 }
 
-/// `huixin serve`: the store, the rules (reloaded on change), the configured pipeline.
+/// `huixin serve`: the store, the rules (reloaded on change), the configured pipeline, the
+/// push APIs and their delivery worker.
 async fn serve(config: &Config) -> Result<ExitCode, CliError> {
     let store = Store::open(&config.storage.url).await?;
     let rules = Arc::new(Rules::open(&config.rules, Vec::new())?);
-    let (late, extensions) = outbound::wiring(config, &store);
-    if extensions.get::<outbound::Client>().is_some() {
+    let pushes = push::Pushes::new(config, store.clone());
+    let (late, mut extensions) = outbound::wiring(config, &store);
+    let client = extensions.get::<outbound::Client>().cloned();
+    extensions.insert(pushes.clone());
+    if client.is_some() {
         println!(
             "outbound: late replies and rule sends go through {}",
             config.wechat.api_base
@@ -300,12 +317,44 @@ async fn serve(config: &Config) -> Result<ExitCode, CliError> {
     if config.rules.reload {
         rules.spawn_watcher(Duration::from_millis(500));
     }
-    let router = pipeline::bot_with(config, &store, rules, late, extensions).await?;
-    spawn_pruning(store.clone(), config.bot.log_retention_days);
-    server::Server::bind_with_store(config, store, router)
+    let (router, services) = pipeline::layers_with(config, &store, late, extensions).await?;
+    let router = push::bot::routes(router, pushes.clone());
+    let router = pipeline::with_rules(router, rules, services);
+    spawn_pruning(
+        store.clone(),
+        config.bot.log_retention_days,
+        config.push.retention_days,
+    );
+    let server = server::Server::bind_with_store(config, store, router)
         .await?
-        .run_until_signal()
-        .await?;
+        .with_routes(push::api::routes(pushes.clone(), config.server.body_limit));
+    if config.server.public_url.is_empty() {
+        pushes.set_public_base(&format!("http://{}", server.local_addr()));
+    }
+    let worker = match client {
+        Some(client) if !config.push.template_id.is_empty() => {
+            println!(
+                "push: API at {}/api/v1/push; deliveries as template {}",
+                pushes.public_base(),
+                config.push.template_id
+            );
+            Some(push::deliver::spawn(
+                pushes,
+                client,
+                server::shutdown_signal(),
+            ))
+        }
+        Some(_) => {
+            println!("push: off (set [push] template_id to deliver pushes)");
+            None
+        }
+        None => None,
+    };
+    server.run_until_signal().await?;
+    if let Some(worker) = worker {
+        // Sends in flight finish (bounded by their own timeouts); unstarted ones are handed back.
+        let _ = tokio::time::timeout(Duration::from_secs(35), worker).await;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -449,8 +498,8 @@ async fn emulator(config: &Config, args: EmulatorArgs) -> Result<ExitCode, CliEr
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prunes old log rows, dedup records and expired sessions every hour.
-fn spawn_pruning(store: Store, retention_days: u32) {
+/// Prunes old log rows, dedup records, expired sessions and old pushes every hour.
+fn spawn_pruning(store: Store, retention_days: u32, push_retention_days: u32) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
         loop {
@@ -463,6 +512,16 @@ fn spawn_pruning(store: Store, retention_days: u32) {
                     "pruned"
                 ),
                 Err(e) => tracing::warn!(error = %e, "pruning the store failed"),
+            }
+            if push_retention_days > 0 {
+                let before = unix_now() - i64::from(push_retention_days) * 86_400;
+                match store.backend().push_purge(before).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(pushes = n, "old pushes purged ([push] retention_days)")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "purging old pushes failed"),
+                }
             }
         }
     });
@@ -670,6 +729,11 @@ async fn existing_token(config: &Config) -> Result<String, CliError> {
 
 /// The callback URL derived from `[server] listen` and `path`.
 fn default_url(config: &Config) -> Result<String, CliError> {
+    Ok(format!("{}{}", local_base(config)?, config.server.path))
+}
+
+/// `http://HOST:PORT` of the server `[server] listen` describes, as a local client reaches it.
+fn local_base(config: &Config) -> Result<String, CliError> {
     let listen = &config.server.listen;
     let (host, port) = listen.rsplit_once(':').ok_or_else(|| {
         CliError::Usage(format!(
@@ -686,7 +750,7 @@ fn default_url(config: &Config) -> Result<String, CliError> {
         "[::]" => "[::1]",
         h => h,
     };
-    Ok(format!("http://{host}:{port}{}", config.server.path))
+    Ok(format!("http://{host}:{port}"))
 }
 
 async fn simulate(config: &Config, args: SimulateArgs) -> Result<ExitCode, CliError> {

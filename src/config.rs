@@ -24,7 +24,7 @@ pub const ENV_PREFIX: &str = "HUIXIN_";
 
 /// Sections of the config; `HUIXIN_<SECTION>_<KEY>` maps to `[section] key`.
 const SECTIONS: &[&str] = &[
-    "server", "wechat", "storage", "rules", "bot", "emulator", "log",
+    "server", "wechat", "storage", "rules", "bot", "push", "emulator", "log",
 ];
 
 /// The whole configuration.
@@ -41,6 +41,8 @@ pub struct Config {
     pub rules: RulesConfig,
     /// `[bot]`: the message pipeline around the rules.
     pub bot: BotConfig,
+    /// `[push]`: the push service.
+    pub push: PushConfig,
     /// `[emulator]`: `huixin emulator`, the local stand-in for WeChat's platform.
     pub emulator: EmulatorConfig,
     /// `[log]`: logging.
@@ -303,6 +305,65 @@ impl Default for BotConfig {
     }
 }
 
+/// `[push]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PushConfig {
+    /// `template_id`: the template message pushes are delivered as. Default empty: the push
+    /// APIs answer 503 until it is set.
+    pub template_id: String,
+    /// `title_field`: the template field that carries the title. Default `title`; empty leaves
+    /// it out.
+    pub title_field: String,
+    /// `summary_field`: the field that carries the summary (or the start of the body).
+    /// Default `summary`; empty leaves it out.
+    pub summary_field: String,
+    /// `time_field`: the field that carries the time of the push, in `[rules] timezone`.
+    /// Default `time`; empty leaves it out.
+    pub time_field: String,
+    /// `concurrency`: template sends in flight at once, per process. Default 8.
+    pub concurrency: u32,
+    /// `rate_per_second`: template sends started per second, per process; 0 means no limit.
+    /// Default 50.
+    pub rate_per_second: u32,
+    /// `max_attempts`: tries per recipient before a transient failure counts as failed.
+    /// Default 5.
+    pub max_attempts: u32,
+    /// `retry_backoff_ms`: wait before the second try; it doubles for each later one (at most
+    /// ten minutes). Default 2000.
+    pub retry_backoff_ms: u64,
+    /// `lease_secs`: how long a recipient claimed by a process stays claimed; when that
+    /// process dies, another (or the same, restarted) takes it over after this. Default 30.
+    pub lease_secs: u64,
+    /// `rate_limit_per_minute`: pushes one key may make per minute (bursts up to that many);
+    /// 0 disables. Default 60.
+    pub rate_limit_per_minute: u32,
+    /// `retention_days`: how long pushes and their detail pages are kept; 0 keeps them
+    /// forever. Default 30.
+    pub retention_days: u32,
+    /// `max_body_bytes`: the largest markdown body accepted. Default 65536.
+    pub max_body_bytes: usize,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        Self {
+            template_id: String::new(),
+            title_field: "title".into(),
+            summary_field: "summary".into(),
+            time_field: "time".into(),
+            concurrency: 8,
+            rate_per_second: 50,
+            max_attempts: 5,
+            retry_backoff_ms: 2_000,
+            lease_secs: 30,
+            rate_limit_per_minute: 60,
+            retention_days: 30,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
 /// `[log]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -471,8 +532,13 @@ impl Config {
                 "[server] path {path:?} must be a plain path (no {{ }} * ? # or spaces)"
             ));
         }
-        if path == "/healthz" {
-            return invalid("[server] path cannot be /healthz, which huixin serves itself".into());
+        let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+        if first.is_empty() || (first != "wechat" && crate::push::api::RESERVED.contains(&first)) {
+            return invalid(format!(
+                "[server] path {path:?} collides with huixin's own routes; use a path whose \
+                 first segment is not one of: {}",
+                crate::push::api::RESERVED.join(", ")
+            ));
         }
         let public_url = &self.server.public_url;
         let is_http = |u: &str| u.starts_with("http://") || u.starts_with("https://");
@@ -560,6 +626,19 @@ impl Config {
         if let Err(e) = crate::rules::api::time::parse_timezone(&rules.timezone) {
             return invalid(format!("[rules] timezone: {e}"));
         }
+        let push = &self.push;
+        if !(1..=256).contains(&push.concurrency) {
+            return invalid("[push] concurrency must be between 1 and 256".into());
+        }
+        if !(1..=100).contains(&push.max_attempts) {
+            return invalid("[push] max_attempts must be between 1 and 100".into());
+        }
+        if !(5..=3_600).contains(&push.lease_secs) {
+            return invalid("[push] lease_secs must be between 5 and 3600".into());
+        }
+        if push.max_body_bytes < 1024 {
+            return invalid("[push] max_body_bytes must be at least 1024".into());
+        }
         Ok(())
     }
 }
@@ -582,6 +661,10 @@ const STRING_KEYS: &[(&str, &str)] = &[
     ("wechat", "token_endpoint"),
     ("wechat", "api_base"),
     ("storage", "url"),
+    ("push", "template_id"),
+    ("push", "title_field"),
+    ("push", "summary_field"),
+    ("push", "time_field"),
     ("rules", "dir"),
     ("rules", "fallback"),
     ("rules", "timezone"),

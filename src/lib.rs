@@ -14,6 +14,8 @@
 //!   limit), the pipeline `huixin serve` runs, and the built-in echo bot.
 //! - [`rules`]: the bot's behaviour as sandboxed Rhai scripts and keyword tables, reloaded
 //!   when they change.
+//! - [`push`]: the push service: keys, topics, stored pushes delivered as template
+//!   messages, the detail page, and the push APIs huixin speaks.
 //! - [`server`]: the HTTP edge (axum): callback `GET`/`POST`, `/healthz`, startup, shutdown.
 //! - [`store`]: persistent state (sqlx; SQLite by default) and its migrations.
 //! - [`simulator`]: plays WeChat against a running server (`huixin simulate`, the tests).
@@ -43,6 +45,7 @@ pub mod cli;
 pub mod config;
 pub mod emulator;
 pub mod outbound;
+pub mod push;
 pub mod rules;
 pub mod server;
 pub mod simulator;

@@ -314,7 +314,7 @@ fn rules_check_reports_every_error_with_file_and_line() {
     let out = huixin(dir.path(), &["rules", "check"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("ok: 12 rules in 5 files"),
+        stdout(&out).contains("ok: 18 rules in 6 files"),
         "{}",
         stdout(&out)
     );

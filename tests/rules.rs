@@ -1295,6 +1295,8 @@ const HELP: &str = "I understand:\n\
     • help / 帮助: this list\n\
     • feedback / 反馈: send us a note\n\
     • hours / 营业时间, address / 地址: quick answers\n\
+    • key / 密钥: your push key, to push to yourself from scripts\n\
+    • topics / 主题, sub NAME, unsub NAME: topics you can join\n\
     Anything else comes back to you as an echo.";
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1312,6 +1314,7 @@ async fn shipped_rules_load_as_builtin() {
             ("10-feedback.rhai", 2),
             ("20-help.rhai", 1),
             ("30-welcome.rhai", 1),
+            ("40-push.rhai", 6),
             ("50-keywords.toml", 3),
             ("90-echo.rhai", 5),
         ]

@@ -1055,7 +1055,7 @@ async fn sqlite_file_is_wal_with_each_migration_once() {
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(versions, [1, 2, 3]);
+    assert_eq!(versions, [1, 2, 3, 4]);
 }
 
 /// The batch writer on its own, over a backend that records each batch (and can fail or
@@ -1066,6 +1066,9 @@ mod writer {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use async_trait::async_trait;
+    use huixin::store::push::{
+        Attempt, Claimed, KeyRow, NewPush, PushRow, PushStore, RecipientRow, Tally, Topic,
+    };
     use huixin::store::writer::{BATCH_MAX, QUEUE_MAX, Writer};
     use huixin::store::{
         Backend, DedupRecord, Deferred, Follower, LogEntry, NewToken, Pruned, SessionChange,
@@ -1086,6 +1089,106 @@ mod writer {
     impl Recording {
         fn written(&self) -> Vec<Deferred> {
             self.batches.lock().unwrap().concat()
+        }
+    }
+
+    #[async_trait]
+    impl PushStore for Recording {
+        async fn topic_create(
+            &self,
+            _: &str,
+            _: bool,
+            _: &str,
+            _: i64,
+        ) -> Result<bool, StoreError> {
+            unreachable!()
+        }
+        async fn topic_delete(&self, _: &str) -> Result<bool, StoreError> {
+            unreachable!()
+        }
+        async fn topic(&self, _: &str) -> Result<Option<Topic>, StoreError> {
+            unreachable!()
+        }
+        async fn topics(&self) -> Result<Vec<Topic>, StoreError> {
+            unreachable!()
+        }
+        async fn topic_join(&self, _: &str, _: &str, _: i64) -> Result<bool, StoreError> {
+            unreachable!()
+        }
+        async fn topic_leave(&self, _: &str, _: &str) -> Result<bool, StoreError> {
+            unreachable!()
+        }
+        async fn topics_of(&self, _: &str) -> Result<Vec<String>, StoreError> {
+            unreachable!()
+        }
+        async fn topic_members(&self, _: &str) -> Result<Vec<String>, StoreError> {
+            unreachable!()
+        }
+        async fn key_insert(&self, _: &KeyRow) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn key_by_hash(&self, _: &str) -> Result<Option<KeyRow>, StoreError> {
+            unreachable!()
+        }
+        async fn key_for(&self, _: &str, _: &str) -> Result<Option<KeyRow>, StoreError> {
+            unreachable!()
+        }
+        async fn keys(&self) -> Result<Vec<KeyRow>, StoreError> {
+            unreachable!()
+        }
+        async fn key_revoke(&self, _: &str, _: i64) -> Result<u64, StoreError> {
+            unreachable!()
+        }
+        async fn push_insert(&self, _: &NewPush<'_>) -> Result<i64, StoreError> {
+            unreachable!()
+        }
+        async fn push_by_id(&self, _: &str) -> Result<Option<PushRow>, StoreError> {
+            unreachable!()
+        }
+        async fn push_by_seq(&self, _: i64) -> Result<Option<PushRow>, StoreError> {
+            unreachable!()
+        }
+        async fn push_recipients(&self, _: i64) -> Result<Vec<RecipientRow>, StoreError> {
+            unreachable!()
+        }
+        async fn push_tally(&self, _: i64) -> Result<Tally, StoreError> {
+            unreachable!()
+        }
+        async fn push_history(
+            &self,
+            _: Option<&str>,
+            _: i64,
+            _: i64,
+            _: u32,
+        ) -> Result<Vec<PushRow>, StoreError> {
+            unreachable!()
+        }
+        async fn push_claim(
+            &self,
+            _: &str,
+            _: i64,
+            _: i64,
+            _: u32,
+        ) -> Result<Vec<Claimed>, StoreError> {
+            unreachable!()
+        }
+        async fn push_settle(
+            &self,
+            _: i64,
+            _: &str,
+            _: &Attempt,
+            _: i64,
+        ) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn push_finished(&self, _: i64, _: bool, _: &str, _: i64) -> Result<u64, StoreError> {
+            unreachable!()
+        }
+        async fn push_next_due(&self) -> Result<Option<i64>, StoreError> {
+            unreachable!()
+        }
+        async fn push_purge(&self, _: i64) -> Result<u64, StoreError> {
+            unreachable!()
         }
     }
 

@@ -110,7 +110,12 @@ pub async fn bot_with(
     extensions: Extensions,
 ) -> Result<Router, StoreError> {
     let (router, services) = layers_with(config, store, late, extensions).await?;
-    Ok(router.route(filter::any(), move |ctx: Context| {
+    Ok(with_rules(router, rules, services))
+}
+
+/// Adds the route that runs `rules` (a catch-all: routes added after it never run).
+pub fn with_rules(router: Router, rules: Arc<Rules>, services: Services) -> Router {
+    router.route(filter::any(), move |ctx: Context| {
         let rules = Arc::clone(&rules);
         let services = services.clone();
         async move {
@@ -120,5 +125,5 @@ pub async fn bot_with(
             }
             Flow::Reply(outcome.reply)
         }
-    }))
+    })
 }

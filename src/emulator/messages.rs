@@ -51,8 +51,11 @@ pub(crate) async fn template_send(
             Some(Value::String(id)) if !id.is_empty() => Some(id.clone()),
             Some(_) => return Err(ApiError::new(47003)),
         };
+        // WeChat deduplicates by recipient and client_msg_id.
         if let Some(id) = &client_msg_id
-            && !state.client_msg_ids.insert(id, now, CLIENT_MSG_ID_MEMORY)
+            && !state
+                .client_msg_ids
+                .insert(&format!("{touser}\n{id}"), now, CLIENT_MSG_ID_MEMORY)
         {
             return Err(ApiError::new(45065));
         }

@@ -57,7 +57,7 @@ impl DryRun {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn record(&self, line: String) {
+    pub(crate) fn record(&self, line: String) {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).push(line);
     }
 }

@@ -17,6 +17,7 @@ pub const FILES: &[(&str, &str)] = &[
         "30-welcome.rhai",
         include_str!("../../rules/30-welcome.rhai"),
     ),
+    ("40-push.rhai", include_str!("../../rules/40-push.rhai")),
     (
         "50-keywords.toml",
         include_str!("../../rules/50-keywords.toml"),

@@ -240,6 +240,12 @@ impl Server {
         })
     }
 
+    /// Adds routes beside the callback (the push APIs and the detail page).
+    pub fn with_routes(mut self, routes: axum::Router) -> Self {
+        self.app = self.app.merge(routes);
+        self
+    }
+
     /// Replaces the connection limits (tests use short ones).
     pub fn with_limits(mut self, limits: listen::Limits) -> Self {
         self.limits = limits;

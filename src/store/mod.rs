@@ -8,6 +8,7 @@
 //! throughput; writes a handler needs to read back at once (sessions, follower changes) are
 //! written directly.
 
+pub mod push;
 pub mod sqlite;
 pub mod writer;
 
@@ -182,7 +183,7 @@ pub struct Pruned {
 
 /// A database huixin can keep its state in.
 #[async_trait]
-pub trait Backend: Send + Sync + 'static {
+pub trait Backend: push::PushStore + Send + Sync + 'static {
     /// Checks the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
     /// A value from huixin's settings table.

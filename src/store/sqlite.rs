@@ -16,6 +16,8 @@ use super::{
 };
 use crate::wechat::signature::unix_now;
 
+mod push;
+
 static MIGRATOR: Migrator = sqlx::migrate!("src/store/migrations");
 
 /// A store in an SQLite file.

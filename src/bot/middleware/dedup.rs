@@ -57,15 +57,29 @@ impl Drop for SetOnDrop {
 pub fn key_of(m: &Message) -> String {
     match m.msg_id {
         Some(id) => format!("msg:{}:{}", m.from, id),
-        None => format!(
-            "evt:{}:{}:{}:{}",
-            m.from,
-            m.create_time,
-            m.event_name()
-                .unwrap_or_else(|| m.msg_type())
-                .to_ascii_lowercase(),
-            m.raw.text_of("EventKey").unwrap_or_default().trim()
-        ),
+        None => {
+            let mut key = format!(
+                "evt:{}:{}:{}:{}",
+                m.from,
+                m.create_time,
+                m.event_name()
+                    .unwrap_or_else(|| m.msg_type())
+                    .to_ascii_lowercase(),
+                m.raw.text_of("EventKey").unwrap_or_default().trim()
+            );
+            // Job reports (TEMPLATESENDJOBFINISH, MASSSENDJOBFINISH) carry the job's MsgID:
+            // two pushes to one user finishing in the same second are two events.
+            if let Some(job) = m
+                .raw
+                .text_of("MsgID")
+                .map(str::trim)
+                .filter(|j| !j.is_empty())
+            {
+                key.push(':');
+                key.push_str(job);
+            }
+            key
+        }
     }
 }
 

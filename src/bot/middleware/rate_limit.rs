@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::bot::{BotError, BoxFuture, Context, Middleware, Next};
 use crate::wechat::Reply;
@@ -18,25 +18,25 @@ struct Bucket {
     at: Instant,
 }
 
-/// The `rate_limit` layer.
-pub struct RateLimit {
+/// Token buckets by key, each holding up to `per_minute` tokens and refilling continuously:
+/// a burst of `per_minute` at once, then `per_minute` a minute. The push service limits keys
+/// with it too.
+pub struct Buckets {
     per_minute: f64,
-    reply: Reply,
     buckets: Mutex<HashMap<String, Bucket>>,
 }
 
-impl RateLimit {
-    /// `per_minute` messages per user; `reply` for the ones over it.
-    pub fn new(per_minute: u32, reply: Reply) -> Self {
+impl Buckets {
+    /// Buckets of `per_minute` tokens (at least 1).
+    pub fn new(per_minute: u32) -> Self {
         Self {
             per_minute: f64::from(per_minute.max(1)),
-            reply,
             buckets: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Takes a token for `openid`; false when the user is over the limit.
-    pub fn allow(&self, openid: &str) -> bool {
+    /// Takes a token from `key`'s bucket: `Ok`, or `Err` with how long until one is there.
+    pub fn take(&self, key: &str) -> Result<(), Duration> {
         let now = Instant::now();
         let rate = self.per_minute / 60.0;
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
@@ -44,7 +44,7 @@ impl RateLimit {
             let full = self.per_minute;
             buckets.retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < full);
         }
-        let bucket = buckets.entry(openid.to_owned()).or_insert(Bucket {
+        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
             tokens: self.per_minute,
             at: now,
         });
@@ -53,10 +53,31 @@ impl RateLimit {
         bucket.at = now;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
-            true
+            Ok(())
         } else {
-            false
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
         }
+    }
+}
+
+/// The `rate_limit` layer.
+pub struct RateLimit {
+    buckets: Buckets,
+    reply: Reply,
+}
+
+impl RateLimit {
+    /// `per_minute` messages per user; `reply` for the ones over it.
+    pub fn new(per_minute: u32, reply: Reply) -> Self {
+        Self {
+            buckets: Buckets::new(per_minute),
+            reply,
+        }
+    }
+
+    /// Takes a token for `openid`; false when the user is over the limit.
+    pub fn allow(&self, openid: &str) -> bool {
+        self.buckets.take(openid).is_ok()
     }
 }
 

@@ -9,6 +9,7 @@
 //! - [`time`]: the clock and date formatting in `[rules] timezone`.
 //! - [`random`]: random numbers and choices.
 //! - [`crate::outbound::script`]: sending customer-service and template messages.
+//! - [`crate::push::script`]: pushes, topics and push keys.
 
 pub mod follower;
 pub mod message;
@@ -39,6 +40,7 @@ pub fn builtin(timezone: jiff::tz::TimeZone) -> Vec<Arc<dyn ScriptModule>> {
         Arc::new(time::Clock { timezone }),
         Arc::new(random::Randomness),
         Arc::new(crate::outbound::script::Sending),
+        Arc::new(crate::push::script::PushFunctions),
     ]
 }
 

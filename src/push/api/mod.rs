@@ -1,0 +1,90 @@
+//! The push service over HTTP: huixin's own API, the detail page, and the APIs of the push
+//! services existing tools already speak, each answering in its own success and error shapes.
+//!
+//! Routes (the callback path and `/healthz` belong to [`crate::server`]):
+//! - `POST /api/v1/push`, `GET /api/v1/push/{id}`, `GET /api/v1/push`: huixin's API ([`native`]).
+//! - `POST /message` (form, multipart or JSON), `GET /message/{token}`: the wechat-push API
+//!   ([`native`]); `POST /message` with a Gotify token, and `GET /message`, are Gotify's.
+//! - `GET /m/{id}`: the detail page ([`native`]).
+//! - `GET /health`: Gotify's health ([`gotify`]).
+//! - `ANY /message/push`: PushDeer ([`pushdeer`]).
+//! - `POST /`, `GET|POST|PUT /{topic}/publish` (`/send`, `/trigger`), `GET /v1/health`: ntfy
+//!   ([`ntfy`]).
+//! - `POST /push`, `GET /ping`, `GET|POST /{key}/…` (one to three more segments): Bark
+//!   ([`bark`]).
+//! - `/{x}`: ServerChan when `x` ends with `.send` ([`serverchan`]), else Bark or ntfy by
+//!   method and content type ([`bark`] documents the order).
+//!
+//! Path segments huixin uses itself ([`RESERVED`]) are never taken for a key or a topic; keys
+//! are at least 24 characters, so none of these words can be one.
+
+pub mod bark;
+pub mod fields;
+pub mod gotify;
+pub mod native;
+pub mod ntfy;
+pub mod pushdeer;
+pub mod serverchan;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::service::{PushError, Pushes};
+
+/// First path segments the server uses itself.
+pub const RESERVED: &[&str] = &[
+    "wechat",
+    "message",
+    "push",
+    "m",
+    "api",
+    "ping",
+    "healthz",
+    "health",
+    "v1",
+    "static",
+    "admin",
+    "metrics",
+    "emulator",
+    "info",
+    "version",
+    "favicon.ico",
+    "robots.txt",
+];
+
+/// Every push route, ready to merge into the server's router.
+pub fn routes(pushes: Pushes, body_limit: usize) -> axum::Router {
+    native::routes()
+        .merge(gotify::routes())
+        .merge(pushdeer::routes())
+        .merge(ntfy::routes())
+        .merge(bark::routes())
+        .with_state(pushes)
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+}
+
+/// A JSON answer with a status, and `Retry-After` when rate limited.
+pub(crate) fn json_response(
+    status: u16,
+    body: serde_json::Value,
+    error: Option<&PushError>,
+) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, Json(body)).into_response();
+    if let Some(PushError::RateLimited(wait)) = error
+        && let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    response
+}
+
+/// Logs our own failures (the caller's are theirs to see in the answer).
+pub(crate) fn log_error(api: &str, error: &PushError) {
+    if error.status() >= 500 {
+        tracing::error!(api, error = %error, "push request failed");
+    } else {
+        tracing::debug!(api, error = %error, "push request refused");
+    }
+}

@@ -1,0 +1,351 @@
+//! The delivery worker: claims due recipients from the store (a lease, so several processes
+//! share the work and a dead one's rows are taken over), sends each a template message with
+//! its own `client_msg_id` (the same on every attempt, so WeChat never shows a recipient one
+//! push twice), and records the outcome: `sent`, a retry with backoff for transient failures,
+//! or `failed` for permanent ones. `TEMPLATESENDJOBFINISH` later settles `sent` recipients
+//! ([`job_finished`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use super::render::{TEMPLATE_FIELD_MAX_CHARS, summary, template_value};
+use super::service::Pushes;
+use crate::outbound::{ApiError, Client, TemplateMessage};
+use crate::store::push::{Attempt, Claimed, PushRow};
+use crate::wechat::signature::unix_now;
+
+/// How often the worker looks for due work when nothing woke it (other processes' pushes,
+/// retries coming due).
+const POLL: Duration = Duration::from_secs(1);
+/// The longest wait between two tries.
+const MAX_BACKOFF: Duration = Duration::from_secs(600);
+/// Pushes kept in the worker's cache.
+const CACHE: usize = 256;
+
+/// WeChat errors worth another try later: busy, frequency limits, and token errors the
+/// client's own refresh could not cure (another program holding the AppSecret).
+const TRANSIENT: &[i64] = &[-1, 40001, 40014, 42001, 45011, 45047];
+
+/// Starts the worker; it runs until `shutdown` completes, then lets sends in flight finish
+/// and hands back the recipients it claimed but did not start.
+pub fn spawn(
+    pushes: Pushes,
+    client: Client,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let worker = Worker::new(pushes, client);
+    tokio::spawn(worker.run(shutdown))
+}
+
+struct Worker {
+    pushes: Pushes,
+    client: Client,
+    owner: String,
+    sends: Arc<Semaphore>,
+    concurrency: u32,
+    interval: Option<Duration>,
+    cache: HashMap<i64, Arc<PushRow>>,
+}
+
+impl Worker {
+    fn new(pushes: Pushes, client: Client) -> Self {
+        let config = pushes.config();
+        let concurrency = config.concurrency;
+        let interval = match config.rate_per_second {
+            0 => None,
+            n => Some(Duration::from_secs_f64(1.0 / f64::from(n))),
+        };
+        Self {
+            owner: format!("push-{}", crate::store::generate_token()),
+            sends: Arc::new(Semaphore::new(concurrency as usize)),
+            concurrency,
+            interval,
+            cache: HashMap::new(),
+            pushes,
+            client,
+        }
+    }
+
+    async fn run(mut self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        tokio::pin!(shutdown);
+        let mut next_start = Instant::now();
+        loop {
+            let claimed = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                claimed = self.claim() => claimed,
+            };
+            if claimed.is_empty() {
+                let wait = self.idle_wait().await;
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = self.pushes.accepted() => {}
+                    () = tokio::time::sleep(wait) => {}
+                }
+                continue;
+            }
+            for (i, recipient) in claimed.iter().enumerate() {
+                // The rate: starts spaced by the interval.
+                if let Some(interval) = self.interval {
+                    let now = Instant::now();
+                    if next_start > now {
+                        tokio::select! {
+                            () = &mut shutdown => {
+                                self.release(&claimed[i..]).await;
+                                return self.drain().await;
+                            }
+                            () = tokio::time::sleep_until(next_start) => {}
+                        }
+                    }
+                    next_start = next_start.max(now) + interval;
+                }
+                let permit = tokio::select! {
+                    () = &mut shutdown => {
+                        self.release(&claimed[i..]).await;
+                        return self.drain().await;
+                    }
+                    permit = Arc::clone(&self.sends).acquire_owned() => match permit {
+                        Ok(p) => p,
+                        Err(_) => return,
+                    },
+                };
+                let Some(push) = self.push(recipient.push_seq).await else {
+                    // Purged while waiting: nothing to send.
+                    settle(
+                        &self.pushes,
+                        recipient,
+                        Attempt::Failed {
+                            error: "the push was deleted before delivery".into(),
+                        },
+                    )
+                    .await;
+                    continue;
+                };
+                let message = self.message(&push, recipient);
+                let pushes = self.pushes.clone();
+                let client = self.client.clone();
+                let recipient = recipient.clone();
+                tokio::spawn(async move {
+                    let outcome = client.send_template(&message).await;
+                    let attempt = classify(&pushes, &recipient, outcome);
+                    settle(&pushes, &recipient, attempt).await;
+                    drop(permit);
+                });
+            }
+        }
+        self.drain().await;
+    }
+
+    /// Claims a batch: enough to keep the sends busy for a moment.
+    async fn claim(&self) -> Vec<Claimed> {
+        let now = now_ms();
+        let lease = i64::try_from(self.pushes.config().lease_secs * 1000).unwrap_or(30_000);
+        match self
+            .pushes
+            .store()
+            .backend()
+            .push_claim(&self.owner, now, now + lease, self.concurrency * 4)
+            .await
+        {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::error!(error = %e, "push delivery: cannot claim recipients; retrying");
+                Vec::new()
+            }
+        }
+    }
+
+    /// How long to sleep when nothing is due: until the next retry or lease expiry, at most
+    /// [`POLL`].
+    async fn idle_wait(&self) -> Duration {
+        match self.pushes.store().backend().push_next_due().await {
+            Ok(Some(at)) => {
+                let ms = (at - now_ms()).clamp(10, POLL.as_millis() as i64);
+                Duration::from_millis(ms as u64)
+            }
+            _ => POLL,
+        }
+    }
+
+    async fn push(&mut self, seq: i64) -> Option<Arc<PushRow>> {
+        if let Some(push) = self.cache.get(&seq) {
+            return Some(Arc::clone(push));
+        }
+        let push = match self.pushes.store().backend().push_by_seq(seq).await {
+            Ok(Some(push)) => Arc::new(push),
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::error!(error = %e, seq, "push delivery: cannot read the push");
+                return None;
+            }
+        };
+        if self.cache.len() >= CACHE {
+            self.cache.clear();
+        }
+        self.cache.insert(seq, Arc::clone(&push));
+        Some(push)
+    }
+
+    fn message(&self, push: &PushRow, recipient: &Claimed) -> TemplateMessage {
+        let config = self.pushes.config();
+        let mut message = TemplateMessage::new(&recipient.openid, &config.template_id)
+            .url(self.pushes.detail_url(&push.id))
+            .client_msg_id(&recipient.client_msg_id);
+        if !config.title_field.is_empty() {
+            message = message.field(
+                &config.title_field,
+                template_value(&push.title, TEMPLATE_FIELD_MAX_CHARS),
+            );
+        }
+        if !config.summary_field.is_empty() {
+            let text = match &push.summary {
+                Some(s) => template_value(s, TEMPLATE_FIELD_MAX_CHARS),
+                None => summary(&push.body, TEMPLATE_FIELD_MAX_CHARS),
+            };
+            // An empty field shows as a blank line; a dash reads better.
+            let text = if text.is_empty() { "-".into() } else { text };
+            message = message.field(&config.summary_field, text);
+        }
+        if !config.time_field.is_empty() {
+            message = message.field(&config.time_field, self.pushes.format_time(push.created_at));
+        }
+        message
+    }
+
+    /// Gives back claimed recipients that were not started (at shutdown).
+    async fn release(&self, unstarted: &[Claimed]) {
+        for recipient in unstarted {
+            settle(
+                &self.pushes,
+                recipient,
+                Attempt::Retry {
+                    next_at: 0,
+                    error: String::new(),
+                },
+            )
+            .await;
+        }
+    }
+
+    /// Waits for the sends in flight (bounded: their own timeouts end them).
+    async fn drain(&self) {
+        let all = self.concurrency;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(30),
+            Arc::clone(&self.sends).acquire_many_owned(all),
+        )
+        .await;
+    }
+}
+
+/// What an attempt's answer means for the recipient.
+fn classify(
+    pushes: &Pushes,
+    recipient: &Claimed,
+    outcome: Result<crate::outbound::TemplateSent, ApiError>,
+) -> Attempt {
+    let error = match outcome {
+        Ok(sent) => {
+            return Attempt::Sent {
+                msgid: sent.msgid.and_then(|m| i64::try_from(m).ok()),
+            };
+        }
+        // An earlier attempt got through, and its answer was lost (a crash, a timeout).
+        Err(ApiError::Api { errcode: 45065, .. }) => return Attempt::Sent { msgid: None },
+        Err(e) => e,
+    };
+    let transient = match &error {
+        ApiError::Api { errcode, .. } => TRANSIENT.contains(errcode),
+        ApiError::Network { .. } | ApiError::Status { .. } | ApiError::Token(_) => true,
+        ApiError::Store(_) => true,
+        ApiError::Decode { .. } | ApiError::Invalid { .. } | ApiError::NotConfigured => false,
+    };
+    let text = match &error {
+        ApiError::Api {
+            errcode, errmsg, ..
+        } => format!("{errcode} {errmsg}"),
+        other => other.to_string(),
+    };
+    let config = pushes.config();
+    let attempts = u32::try_from(recipient.attempts).unwrap_or(u32::MAX);
+    if transient && attempts < config.max_attempts {
+        let backoff = Duration::from_millis(config.retry_backoff_ms)
+            .saturating_mul(1 << (attempts.saturating_sub(1)).min(16))
+            .min(MAX_BACKOFF);
+        tracing::warn!(openid = %recipient.openid, attempts, error = %text, retry_in_ms = backoff.as_millis() as u64, "push delivery: transient failure");
+        Attempt::Retry {
+            next_at: now_ms() + backoff.as_millis() as i64,
+            error: text,
+        }
+    } else {
+        tracing::warn!(openid = %recipient.openid, attempts, error = %text, "push delivery failed");
+        Attempt::Failed { error: text }
+    }
+}
+
+async fn settle(pushes: &Pushes, recipient: &Claimed, attempt: Attempt) {
+    // A failed write is retried a few times: the store may be busy with another process.
+    for delay in [0u64, 100, 500, 2_000] {
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        match pushes
+            .store()
+            .backend()
+            .push_settle(recipient.push_seq, &recipient.openid, &attempt, unix_now())
+            .await
+        {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::error!(error = %e, openid = %recipient.openid, "push delivery: cannot record the outcome");
+            }
+        }
+    }
+    // The recipient stays `sending`; once the lease runs out it is tried again with the
+    // same client_msg_id, which WeChat recognises.
+}
+
+/// Applies a `TEMPLATESENDJOBFINISH` event: `status` is `success`, `failed:user block` or
+/// `failed: system failed`. When it arrives before the send's answer was recorded, it is
+/// applied again a little later.
+pub fn job_finished(pushes: &Pushes, msgid: u64, status: &str) {
+    let Ok(msgid) = i64::try_from(msgid) else {
+        return;
+    };
+    let delivered = status.trim().eq_ignore_ascii_case("success");
+    let status = status.trim().to_owned();
+    let pushes = pushes.clone();
+    tokio::spawn(async move {
+        for delay in [0u64, 200, 1_000, 3_000, 10_000] {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            match pushes
+                .store()
+                .backend()
+                .push_finished(msgid, delivered, &status, unix_now())
+                .await
+            {
+                Ok(0) => continue,
+                Ok(_) => {
+                    tracing::debug!(msgid, status = %status, "push delivery confirmed");
+                    return;
+                }
+                Err(e) => tracing::error!(error = %e, msgid, "cannot record TEMPLATESENDJOBFINISH"),
+            }
+        }
+        tracing::debug!(
+            msgid,
+            "TEMPLATESENDJOBFINISH for a message that is not a push"
+        );
+    });
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,829 @@
+//! [`Pushes`]: keys, topics, and accepting a push: checked, addressed, stored with every
+//! recipient before the caller hears back, then handed to the delivery worker.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use super::keys::{self, generate_key, generate_push_id, key_hash, valid_key, valid_topic};
+use super::render;
+use crate::bot::middleware::rate_limit::Buckets;
+use crate::config::{Config, PushConfig};
+use crate::store::push::{KeyRow, NewPush, PushRow, RecipientRow, Tally, Topic};
+use crate::store::{Store, StoreError};
+use crate::wechat::signature::unix_now;
+
+/// The longest title accepted, in characters.
+pub const MAX_TITLE_CHARS: usize = 256;
+/// The longest summary accepted, in characters.
+pub const MAX_SUMMARY_CHARS: usize = 256;
+/// The longest link accepted, in bytes.
+pub const MAX_URL_LEN: usize = 2048;
+/// The most openids one push may list in `to`.
+pub const MAX_TO: usize = 1000;
+
+/// Why a push or a key operation was refused. Each API renders these in its own error format;
+/// the HTTP status is [`PushError::status`].
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// No key in the request. HTTP 401.
+    #[error("a push key is required (Authorization: Bearer KEY, or the key parameter)")]
+    MissingKey,
+    /// The key is unknown or revoked. HTTP 401.
+    #[error("unknown or revoked push key")]
+    BadKey,
+    /// The key does not reach the target asked for. HTTP 403.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The request is malformed or breaks a limit. HTTP 400.
+    #[error("{0}")]
+    Invalid(String),
+    /// A topic or push that does not exist. HTTP 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// The key pushed too often. HTTP 429.
+    #[error("too many pushes with this key; retry in {} s", .0.as_secs().max(1))]
+    RateLimited(Duration),
+    /// The push service is not set up. HTTP 503.
+    #[error("the push service is not configured: {0}")]
+    NotConfigured(&'static str),
+    /// Our store failed. HTTP 500.
+    #[error("storage error: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl PushError {
+    /// The HTTP status for this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::MissingKey | Self::BadKey => 401,
+            Self::Forbidden(_) => 403,
+            Self::Invalid(_) => 400,
+            Self::NotFound(_) => 404,
+            Self::RateLimited(_) => 429,
+            Self::NotConfigured(_) => 503,
+            Self::Store(_) => 500,
+        }
+    }
+}
+
+/// What a key stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "target", rename_all = "lowercase")]
+pub enum Scope {
+    /// One follower.
+    User(String),
+    /// A topic's members.
+    Topic(String),
+    /// Any follower or topic named in the request.
+    Admin,
+}
+
+impl Scope {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::User(_) => "user",
+            Self::Topic(_) => "topic",
+            Self::Admin => "admin",
+        }
+    }
+
+    fn target(&self) -> &str {
+        match self {
+            Self::User(t) | Self::Topic(t) => t,
+            Self::Admin => "",
+        }
+    }
+
+    fn from_row(kind: &str, target: &str) -> Option<Self> {
+        match kind {
+            "user" => Some(Self::User(target.to_owned())),
+            "topic" => Some(Self::Topic(target.to_owned())),
+            "admin" => Some(Self::Admin),
+            _ => None,
+        }
+    }
+
+    /// `user:OPENID`, `topic:NAME` or `admin`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::User(o) => format!("user:{o}"),
+            Self::Topic(t) => format!("topic:{t}"),
+            Self::Admin => "admin".into(),
+        }
+    }
+}
+
+/// A key that authenticated a request.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Key {
+    /// Its lookup hash.
+    pub hash: String,
+    /// What it stands for.
+    pub scope: Scope,
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Key")
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A key as listed (`huixin keys`).
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInfo {
+    /// The key.
+    pub key: String,
+    /// What it stands for.
+    pub scope: Scope,
+    /// A note.
+    pub label: String,
+    /// When it was made.
+    pub created_at: i64,
+    /// When it was revoked.
+    pub revoked_at: Option<i64>,
+}
+
+/// Who made a push: a key, or huixin itself (a rule, the admin CLI), which may address
+/// anyone.
+#[derive(Debug, Clone, Copy)]
+pub enum Sender<'a> {
+    /// A request with a key.
+    Key(&'a Key),
+    /// A rule or an admin.
+    Trusted,
+}
+
+/// A push as asked for, in any API's terms.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PushRequest {
+    /// OpenIDs to deliver to.
+    pub to: Vec<String>,
+    /// A topic to deliver to.
+    pub topic: Option<String>,
+    /// Title; when empty, the start of the body.
+    pub title: String,
+    /// Markdown.
+    pub body: String,
+    /// A link for the detail page.
+    pub url: Option<String>,
+    /// The template card's summary; when absent, the start of the body.
+    pub summary: Option<String>,
+}
+
+/// The answer to an accepted push.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Accepted {
+    /// Public id.
+    pub id: String,
+    /// Numeric id, in acceptance order.
+    #[serde(skip)]
+    pub seq: i64,
+    /// How many followers it goes to.
+    pub recipients: usize,
+    /// The detail page.
+    pub detail_url: String,
+    /// When it was accepted (Unix seconds).
+    #[serde(skip)]
+    pub created_at: i64,
+}
+
+/// A push and its delivery, as `GET /api/v1/push/{id}` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PushStatus {
+    /// Public id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Markdown body.
+    pub body: String,
+    /// Link.
+    pub url: Option<String>,
+    /// What it was addressed to.
+    pub target: String,
+    /// When it was accepted (Unix seconds).
+    pub created_at: i64,
+    /// The detail page.
+    pub detail_url: String,
+    /// Recipients by state.
+    pub counts: Counts,
+    /// Each recipient.
+    pub recipients: Vec<RecipientStatus>,
+}
+
+/// Recipients by state.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Counts {
+    /// Waiting or being sent.
+    pub pending: u64,
+    /// Accepted by WeChat, outcome not yet known.
+    pub sent: u64,
+    /// Confirmed delivered.
+    pub delivered: u64,
+    /// Failed.
+    pub failed: u64,
+}
+
+impl From<Tally> for Counts {
+    fn from(t: Tally) -> Self {
+        Self {
+            pending: t.pending,
+            sent: t.sent,
+            delivered: t.delivered,
+            failed: t.failed,
+        }
+    }
+}
+
+/// One recipient's delivery.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecipientStatus {
+    /// The follower.
+    pub openid: String,
+    /// `pending`, `sent`, `delivered` or `failed` (`sending` shows as `pending`).
+    pub status: String,
+    /// Attempts so far.
+    pub attempts: i64,
+    /// WeChat's msgid.
+    pub msgid: Option<i64>,
+    /// The last error.
+    pub error: Option<String>,
+    /// Last change (Unix seconds).
+    pub updated_at: i64,
+}
+
+impl From<RecipientRow> for RecipientStatus {
+    fn from(r: RecipientRow) -> Self {
+        let status = if r.state == "sending" {
+            "pending".to_owned()
+        } else {
+            r.state
+        };
+        Self {
+            openid: r.openid,
+            status,
+            attempts: r.attempts,
+            msgid: r.msgid,
+            error: r.error.filter(|e| !e.is_empty()),
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// The push service. Cheap to clone.
+#[derive(Clone)]
+pub struct Pushes {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    config: PushConfig,
+    public_base: RwLock<String>,
+    limits: Option<Buckets>,
+    wake: Notify,
+    timezone: jiff::tz::TimeZone,
+    credentials: bool,
+}
+
+impl std::fmt::Debug for Pushes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pushes").finish_non_exhaustive()
+    }
+}
+
+impl Pushes {
+    /// The service over `store`, configured by `[push]`; links start with `[server]
+    /// public_url` (or, when that is empty, `http://` and the listen address until
+    /// [`Pushes::set_public_base`] says otherwise).
+    pub fn new(config: &Config, store: Store) -> Self {
+        let base = if config.server.public_url.is_empty() {
+            format!("http://{}", config.server.listen)
+        } else {
+            config.server.public_url.clone()
+        };
+        let limits = match config.push.rate_limit_per_minute {
+            0 => None,
+            n => Some(Buckets::new(n)),
+        };
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                config: config.push.clone(),
+                public_base: RwLock::new(base.trim_end_matches('/').to_owned()),
+                limits,
+                wake: Notify::new(),
+                timezone: crate::rules::api::time::parse_timezone(&config.rules.timezone)
+                    .unwrap_or(jiff::tz::TimeZone::UTC),
+                credentials: !config.wechat.app_id.is_empty()
+                    && !config.wechat.app_secret.is_empty(),
+            }),
+        }
+    }
+
+    /// Replaces the base of the links huixin hands out (once the listener is bound, when
+    /// `[server] public_url` is empty).
+    pub fn set_public_base(&self, base: &str) {
+        *self
+            .inner
+            .public_base
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = base.trim_end_matches('/').to_owned();
+    }
+
+    /// The base of the links huixin hands out, without a trailing slash.
+    pub fn public_base(&self) -> String {
+        self.inner
+            .public_base
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The detail page of push `id`.
+    pub fn detail_url(&self, id: &str) -> String {
+        format!("{}/m/{id}", self.public_base())
+    }
+
+    /// Formats a Unix time as `2026-11-21 14:03` in `[rules] timezone`.
+    pub fn format_time(&self, unix: i64) -> String {
+        jiff::Timestamp::from_second(unix)
+            .map(|t| {
+                t.to_zoned(self.inner.timezone.clone())
+                    .strftime("%Y-%m-%d %H:%M")
+                    .to_string()
+            })
+            .unwrap_or_default()
+    }
+
+    /// `[push]`.
+    pub fn config(&self) -> &PushConfig {
+        &self.inner.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Completes when a push was accepted since the last call (the worker waits on it).
+    pub(crate) async fn accepted(&self) {
+        self.inner.wake.notified().await;
+    }
+
+    /// Wakes the delivery worker.
+    pub(crate) fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    // ----- keys -----
+
+    /// The key `secret` stands for; [`PushError::BadKey`] when it is unknown, revoked or
+    /// malformed.
+    pub async fn authenticate(&self, secret: &str) -> Result<Key, PushError> {
+        let secret = secret.trim();
+        if secret.is_empty() {
+            return Err(PushError::MissingKey);
+        }
+        if !valid_key(secret) {
+            return Err(PushError::BadKey);
+        }
+        let hash = key_hash(secret);
+        let row = self.store().backend().key_by_hash(&hash).await?;
+        match row {
+            Some(row) if row.revoked_at.is_none() => {
+                match Scope::from_row(&row.kind, &row.target) {
+                    Some(scope) => Ok(Key { hash, scope }),
+                    None => Err(PushError::BadKey),
+                }
+            }
+            _ => Err(PushError::BadKey),
+        }
+    }
+
+    /// Makes a key for `scope`: `secret` when given (to keep a key an existing client already
+    /// uses), else a generated one. Returns the key.
+    pub async fn create_key(
+        &self,
+        scope: &Scope,
+        label: &str,
+        secret: Option<&str>,
+    ) -> Result<String, PushError> {
+        match scope {
+            Scope::User(openid) if !keys::valid_openid(openid) => {
+                return Err(PushError::Invalid(format!("{openid:?} is not an OpenID")));
+            }
+            Scope::Topic(name) if self.store().backend().topic(name).await?.is_none() => {
+                return Err(PushError::NotFound(format!("no topic {name:?}")));
+            }
+            _ => {}
+        }
+        let key = match secret {
+            Some(s) if !valid_key(s) => {
+                return Err(PushError::Invalid(format!(
+                    "a key is {}-{} letters and digits",
+                    keys::MIN_KEY_LEN,
+                    keys::MAX_KEY_LEN
+                )));
+            }
+            Some(s) => s.to_owned(),
+            None => generate_key(),
+        };
+        let row = KeyRow {
+            key_hash: key_hash(&key),
+            key: key.clone(),
+            kind: scope.kind().to_owned(),
+            target: scope.target().to_owned(),
+            label: label.to_owned(),
+            created_at: unix_now(),
+            revoked_at: None,
+        };
+        match self.store().backend().key_insert(&row).await {
+            Ok(()) => Ok(key),
+            Err(StoreError::Database(e)) if is_unique_violation(&e) => {
+                Err(PushError::Invalid("that key is already in use".into()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A follower's personal key: the one they have, else a new one.
+    pub async fn personal_key(&self, openid: &str) -> Result<String, PushError> {
+        if let Some(row) = self.store().backend().key_for("user", openid).await? {
+            return Ok(row.key);
+        }
+        self.create_key(&Scope::User(openid.to_owned()), "personal", None)
+            .await
+    }
+
+    /// Revokes a follower's personal keys and makes a new one.
+    pub async fn reset_personal_key(&self, openid: &str) -> Result<String, PushError> {
+        while let Some(row) = self.store().backend().key_for("user", openid).await? {
+            self.store()
+                .backend()
+                .key_revoke(&row.key, unix_now())
+                .await?;
+        }
+        self.create_key(&Scope::User(openid.to_owned()), "personal", None)
+            .await
+    }
+
+    /// Every key, newest first.
+    pub async fn keys(&self) -> Result<Vec<KeyInfo>, PushError> {
+        Ok(self
+            .store()
+            .backend()
+            .keys()
+            .await?
+            .into_iter()
+            .filter_map(|row| {
+                Some(KeyInfo {
+                    scope: Scope::from_row(&row.kind, &row.target)?,
+                    key: row.key,
+                    label: row.label,
+                    created_at: row.created_at,
+                    revoked_at: row.revoked_at,
+                })
+            })
+            .collect())
+    }
+
+    /// Revokes the keys starting with `prefix` (at least 6 characters); how many.
+    pub async fn revoke(&self, prefix: &str) -> Result<u64, PushError> {
+        if prefix.len() < 6 {
+            return Err(PushError::Invalid(
+                "give at least the first 6 characters of the key".into(),
+            ));
+        }
+        Ok(self
+            .store()
+            .backend()
+            .key_revoke(prefix, unix_now())
+            .await?)
+    }
+
+    // ----- topics -----
+
+    /// Creates a topic; false when it already exists.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        open: bool,
+        description: &str,
+    ) -> Result<bool, PushError> {
+        check_topic(name)?;
+        Ok(self
+            .store()
+            .backend()
+            .topic_create(name, open, description, unix_now())
+            .await?)
+    }
+
+    /// A topic.
+    pub async fn topic(&self, name: &str) -> Result<Option<Topic>, PushError> {
+        if !valid_topic(name) {
+            return Ok(None);
+        }
+        Ok(self.store().backend().topic(name).await?)
+    }
+
+    /// Adds `openid` to an existing topic; false when already a member.
+    pub async fn join(&self, topic: &str, openid: &str) -> Result<bool, PushError> {
+        if self.topic(topic).await?.is_none() {
+            return Err(PushError::NotFound(format!("no topic {topic:?}")));
+        }
+        Ok(self
+            .store()
+            .backend()
+            .topic_join(topic, openid, unix_now())
+            .await?)
+    }
+
+    /// Removes `openid` from a topic; false when not a member.
+    pub async fn leave(&self, topic: &str, openid: &str) -> Result<bool, PushError> {
+        Ok(self.store().backend().topic_leave(topic, openid).await?)
+    }
+
+    // ----- pushes -----
+
+    /// Checks, addresses and stores a push, then wakes the worker. Nothing is sent before
+    /// this returns; everything accepted is delivered or marked failed.
+    pub async fn accept(
+        &self,
+        sender: Sender<'_>,
+        request: PushRequest,
+        source: &'static str,
+    ) -> Result<Accepted, PushError> {
+        if self.config().template_id.is_empty() {
+            return Err(PushError::NotConfigured("set [push] template_id"));
+        }
+        if !self.inner.credentials {
+            return Err(PushError::NotConfigured(
+                "set [wechat] app_id and app_secret to deliver pushes",
+            ));
+        }
+        let PushRequest {
+            to,
+            topic,
+            title,
+            body,
+            url,
+            summary,
+        } = request;
+        let mut title = title.trim().to_owned();
+        if title.is_empty() {
+            title = render::plain_text(&body).chars().take(64).collect();
+        }
+        if title.is_empty() {
+            return Err(PushError::Invalid("a title or a body is required".into()));
+        }
+        if title.chars().count() > MAX_TITLE_CHARS {
+            return Err(PushError::Invalid(format!(
+                "the title is longer than {MAX_TITLE_CHARS} characters"
+            )));
+        }
+        if body.len() > self.config().max_body_bytes {
+            return Err(PushError::Invalid(format!(
+                "the body is larger than {} bytes ([push] max_body_bytes)",
+                self.config().max_body_bytes
+            )));
+        }
+        let url = url.map(|u| u.trim().to_owned()).filter(|u| !u.is_empty());
+        if let Some(url) = &url {
+            check_url(url)?;
+        }
+        let summary = summary
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty());
+        if summary
+            .as_ref()
+            .is_some_and(|s| s.chars().count() > MAX_SUMMARY_CHARS)
+        {
+            return Err(PushError::Invalid(format!(
+                "the summary is longer than {MAX_SUMMARY_CHARS} characters"
+            )));
+        }
+        let topic = topic.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
+        let to: Vec<String> = to
+            .into_iter()
+            .map(|o| o.trim().to_owned())
+            .filter(|o| !o.is_empty())
+            .collect();
+        if to.len() > MAX_TO {
+            return Err(PushError::Invalid(format!(
+                "at most {MAX_TO} recipients in to"
+            )));
+        }
+        if let Some(bad) = to.iter().find(|o| !keys::valid_openid(o)) {
+            return Err(PushError::Invalid(format!("{bad:?} is not an OpenID")));
+        }
+        let (to, topic) = self.address(sender, to, topic)?;
+        if let Sender::Key(key) = sender
+            && let Some(limits) = &self.inner.limits
+            && let Err(wait) = limits.take(&key.hash)
+        {
+            return Err(PushError::RateLimited(wait));
+        }
+        let mut recipients = to;
+        let target = match &topic {
+            Some(name) => {
+                if self.store().backend().topic(name).await?.is_none() {
+                    return Err(PushError::NotFound(format!("no topic {name:?}")));
+                }
+                recipients.extend(self.store().backend().topic_members(name).await?);
+                format!("topic:{name}")
+            }
+            None if recipients.len() == 1 => format!("user:{}", recipients[0]),
+            None => format!("users:{}", recipients.len()),
+        };
+        let mut seen = std::collections::HashSet::new();
+        recipients.retain(|o| seen.insert(o.clone()));
+        let id = generate_push_id();
+        let created_at = unix_now();
+        let key_hash = match sender {
+            Sender::Key(key) => Some(key.hash.as_str()),
+            Sender::Trusted => None,
+        };
+        let seq = self
+            .store()
+            .backend()
+            .push_insert(&NewPush {
+                id: &id,
+                key_hash,
+                target: &target,
+                title: &title,
+                body: &body,
+                url: url.as_deref(),
+                summary: summary.as_deref(),
+                source,
+                created_at,
+                recipients: &recipients,
+            })
+            .await?;
+        tracing::info!(push = %id, seq, source, target = %target, recipients = recipients.len(), "push accepted");
+        self.wake();
+        Ok(Accepted {
+            detail_url: self.detail_url(&id),
+            id,
+            seq,
+            recipients: recipients.len(),
+            created_at,
+        })
+    }
+
+    /// Who a push from `sender` goes to: the key's own target, or what an admin key (or a
+    /// trusted sender) names.
+    fn address(
+        &self,
+        sender: Sender<'_>,
+        to: Vec<String>,
+        topic: Option<String>,
+    ) -> Result<(Vec<String>, Option<String>), PushError> {
+        if let Some(t) = &topic {
+            check_topic(t)?;
+        }
+        let scope = match sender {
+            Sender::Trusted => &Scope::Admin,
+            Sender::Key(key) => &key.scope,
+        };
+        match scope {
+            Scope::Admin => {
+                if to.is_empty() && topic.is_none() {
+                    return Err(PushError::Invalid(
+                        "name the recipients: to (OpenIDs) or topic".into(),
+                    ));
+                }
+                Ok((to, topic))
+            }
+            Scope::User(openid) => {
+                if topic.is_some() || to.iter().any(|o| o != openid) {
+                    return Err(PushError::Forbidden(
+                        "this key pushes only to its own follower".into(),
+                    ));
+                }
+                Ok((vec![openid.clone()], None))
+            }
+            Scope::Topic(name) => {
+                if !to.is_empty() || topic.as_ref().is_some_and(|t| t != name) {
+                    return Err(PushError::Forbidden(format!(
+                        "this key pushes only to topic {name:?}"
+                    )));
+                }
+                Ok((Vec::new(), Some(name.clone())))
+            }
+        }
+    }
+
+    /// A push as its key may see it: pushes made with the key, or to its target (for an
+    /// admin key, any).
+    pub async fn status(&self, key: &Key, id: &str) -> Result<PushStatus, PushError> {
+        let not_found = || PushError::NotFound(format!("no push {id:?}"));
+        if !keys::valid_push_id(id) {
+            return Err(not_found());
+        }
+        let push = self
+            .store()
+            .backend()
+            .push_by_id(id)
+            .await?
+            .ok_or_else(not_found)?;
+        let recipients = self.store().backend().push_recipients(push.seq).await?;
+        if !self.may_see(key, &push, &recipients) {
+            return Err(not_found());
+        }
+        // Counted from the same rows, so the counts and the list always agree.
+        let mut tally = Tally::default();
+        for r in &recipients {
+            match r.state.as_str() {
+                "sent" => tally.sent += 1,
+                "delivered" => tally.delivered += 1,
+                "failed" => tally.failed += 1,
+                _ => tally.pending += 1,
+            }
+        }
+        let counts = tally.into();
+        Ok(PushStatus {
+            detail_url: self.detail_url(&push.id),
+            id: push.id,
+            title: push.title,
+            body: push.body,
+            url: push.url,
+            target: push.target,
+            created_at: push.created_at,
+            counts,
+            recipients: recipients.into_iter().map(Into::into).collect(),
+        })
+    }
+
+    fn may_see(&self, key: &Key, push: &PushRow, recipients: &[RecipientRow]) -> bool {
+        if push.key_hash.as_deref() == Some(key.hash.as_str()) {
+            return true;
+        }
+        match &key.scope {
+            Scope::Admin => true,
+            Scope::Topic(name) => push.target == format!("topic:{name}"),
+            Scope::User(openid) => recipients.iter().any(|r| &r.openid == openid),
+        }
+    }
+
+    /// The pushes a key's target received, oldest first: after `after_seq`, accepted at or
+    /// after `since`, at most `limit` (1-1000).
+    pub async fn history(
+        &self,
+        key: &Key,
+        after_seq: i64,
+        since: i64,
+        limit: u32,
+    ) -> Result<Vec<PushRow>, PushError> {
+        let scope = match &key.scope {
+            Scope::Admin => None,
+            other => Some(other.describe()),
+        };
+        Ok(self
+            .store()
+            .backend()
+            .push_history(scope.as_deref(), after_seq, since, limit.clamp(1, 1000))
+            .await?)
+    }
+
+    /// A push by its public id, for the detail page.
+    pub async fn page(&self, id: &str) -> Result<Option<PushRow>, PushError> {
+        if !keys::valid_push_id(id) {
+            return Ok(None);
+        }
+        Ok(self.store().backend().push_by_id(id).await?)
+    }
+}
+
+fn check_topic(name: &str) -> Result<(), PushError> {
+    if valid_topic(name) {
+        Ok(())
+    } else {
+        Err(PushError::Invalid(format!(
+            "{name:?} is not a topic name (1-64 letters, digits, - and _)"
+        )))
+    }
+}
+
+fn check_url(url: &str) -> Result<(), PushError> {
+    let lower = url.to_ascii_lowercase();
+    if url.len() > MAX_URL_LEN || !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        return Err(PushError::Invalid(format!(
+            "url must be an http(s) URL of at most {MAX_URL_LEN} bytes"
+        )));
+    }
+    if reqwest::Url::parse(url).is_err() {
+        return Err(PushError::Invalid(format!(
+            "url {url:?} is not a valid URL"
+        )));
+    }
+    Ok(())
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}

@@ -1,0 +1,260 @@
+//! What the push service keeps: topics and their members, push keys, pushes and the delivery
+//! state of each recipient. [`PushStore`] is part of every [`super::Backend`].
+//!
+//! Delivery is claimed row by row with a lease ([`PushStore::push_claim`]), so several
+//! processes on one database share the work without sending anything twice, and a process that
+//! dies mid-delivery leaves its rows to be taken over once the lease runs out.
+
+use async_trait::async_trait;
+
+use super::StoreError;
+
+/// A topic, with its member count.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Topic {
+    /// The name (`[-_A-Za-z0-9]{1,64}`).
+    pub name: String,
+    /// Whether any follower may join with a chat command.
+    pub open: bool,
+    /// Shown in `topics` listings.
+    pub description: String,
+    /// When it was created.
+    pub created_at: i64,
+    /// How many followers are members.
+    pub members: i64,
+}
+
+/// A push key as stored.
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct KeyRow {
+    /// SHA-256 of the key, hex: how it is looked up.
+    pub key_hash: String,
+    /// The key itself.
+    pub key: String,
+    /// `user`, `topic` or `admin`.
+    pub kind: String,
+    /// The openid or topic name (empty for admin keys).
+    pub target: String,
+    /// A note for listings.
+    pub label: String,
+    /// When it was made.
+    pub created_at: i64,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<i64>,
+}
+
+impl std::fmt::Debug for KeyRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("KeyRow")
+            .field("kind", &self.kind)
+            .field("target", &self.target)
+            .field("label", &self.label)
+            .field("revoked_at", &self.revoked_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A push to store, with its recipients.
+#[derive(Debug, Clone)]
+pub struct NewPush<'a> {
+    /// The public id.
+    pub id: &'a str,
+    /// The key it came with, if any.
+    pub key_hash: Option<&'a str>,
+    /// What it was addressed to (`topic:NAME`, `user:OPENID`, `users:N`).
+    pub target: &'a str,
+    /// Title.
+    pub title: &'a str,
+    /// Markdown body.
+    pub body: &'a str,
+    /// Link shown on the detail page.
+    pub url: Option<&'a str>,
+    /// Summary for the template card.
+    pub summary: Option<&'a str>,
+    /// The API it came through (`api`, `bark`, `ntfy`, …).
+    pub source: &'a str,
+    /// When it was accepted (Unix seconds).
+    pub created_at: i64,
+    /// Recipients' openids, deduplicated.
+    pub recipients: &'a [String],
+}
+
+/// A stored push.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PushRow {
+    /// Numeric id, in acceptance order.
+    pub seq: i64,
+    /// Public id.
+    pub id: String,
+    /// The key it came with.
+    pub key_hash: Option<String>,
+    /// What it was addressed to.
+    pub target: String,
+    /// Title.
+    pub title: String,
+    /// Markdown body.
+    pub body: String,
+    /// Link.
+    pub url: Option<String>,
+    /// Summary.
+    pub summary: Option<String>,
+    /// The API it came through.
+    pub source: String,
+    /// When it was accepted.
+    pub created_at: i64,
+}
+
+/// One recipient's delivery.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RecipientRow {
+    /// The follower.
+    pub openid: String,
+    /// `pending`, `sending`, `sent`, `delivered` or `failed`.
+    pub state: String,
+    /// Send attempts so far.
+    pub attempts: i64,
+    /// WeChat's msgid, once accepted.
+    pub msgid: Option<i64>,
+    /// The last error (`43004 require subscribe`, …).
+    pub error: Option<String>,
+    /// Last change (Unix seconds).
+    pub updated_at: i64,
+}
+
+/// A recipient claimed for delivery.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Claimed {
+    /// The push.
+    pub push_seq: i64,
+    /// The follower.
+    pub openid: String,
+    /// The same on every attempt.
+    pub client_msg_id: String,
+    /// Attempts including this one.
+    pub attempts: i64,
+}
+
+/// How one delivery attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// WeChat accepted it (`msgid` unknown when an earlier attempt had already got through).
+    Sent {
+        /// WeChat's msgid.
+        msgid: Option<i64>,
+    },
+    /// A transient failure: try again from `next_at` (milliseconds).
+    Retry {
+        /// When.
+        next_at: i64,
+        /// What went wrong.
+        error: String,
+    },
+    /// A permanent failure.
+    Failed {
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// Counts of recipients by state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tally {
+    /// Waiting or being sent.
+    pub pending: u64,
+    /// Accepted by WeChat.
+    pub sent: u64,
+    /// Confirmed by `TEMPLATESENDJOBFINISH`.
+    pub delivered: u64,
+    /// Failed.
+    pub failed: u64,
+}
+
+/// The push service's storage.
+#[async_trait]
+pub trait PushStore: Send + Sync {
+    /// Creates a topic; false when it exists (unchanged).
+    async fn topic_create(
+        &self,
+        name: &str,
+        open: bool,
+        description: &str,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+    /// Deletes a topic, its memberships and its keys; false when there was none.
+    async fn topic_delete(&self, name: &str) -> Result<bool, StoreError>;
+    /// One topic.
+    async fn topic(&self, name: &str) -> Result<Option<Topic>, StoreError>;
+    /// Every topic, by name.
+    async fn topics(&self) -> Result<Vec<Topic>, StoreError>;
+    /// Adds a member; false when already one.
+    async fn topic_join(&self, topic: &str, openid: &str, now: i64) -> Result<bool, StoreError>;
+    /// Removes a member; false when not one.
+    async fn topic_leave(&self, topic: &str, openid: &str) -> Result<bool, StoreError>;
+    /// The topics a user is a member of.
+    async fn topics_of(&self, openid: &str) -> Result<Vec<String>, StoreError>;
+    /// A topic's members who have not unfollowed the account.
+    async fn topic_members(&self, topic: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Stores a key.
+    async fn key_insert(&self, key: &KeyRow) -> Result<(), StoreError>;
+    /// The key with this hash, revoked or not.
+    async fn key_by_hash(&self, key_hash: &str) -> Result<Option<KeyRow>, StoreError>;
+    /// The newest unrevoked key of this kind and target.
+    async fn key_for(&self, kind: &str, target: &str) -> Result<Option<KeyRow>, StoreError>;
+    /// Every key, newest first.
+    async fn keys(&self) -> Result<Vec<KeyRow>, StoreError>;
+    /// Revokes the unrevoked keys whose key starts with `prefix` (at least 6 characters);
+    /// how many.
+    async fn key_revoke(&self, prefix: &str, now: i64) -> Result<u64, StoreError>;
+
+    /// Stores a push and its recipients in one transaction; its `seq`.
+    async fn push_insert(&self, push: &NewPush<'_>) -> Result<i64, StoreError>;
+    /// A push by public id.
+    async fn push_by_id(&self, id: &str) -> Result<Option<PushRow>, StoreError>;
+    /// A push by seq.
+    async fn push_by_seq(&self, seq: i64) -> Result<Option<PushRow>, StoreError>;
+    /// A push's recipients, by openid.
+    async fn push_recipients(&self, seq: i64) -> Result<Vec<RecipientRow>, StoreError>;
+    /// Recipients by state.
+    async fn push_tally(&self, seq: i64) -> Result<Tally, StoreError>;
+    /// Pushes after `after_seq`, oldest first, at most `limit`: all of them (`scope` None),
+    /// those addressed to `topic:NAME`, or those a user received (`user:OPENID`).
+    async fn push_history(
+        &self,
+        scope: Option<&str>,
+        after_seq: i64,
+        since: i64,
+        limit: u32,
+    ) -> Result<Vec<PushRow>, StoreError>;
+    /// Claims up to `limit` recipients that are due (`pending` from `next_at`, or `sending`
+    /// under an expired lease) for `owner` until `lease_until`; times in milliseconds.
+    async fn push_claim(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<Claimed>, StoreError>;
+    /// Records how an attempt ended, if the recipient is still being sent.
+    async fn push_settle(
+        &self,
+        push_seq: i64,
+        openid: &str,
+        attempt: &Attempt,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// Applies `TEMPLATESENDJOBFINISH`: the recipient sent as `msgid` becomes `delivered`, or
+    /// `failed` with `status`; how many rows changed.
+    async fn push_finished(
+        &self,
+        msgid: i64,
+        delivered: bool,
+        status: &str,
+        now: i64,
+    ) -> Result<u64, StoreError>;
+    /// When the next recipient is due (milliseconds), if any is waiting.
+    async fn push_next_due(&self) -> Result<Option<i64>, StoreError>;
+    /// Deletes pushes accepted before `before` (with their recipients); how many.
+    async fn push_purge(&self, before: i64) -> Result<u64, StoreError>;
+}
