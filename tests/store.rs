@@ -1067,7 +1067,7 @@ mod writer {
 
     use async_trait::async_trait;
     use huixin::store::push::{
-        Attempt, Claimed, KeyRow, NewPush, PushRow, PushStore, RecipientRow, Tally, Topic,
+        Attempt, Claimed, KeyRow, NewPush, PushRow, PushStore, RecipientRow, Topic,
     };
     use huixin::store::writer::{BATCH_MAX, QUEUE_MAX, Writer};
     use huixin::store::{
@@ -1149,9 +1149,6 @@ mod writer {
             unreachable!()
         }
         async fn push_recipients(&self, _: i64) -> Result<Vec<RecipientRow>, StoreError> {
-            unreachable!()
-        }
-        async fn push_tally(&self, _: i64) -> Result<Tally, StoreError> {
             unreachable!()
         }
         async fn push_history(

@@ -216,8 +216,6 @@ pub trait PushStore: Send + Sync {
     async fn push_by_seq(&self, seq: i64) -> Result<Option<PushRow>, StoreError>;
     /// A push's recipients, by openid.
     async fn push_recipients(&self, seq: i64) -> Result<Vec<RecipientRow>, StoreError>;
-    /// Recipients by state.
-    async fn push_tally(&self, seq: i64) -> Result<Tally, StoreError>;
     /// Pushes after `after_seq`, oldest first, at most `limit`: all of them (`scope` None),
     /// those addressed to `topic:NAME`, or those a user received (`user:OPENID`).
     async fn push_history(

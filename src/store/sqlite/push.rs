@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use super::SqliteBackend;
 use crate::store::StoreError;
 use crate::store::push::{
-    Attempt, Claimed, KeyRow, NewPush, PushRow, PushStore, RecipientRow, Tally, Topic,
+    Attempt, Claimed, KeyRow, NewPush, PushRow, PushStore, RecipientRow, Topic,
 };
 
 const TOPIC_COLUMNS: &str = "t.name, t.open, t.description, t.created_at, \
@@ -242,26 +242,6 @@ impl PushStore for SqliteBackend {
         .bind(seq)
         .fetch_all(&self.pool)
         .await?)
-    }
-
-    async fn push_tally(&self, seq: i64) -> Result<Tally, StoreError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT state, COUNT(*) FROM push_recipients WHERE push_seq = ?1 GROUP BY state",
-        )
-        .bind(seq)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut tally = Tally::default();
-        for (state, n) in rows {
-            let n = n.max(0) as u64;
-            match state.as_str() {
-                "sent" => tally.sent += n,
-                "delivered" => tally.delivered += n,
-                "failed" => tally.failed += n,
-                _ => tally.pending += n,
-            }
-        }
-        Ok(tally)
     }
 
     async fn push_history(
