@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo test --locked
-cargo test --locked --bench protocol --bench rules --bench outbound
+cargo test --locked --bench protocol --bench rules --bench outbound --bench push

@@ -1067,7 +1067,7 @@ mod writer {
 
     use async_trait::async_trait;
     use huixin::store::push::{
-        Attempt, Claimed, KeyRow, NewPush, PushRow, PushStore, RecipientRow, Topic,
+        Claimed, KeyRow, NewPush, Outcome, PushRow, PushStore, RecipientRow, Topic,
     };
     use huixin::store::writer::{BATCH_MAX, QUEUE_MAX, Writer};
     use huixin::store::{
@@ -1169,13 +1169,7 @@ mod writer {
         ) -> Result<Vec<Claimed>, StoreError> {
             unreachable!()
         }
-        async fn push_settle(
-            &self,
-            _: i64,
-            _: &str,
-            _: &Attempt,
-            _: i64,
-        ) -> Result<(), StoreError> {
+        async fn push_settle(&self, _: &[Outcome], _: i64) -> Result<(), StoreError> {
             unreachable!()
         }
         async fn push_finished(&self, _: i64, _: bool, _: &str, _: i64) -> Result<u64, StoreError> {

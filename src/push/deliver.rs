@@ -9,13 +9,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::render::{TEMPLATE_FIELD_MAX_CHARS, summary, template_value};
 use super::service::Pushes;
 use crate::outbound::{ApiError, Client, TemplateMessage};
-use crate::store::push::{Attempt, Claimed, PushRow};
+use crate::store::push::{Attempt, Claimed, Outcome, PushRow};
 use crate::wechat::signature::unix_now;
 
 /// How often the worker looks for due work when nothing woke it (other processes' pushes,
@@ -25,6 +26,9 @@ const POLL: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(600);
 /// Pushes kept in the worker's cache.
 const CACHE: usize = 256;
+/// Outcomes recorded in one transaction at most. Outcomes wait for the write in progress and
+/// then go together, so a busy worker writes once per batch rather than once per send.
+const SETTLE_BATCH: usize = 256;
 
 /// WeChat errors worth another try later: busy, frequency limits, and token errors the
 /// client's own refresh could not cure (another program holding the AppSecret).
@@ -49,6 +53,8 @@ struct Worker {
     concurrency: u32,
     interval: Option<Duration>,
     cache: HashMap<i64, Arc<PushRow>>,
+    outcomes: mpsc::UnboundedSender<Outcome>,
+    settler: JoinHandle<()>,
 }
 
 impl Worker {
@@ -59,7 +65,11 @@ impl Worker {
             0 => None,
             n => Some(Duration::from_secs_f64(1.0 / f64::from(n))),
         };
+        let (outcomes, pending) = mpsc::unbounded_channel();
+        let settler = tokio::spawn(settler(pushes.clone(), pending));
         Self {
+            outcomes,
+            settler,
             owner: format!("push-{}", crate::store::generate_token()),
             sends: Arc::new(Semaphore::new(concurrency as usize)),
             concurrency,
@@ -95,8 +105,8 @@ impl Worker {
                     if next_start > now {
                         tokio::select! {
                             () = &mut shutdown => {
-                                self.release(&claimed[i..]).await;
-                                return self.drain().await;
+                                self.release(&claimed[i..]);
+                                return self.finish().await;
                             }
                             () = tokio::time::sleep_until(next_start) => {}
                         }
@@ -105,8 +115,8 @@ impl Worker {
                 }
                 let permit = tokio::select! {
                     () = &mut shutdown => {
-                        self.release(&claimed[i..]).await;
-                        return self.drain().await;
+                        self.release(&claimed[i..]);
+                        return self.finish().await;
                     }
                     permit = Arc::clone(&self.sends).acquire_owned() => match permit {
                         Ok(p) => p,
@@ -115,29 +125,29 @@ impl Worker {
                 };
                 let Some(push) = self.push(recipient.push_seq).await else {
                     // Purged while waiting: nothing to send.
-                    settle(
-                        &self.pushes,
+                    record(
+                        &self.outcomes,
                         recipient,
                         Attempt::Failed {
                             error: "the push was deleted before delivery".into(),
                         },
-                    )
-                    .await;
+                    );
                     continue;
                 };
                 let message = self.message(&push, recipient);
                 let pushes = self.pushes.clone();
                 let client = self.client.clone();
+                let outcomes = self.outcomes.clone();
                 let recipient = recipient.clone();
                 tokio::spawn(async move {
                     let outcome = client.send_template(&message).await;
                     let attempt = classify(&pushes, &recipient, outcome);
-                    settle(&pushes, &recipient, attempt).await;
+                    record(&outcomes, &recipient, attempt);
                     drop(permit);
                 });
             }
         }
-        self.drain().await;
+        self.finish().await;
     }
 
     /// Claims a batch: enough to keep the sends busy for a moment.
@@ -217,28 +227,31 @@ impl Worker {
     }
 
     /// Gives back claimed recipients that were not started (at shutdown).
-    async fn release(&self, unstarted: &[Claimed]) {
+    fn release(&self, unstarted: &[Claimed]) {
         for recipient in unstarted {
-            settle(
-                &self.pushes,
+            record(
+                &self.outcomes,
                 recipient,
                 Attempt::Retry {
                     next_at: 0,
                     error: String::new(),
                 },
-            )
-            .await;
+            );
         }
     }
 
-    /// Waits for the sends in flight (bounded: their own timeouts end them).
-    async fn drain(&self) {
+    /// Waits for the sends in flight (bounded: their own timeouts end them), then for their
+    /// outcomes to be written.
+    async fn finish(self) {
         let all = self.concurrency;
         let _ = tokio::time::timeout(
             Duration::from_secs(30),
             Arc::clone(&self.sends).acquire_many_owned(all),
         )
         .await;
+        // The settler ends once every sender is gone: ours here, the sends' as they finished.
+        drop(self.outcomes);
+        let _ = self.settler.await;
     }
 }
 
@@ -287,7 +300,26 @@ fn classify(
     }
 }
 
-async fn settle(pushes: &Pushes, recipient: &Claimed, attempt: Attempt) {
+/// Queues an outcome for the settler.
+fn record(outcomes: &mpsc::UnboundedSender<Outcome>, recipient: &Claimed, attempt: Attempt) {
+    // The settler outlives every sender, so this cannot fail while the worker runs.
+    let _ = outcomes.send(Outcome {
+        push_seq: recipient.push_seq,
+        openid: recipient.openid.clone(),
+        attempt,
+    });
+}
+
+/// Writes outcomes as they come, in batches, until every sender is gone.
+async fn settler(pushes: Pushes, mut pending: mpsc::UnboundedReceiver<Outcome>) {
+    let mut batch = Vec::with_capacity(SETTLE_BATCH);
+    while pending.recv_many(&mut batch, SETTLE_BATCH).await > 0 {
+        settle(&pushes, &batch).await;
+        batch.clear();
+    }
+}
+
+async fn settle(pushes: &Pushes, batch: &[Outcome]) {
     // A failed write is retried a few times: the store may be busy with another process.
     for delay in [0u64, 100, 500, 2_000] {
         if delay > 0 {
@@ -296,16 +328,16 @@ async fn settle(pushes: &Pushes, recipient: &Claimed, attempt: Attempt) {
         match pushes
             .store()
             .backend()
-            .push_settle(recipient.push_seq, &recipient.openid, &attempt, unix_now())
+            .push_settle(batch, unix_now())
             .await
         {
             Ok(()) => return,
             Err(e) => {
-                tracing::error!(error = %e, openid = %recipient.openid, "push delivery: cannot record the outcome");
+                tracing::error!(error = %e, outcomes = batch.len(), "push delivery: cannot record outcomes");
             }
         }
     }
-    // The recipient stays `sending`; once the lease runs out it is tried again with the
+    // The recipients stay `sending`; once the lease runs out they are tried again with the
     // same client_msg_id, which WeChat recognises.
 }
 

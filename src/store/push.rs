@@ -157,6 +157,17 @@ pub enum Attempt {
     },
 }
 
+/// How one recipient's attempt ended, to be recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The push.
+    pub push_seq: i64,
+    /// The follower.
+    pub openid: String,
+    /// The result.
+    pub attempt: Attempt,
+}
+
 /// Counts of recipients by state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Tally {
@@ -234,14 +245,9 @@ pub trait PushStore: Send + Sync {
         lease_until_ms: i64,
         limit: u32,
     ) -> Result<Vec<Claimed>, StoreError>;
-    /// Records how an attempt ended, if the recipient is still being sent.
-    async fn push_settle(
-        &self,
-        push_seq: i64,
-        openid: &str,
-        attempt: &Attempt,
-        now: i64,
-    ) -> Result<(), StoreError>;
+    /// Records how attempts ended, in one transaction; each only if its recipient is still
+    /// being sent.
+    async fn push_settle(&self, outcomes: &[Outcome], now: i64) -> Result<(), StoreError>;
     /// Applies `TEMPLATESENDJOBFINISH`: the recipient sent as `msgid` becomes `delivered`, or
     /// `failed` with `status`; how many rows changed.
     async fn push_finished(

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use super::SqliteBackend;
 use crate::store::StoreError;
 use crate::store::push::{
-    Attempt, Claimed, KeyRow, NewPush, PushRow, PushStore, RecipientRow, Topic,
+    Attempt, Claimed, KeyRow, NewPush, Outcome, PushRow, PushStore, RecipientRow, Topic,
 };
 
 const TOPIC_COLUMNS: &str = "t.name, t.open, t.description, t.created_at, \
@@ -34,14 +34,14 @@ impl PushStore for SqliteBackend {
         .bind(open)
         .bind(description)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?
         .rows_affected();
         Ok(created == 1)
     }
 
     async fn topic_delete(&self, name: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query("DELETE FROM push_keys WHERE kind = 'topic' AND target = ?1")
             .bind(name)
             .execute(&mut *tx)
@@ -80,7 +80,7 @@ impl PushStore for SqliteBackend {
         .bind(topic)
         .bind(openid)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?
         .rows_affected();
         Ok(joined == 1)
@@ -90,7 +90,7 @@ impl PushStore for SqliteBackend {
         let left = sqlx::query("DELETE FROM topic_members WHERE topic = ?1 AND openid = ?2")
             .bind(topic)
             .bind(openid)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected();
         Ok(left == 1)
@@ -131,7 +131,7 @@ impl PushStore for SqliteBackend {
         .bind(&key.label)
         .bind(key.created_at)
         .bind(key.revoked_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -176,13 +176,13 @@ impl PushStore for SqliteBackend {
         )
         .bind(prefix)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?
         .rows_affected())
     }
 
     async fn push_insert(&self, push: &NewPush<'_>) -> Result<i64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let seq: i64 = sqlx::query_scalar(
             "INSERT INTO pushes (id, key_hash, target, title, body, url, summary, source, created_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING seq",
@@ -315,50 +315,53 @@ impl PushStore for SqliteBackend {
         .bind(lease_until_ms)
         .bind(now_ms / 1000)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await?)
     }
 
-    async fn push_settle(
-        &self,
-        push_seq: i64,
-        openid: &str,
-        attempt: &Attempt,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        // Only while still being sent: a recipient that a finished job already settled (or
-        // that another process re-sent after our lease ran out) is left as it is.
-        let query = match attempt {
-            Attempt::Sent { msgid } => sqlx::query(
-                "UPDATE push_recipients SET state = 'sent', msgid = ?3, error = NULL, \
-                   lease_owner = NULL, updated_at = ?4 \
-                 WHERE push_seq = ?1 AND openid = ?2 AND state = 'sending'",
-            )
-            .bind(push_seq)
-            .bind(openid)
-            .bind(*msgid)
-            .bind(now),
-            Attempt::Retry { next_at, error } => sqlx::query(
-                "UPDATE push_recipients SET state = 'pending', next_at = ?3, error = ?5, \
-                   lease_owner = NULL, updated_at = ?4 \
-                 WHERE push_seq = ?1 AND openid = ?2 AND state = 'sending'",
-            )
-            .bind(push_seq)
-            .bind(openid)
-            .bind(*next_at)
-            .bind(now)
-            .bind(error.as_str()),
-            Attempt::Failed { error } => sqlx::query(
-                "UPDATE push_recipients SET state = 'failed', error = ?3, \
-                   lease_owner = NULL, updated_at = ?4 \
-                 WHERE push_seq = ?1 AND openid = ?2 AND state = 'sending'",
-            )
-            .bind(push_seq)
-            .bind(openid)
-            .bind(error.as_str())
-            .bind(now),
-        };
-        query.execute(&self.pool).await?;
+    async fn push_settle(&self, outcomes: &[Outcome], now: i64) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        for Outcome {
+            push_seq,
+            openid,
+            attempt,
+        } in outcomes
+        {
+            // Only while still being sent: a recipient that a finished job already settled (or
+            // that another process re-sent after our lease ran out) is left as it is.
+            let query = match attempt {
+                Attempt::Sent { msgid } => sqlx::query(
+                    "UPDATE push_recipients SET state = 'sent', msgid = ?3, error = NULL, \
+                       lease_owner = NULL, updated_at = ?4 \
+                     WHERE push_seq = ?1 AND openid = ?2 AND state = 'sending'",
+                )
+                .bind(push_seq)
+                .bind(openid)
+                .bind(*msgid)
+                .bind(now),
+                Attempt::Retry { next_at, error } => sqlx::query(
+                    "UPDATE push_recipients SET state = 'pending', next_at = ?3, error = ?5, \
+                       lease_owner = NULL, updated_at = ?4 \
+                     WHERE push_seq = ?1 AND openid = ?2 AND state = 'sending'",
+                )
+                .bind(push_seq)
+                .bind(openid)
+                .bind(*next_at)
+                .bind(now)
+                .bind(error.as_str()),
+                Attempt::Failed { error } => sqlx::query(
+                    "UPDATE push_recipients SET state = 'failed', error = ?3, \
+                       lease_owner = NULL, updated_at = ?4 \
+                     WHERE push_seq = ?1 AND openid = ?2 AND state = 'sending'",
+                )
+                .bind(push_seq)
+                .bind(openid)
+                .bind(error.as_str())
+                .bind(now),
+            };
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -382,7 +385,7 @@ impl PushStore for SqliteBackend {
         .bind(state)
         .bind(error)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?
         .rows_affected())
     }
@@ -401,7 +404,7 @@ impl PushStore for SqliteBackend {
     async fn push_purge(&self, before: i64) -> Result<u64, StoreError> {
         Ok(sqlx::query("DELETE FROM pushes WHERE created_at < ?1")
             .bind(before)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected())
     }
