@@ -3,10 +3,14 @@
 //! make a fresh, empty database; SQLite (a file in a temp dir) is the only one today.
 //!
 //! Times are explicit Unix seconds throughout (expiry in the past or the future), so nothing
-//! sleeps.
+//! sleeps. The push delivery schedule (`next_at`, `lease_until`, `now_ms`) is in milliseconds,
+//! as the backend stores it; leases run out by passing a later `now_ms`.
 
 use std::collections::BTreeSet;
 
+use huixin::store::push::{
+    Attempt, Claimed, KeyRow, NewPush, Outcome, PushRow, RecipientRow, Topic,
+};
 use huixin::store::{
     DedupRecord, Deferred, Follower, LogEntry, Pruned, SessionChange, Store, StoreError,
 };
@@ -55,6 +59,16 @@ macro_rules! store_suite {
                 prune_by_cutoffs,
                 store_prune_keeps_log_when_retention_is_zero,
                 store_prune_by_retention,
+                push_topics_and_members,
+                push_keys_lookup_and_revoke,
+                push_insert_stores_recipients_once,
+                push_claim_leases_and_takes_over_expired,
+                push_settle_batch_and_only_while_sending,
+                push_settle_after_a_takeover,
+                push_finished_confirms_by_msgid,
+                push_next_due_tracks_pending_and_leases,
+                push_history_filters_and_pages,
+                push_purge_removes_old_pushes_and_their_recipients,
             );
             store_suite!(@url open;
                 generated_token_survives_reopen,
@@ -947,6 +961,1152 @@ mod suite {
         );
     }
 
+    // --- push: topics, keys, pushes and their delivery -------------------------------------
+
+    /// The push tests' clock: `T` in seconds (`created_at`, `now`), `T_MS` the same instant in
+    /// milliseconds (`next_at`, `lease_until`, `now_ms`).
+    const T: i64 = 1_700_000_000;
+    const T_MS: i64 = T * 1_000;
+
+    fn strings(s: &[&str]) -> Vec<String> {
+        s.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn key_row(key_hash: &str, key: &str, kind: &str, target: &str, created_at: i64) -> KeyRow {
+        KeyRow {
+            key_hash: key_hash.into(),
+            key: key.into(),
+            kind: kind.into(),
+            target: target.into(),
+            label: format!("{kind} key"),
+            created_at,
+            revoked_at: None,
+        }
+    }
+
+    /// A plain push (no key, url or summary) of `id` to `target`, accepted at `created_at`.
+    fn new_push<'a>(
+        id: &'a str,
+        target: &'a str,
+        created_at: i64,
+        recipients: &'a [String],
+    ) -> NewPush<'a> {
+        NewPush {
+            id,
+            key_hash: None,
+            target,
+            title: "title",
+            body: "body",
+            url: None,
+            summary: None,
+            source: "api",
+            created_at,
+            recipients,
+        }
+    }
+
+    /// Stores a plain push; its seq.
+    async fn push(store: &Store, id: &str, target: &str, created_at: i64, to: &[&str]) -> i64 {
+        let recipients = strings(to);
+        store
+            .backend()
+            .push_insert(&new_push(id, target, created_at, &recipients))
+            .await
+            .unwrap_or_else(|e| panic!("push {id} is stored: {e}"))
+    }
+
+    async fn recipients(store: &Store, seq: i64) -> Vec<RecipientRow> {
+        store
+            .backend()
+            .push_recipients(seq)
+            .await
+            .expect("recipients read")
+    }
+
+    async fn recipient(store: &Store, seq: i64, openid: &str) -> RecipientRow {
+        recipients(store, seq)
+            .await
+            .into_iter()
+            .find(|r| r.openid == openid)
+            .unwrap_or_else(|| panic!("{openid} is a recipient of push {seq}"))
+    }
+
+    /// A push's recipients as `(openid, state)`, by openid.
+    async fn states(store: &Store, seq: i64) -> Vec<(String, String)> {
+        recipients(store, seq)
+            .await
+            .into_iter()
+            .map(|r| (r.openid, r.state))
+            .collect()
+    }
+
+    /// Claims for `owner`, sorted by push and openid (the backend promises no order).
+    async fn claim(
+        store: &Store,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: u32,
+    ) -> Vec<Claimed> {
+        let mut claimed = store
+            .backend()
+            .push_claim(owner, now_ms, lease_until_ms, limit)
+            .await
+            .expect("claim");
+        claimed.sort_by(|a, b| (a.push_seq, &a.openid).cmp(&(b.push_seq, &b.openid)));
+        claimed
+    }
+
+    fn openids(claimed: &[Claimed]) -> Vec<&str> {
+        claimed.iter().map(|c| c.openid.as_str()).collect()
+    }
+
+    fn outcome(push_seq: i64, openid: &str, attempt: Attempt) -> Outcome {
+        Outcome {
+            push_seq,
+            openid: openid.into(),
+            attempt,
+        }
+    }
+
+    fn sent(msgid: i64) -> Attempt {
+        Attempt::Sent { msgid: Some(msgid) }
+    }
+
+    fn retry(next_at: i64, error: &str) -> Attempt {
+        Attempt::Retry {
+            next_at,
+            error: error.into(),
+        }
+    }
+
+    fn failed(error: &str) -> Attempt {
+        Attempt::Failed {
+            error: error.into(),
+        }
+    }
+
+    async fn settle(store: &Store, owner: &str, outcomes: &[Outcome], now: i64) {
+        store
+            .backend()
+            .push_settle(owner, outcomes, now)
+            .await
+            .expect("outcomes recorded");
+    }
+
+    async fn next_due(store: &Store) -> Option<i64> {
+        store
+            .backend()
+            .push_next_due()
+            .await
+            .expect("next due reads")
+    }
+
+    pub async fn push_topics_and_members(store: &Store) {
+        let b = store.backend();
+        assert_eq!(b.topic("news").await.unwrap(), None);
+        assert!(b.topics().await.unwrap().is_empty());
+
+        assert!(
+            b.topic_create("news", true, "Daily news ✓", T)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !b.topic_create("news", false, "changed", T + 1)
+                .await
+                .unwrap(),
+            "a second create finds it"
+        );
+        assert!(b.topic_create("alerts", false, "", T + 2).await.unwrap());
+        let news = Topic {
+            name: "news".into(),
+            open: true,
+            description: "Daily news ✓".into(),
+            created_at: T,
+            members: 0,
+        };
+        assert_eq!(
+            b.topic("news").await.unwrap(),
+            Some(news.clone()),
+            "the second create changed nothing"
+        );
+        let alerts = Topic {
+            name: "alerts".into(),
+            open: false,
+            description: "".into(),
+            created_at: T + 2,
+            members: 0,
+        };
+        assert_eq!(
+            b.topics().await.unwrap(),
+            vec![alerts.clone(), news.clone()],
+            "by name"
+        );
+
+        // Members.
+        assert!(b.topic_join("news", "o_a", T + 10).await.unwrap());
+        assert!(
+            !b.topic_join("news", "o_a", T + 11).await.unwrap(),
+            "joining twice adds no member"
+        );
+        assert!(b.topic_join("news", "o_b", T + 12).await.unwrap());
+        assert!(b.topic_join("news", "o_c", T + 13).await.unwrap());
+        assert!(b.topic_join("alerts", "o_a", T + 14).await.unwrap());
+        assert_eq!(
+            b.topics_of("o_a").await.unwrap(),
+            ["alerts", "news"],
+            "sorted, not in joining order"
+        );
+        assert!(b.topics_of("o_nobody").await.unwrap().is_empty());
+        assert_eq!(b.topic("news").await.unwrap().unwrap().members, 3);
+        assert_eq!(b.topic("alerts").await.unwrap().unwrap().members, 1);
+        let members = |topic: &'static str| async move {
+            let mut m = b.topic_members(topic).await.unwrap();
+            m.sort();
+            m
+        };
+        assert_eq!(members("news").await, ["o_a", "o_b", "o_c"]);
+        assert!(members("no_such_topic").await.is_empty());
+
+        // A member who unfollows stays a member but is not sent to; following again brings
+        // them back. (o_a, never seen as a follower, has not unfollowed.)
+        b.follower_subscribed("o_b", T, None).await.unwrap();
+        b.follower_subscribed("o_c", T, None).await.unwrap();
+        b.follower_unsubscribed("o_c", T + 20).await.unwrap();
+        assert_eq!(members("news").await, ["o_a", "o_b"]);
+        assert_eq!(b.topics_of("o_c").await.unwrap(), ["news"]);
+        b.follower_subscribed("o_c", T + 30, None).await.unwrap();
+        assert_eq!(members("news").await, ["o_a", "o_b", "o_c"]);
+
+        // Leaving.
+        assert!(b.topic_leave("news", "o_b").await.unwrap());
+        assert!(
+            !b.topic_leave("news", "o_b").await.unwrap(),
+            "leaving twice"
+        );
+        assert!(!b.topic_leave("news", "o_nobody").await.unwrap());
+        assert!(
+            !b.topic_leave("alerts", "o_c").await.unwrap(),
+            "not a member there"
+        );
+        assert_eq!(members("news").await, ["o_a", "o_c"]);
+        assert!(b.topics_of("o_b").await.unwrap().is_empty());
+        assert_eq!(b.topic("news").await.unwrap().unwrap().members, 2);
+
+        // Deleting takes the topic's members and keys with it, and nothing else.
+        let news_key = key_row("h_news", "tkNews0001", "topic", "news", T);
+        let alerts_key = key_row("h_alerts", "tkAlrt0001", "topic", "alerts", T);
+        let user_key = key_row("h_user", "ukUser0001", "user", "news", T);
+        for key in [&news_key, &alerts_key, &user_key] {
+            b.key_insert(key).await.unwrap();
+        }
+        assert!(b.topic_delete("news").await.unwrap());
+        assert!(!b.topic_delete("news").await.unwrap(), "deleting twice");
+        assert!(!b.topic_delete("never").await.unwrap());
+        assert_eq!(b.topic("news").await.unwrap(), None);
+        assert_eq!(
+            b.topics().await.unwrap(),
+            vec![Topic {
+                members: 1,
+                ..alerts
+            }]
+        );
+        assert!(members("news").await.is_empty(), "the members are gone");
+        assert_eq!(b.topics_of("o_a").await.unwrap(), ["alerts"]);
+        assert!(b.topics_of("o_c").await.unwrap().is_empty());
+        assert_eq!(
+            b.key_by_hash("h_news").await.unwrap(),
+            None,
+            "its key is gone"
+        );
+        assert_eq!(b.key_by_hash("h_alerts").await.unwrap(), Some(alerts_key));
+        assert_eq!(
+            b.key_by_hash("h_user").await.unwrap(),
+            Some(user_key),
+            "a user key whose target looks like the topic's name stays"
+        );
+
+        // A topic of the same name later starts empty.
+        assert!(
+            b.topic_create("news", false, "again", T + 100)
+                .await
+                .unwrap()
+        );
+        assert_eq!(b.topic("news").await.unwrap().unwrap().members, 0);
+        assert!(members("news").await.is_empty());
+    }
+
+    pub async fn push_keys_lookup_and_revoke(store: &Store) {
+        let b = store.backend();
+        assert!(b.keys().await.unwrap().is_empty());
+        assert_eq!(b.key_for("user", "o_a").await.unwrap(), None);
+
+        let user_old = key_row("h_u1", "uk7Qp2aaaa", "user", "o_a", T + 100);
+        let user_new = key_row("h_u2", "uk7Qp2bbbb", "user", "o_a", T + 200);
+        let topic = key_row("h_t", "tk9Zx4cccc", "topic", "news", T + 150);
+        let admin = key_row("h_adm", "ak3Lm8dddd", "admin", "", T + 120);
+        let revoked = KeyRow {
+            revoked_at: Some(T + 95),
+            ..key_row("h_u0", "uk7Qp2zzzz", "user", "o_b", T + 90)
+        };
+        for key in [&user_old, &user_new, &topic, &admin, &revoked] {
+            b.key_insert(key).await.unwrap();
+        }
+
+        assert_eq!(b.key_by_hash("h_t").await.unwrap(), Some(topic.clone()));
+        assert_eq!(
+            b.key_by_hash("h_u0").await.unwrap(),
+            Some(revoked.clone()),
+            "revoked or not"
+        );
+        assert_eq!(b.key_by_hash("h_missing").await.unwrap(), None);
+
+        assert_eq!(
+            b.key_for("user", "o_a").await.unwrap(),
+            Some(user_new.clone()),
+            "the newest of two"
+        );
+        assert_eq!(
+            b.key_for("topic", "news").await.unwrap(),
+            Some(topic.clone())
+        );
+        assert_eq!(b.key_for("admin", "").await.unwrap(), Some(admin.clone()));
+        assert_eq!(
+            b.key_for("user", "o_b").await.unwrap(),
+            None,
+            "its only key is revoked"
+        );
+        assert_eq!(
+            b.key_for("topic", "o_a").await.unwrap(),
+            None,
+            "the kind must match"
+        );
+
+        let hashes =
+            |keys: Vec<KeyRow>| -> Vec<String> { keys.into_iter().map(|k| k.key_hash).collect() };
+        assert_eq!(
+            hashes(b.keys().await.unwrap()),
+            ["h_u2", "h_t", "h_adm", "h_u1", "h_u0"],
+            "newest first, revoked ones too"
+        );
+
+        // A hash is stored once.
+        assert!(
+            b.key_insert(&key_row("h_t", "other00000", "user", "o_z", T + 300))
+                .await
+                .is_err(),
+            "a second key with the same hash is refused"
+        );
+        assert_eq!(b.key_by_hash("h_t").await.unwrap(), Some(topic.clone()));
+        assert_eq!(b.keys().await.unwrap().len(), 5);
+
+        // Revoking by prefix: at least 6 characters, taken literally, case and all.
+        let now = T + 500;
+        assert_eq!(
+            b.key_revoke("uk7Qp", now).await.unwrap(),
+            0,
+            "5 characters are too few"
+        );
+        assert_eq!(b.key_revoke("", now).await.unwrap(), 0);
+        assert_eq!(
+            b.key_revoke("______", now).await.unwrap(),
+            0,
+            "no wildcards"
+        );
+        assert_eq!(
+            b.key_revoke("uk7Qp%", now).await.unwrap(),
+            0,
+            "no wildcards"
+        );
+        assert_eq!(
+            b.key_revoke("UK7QP2", now).await.unwrap(),
+            0,
+            "case matters"
+        );
+        assert_eq!(
+            b.key_revoke("uk7Qp2aaaa-and-more", now).await.unwrap(),
+            0,
+            "longer than the key"
+        );
+        assert_eq!(
+            b.key_for("user", "o_a").await.unwrap(),
+            Some(user_new.clone())
+        );
+
+        assert_eq!(
+            b.key_revoke("uk7Qp2", now).await.unwrap(),
+            2,
+            "both of o_a's keys; o_b's was revoked already"
+        );
+        assert_eq!(b.key_for("user", "o_a").await.unwrap(), None);
+        for key in [&user_old, &user_new] {
+            assert_eq!(
+                b.key_by_hash(&key.key_hash).await.unwrap(),
+                Some(KeyRow {
+                    revoked_at: Some(now),
+                    ..key.clone()
+                })
+            );
+        }
+        assert_eq!(
+            b.key_by_hash("h_u0").await.unwrap().unwrap().revoked_at,
+            Some(T + 95),
+            "an earlier revocation keeps its time"
+        );
+        assert_eq!(
+            b.key_revoke("uk7Qp2", now + 1).await.unwrap(),
+            0,
+            "revoking twice"
+        );
+        assert_eq!(
+            b.key_by_hash("h_u1").await.unwrap().unwrap().revoked_at,
+            Some(now)
+        );
+
+        // The whole key is a prefix too; the others are untouched.
+        assert_eq!(b.key_revoke("tk9Zx4cccc", now + 2).await.unwrap(), 1);
+        assert_eq!(b.key_for("topic", "news").await.unwrap(), None);
+        assert_eq!(b.key_for("admin", "").await.unwrap(), Some(admin));
+        let revoked_at: Vec<Option<i64>> = b
+            .keys()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| k.revoked_at)
+            .collect();
+        assert_eq!(
+            revoked_at,
+            [Some(now), Some(now + 2), None, Some(now), Some(T + 95)],
+            "h_u2, h_t, h_adm, h_u1, h_u0: still listed"
+        );
+
+        // A new key for the target is found again.
+        let fresh = key_row("h_u3", "uk5Rr1eeee", "user", "o_a", T + 600);
+        b.key_insert(&fresh).await.unwrap();
+        assert_eq!(b.key_for("user", "o_a").await.unwrap(), Some(fresh));
+    }
+
+    pub async fn push_insert_stores_recipients_once(store: &Store) {
+        let b = store.backend();
+        let to = strings(&["o_b", "o_a", "o_b", "o_c", "o_a"]);
+        let full = NewPush {
+            id: "pAbC123",
+            key_hash: Some("h_key"),
+            target: "topic:news",
+            title: "Deploy finished ✓",
+            body: "**main** <b>is</b> live & \"green\"\n\n- one\n- two",
+            url: Some("https://example.com/build?id=7&x=y"),
+            summary: Some("main is live"),
+            source: "bark",
+            created_at: T,
+            recipients: &to,
+        };
+        let seq = b.push_insert(&full).await.unwrap();
+        let row = PushRow {
+            seq,
+            id: "pAbC123".into(),
+            key_hash: Some("h_key".into()),
+            target: "topic:news".into(),
+            title: "Deploy finished ✓".into(),
+            body: "**main** <b>is</b> live & \"green\"\n\n- one\n- two".into(),
+            url: Some("https://example.com/build?id=7&x=y".into()),
+            summary: Some("main is live".into()),
+            source: "bark".into(),
+            created_at: T,
+        };
+        assert_eq!(b.push_by_id("pAbC123").await.unwrap(), Some(row.clone()));
+        assert_eq!(b.push_by_seq(seq).await.unwrap(), Some(row));
+
+        let pending = |openid: &str| RecipientRow {
+            openid: openid.into(),
+            state: "pending".into(),
+            attempts: 0,
+            msgid: None,
+            error: None,
+            updated_at: T,
+        };
+        assert_eq!(
+            recipients(store, seq).await,
+            vec![pending("o_a"), pending("o_b"), pending("o_c")],
+            "each recipient once, by openid, all pending"
+        );
+
+        // Without the optional fields, and without recipients.
+        let seq2 = b
+            .push_insert(&new_push("pEmpty1", "users:0", T + 5, &[]))
+            .await
+            .unwrap();
+        assert!(seq2 > seq, "seq follows acceptance: {seq} then {seq2}");
+        let row2 = b.push_by_seq(seq2).await.unwrap().expect("stored");
+        assert_eq!(
+            (row2.key_hash, row2.url, row2.summary),
+            (None, None, None),
+            "absent stays absent"
+        );
+        assert_eq!((row2.id.as_str(), row2.created_at), ("pEmpty1", T + 5));
+        assert!(recipients(store, seq2).await.is_empty());
+        assert_eq!(b.push_by_id("pNothing").await.unwrap(), None);
+        assert_eq!(b.push_by_seq(seq2 + 1_000).await.unwrap(), None);
+
+        // A public id is used once; the first push keeps its recipients.
+        let others = strings(&["o_z"]);
+        assert!(
+            b.push_insert(&new_push("pAbC123", "user:o_z", T + 6, &others))
+                .await
+                .is_err(),
+            "a second push with the same id is refused"
+        );
+        assert_eq!(states(store, seq).await.len(), 3);
+
+        // Many recipients (more than one insert statement's worth), with repeats near and far.
+        let mut many: Vec<String> = (0..1_200).map(|i| format!("o_{i:04}")).collect();
+        many[10] = many[9].clone();
+        many[1_100] = many[2].clone();
+        let seq3 = b
+            .push_insert(&new_push("pMany01", "users:1200", T + 7, &many))
+            .await
+            .unwrap();
+        let stored = recipients(store, seq3).await;
+        assert_eq!(stored.len(), 1_198, "each repeat stored once");
+        assert!(
+            stored
+                .iter()
+                .all(|r| r.state == "pending" && r.attempts == 0)
+        );
+
+        // Every recipient has its own client_msg_id, `{id}-{index}` of its first place in the
+        // list.
+        let claimed = claim(store, "w", T_MS, T_MS + 30_000, 5_000).await;
+        assert_eq!(claimed.len(), 3 + 1_198);
+        let ids_of = |seq: i64| -> std::collections::BTreeMap<String, String> {
+            claimed
+                .iter()
+                .filter(|c| c.push_seq == seq)
+                .map(|c| (c.openid.clone(), c.client_msg_id.clone()))
+                .collect()
+        };
+        let expected = |id: &str, list: &[String]| {
+            let mut m = std::collections::BTreeMap::new();
+            for (i, openid) in list.iter().enumerate() {
+                m.entry(openid.clone()).or_insert(format!("{id}-{i}"));
+            }
+            m
+        };
+        assert_eq!(ids_of(seq), expected("pAbC123", &to));
+        assert_eq!(
+            ids_of(seq),
+            [
+                ("o_a", "pAbC123-1"),
+                ("o_b", "pAbC123-0"),
+                ("o_c", "pAbC123-3")
+            ]
+            .into_iter()
+            .map(|(o, c)| (o.to_string(), c.to_string()))
+            .collect()
+        );
+        assert_eq!(ids_of(seq3), expected("pMany01", &many));
+        let distinct: BTreeSet<&str> = claimed.iter().map(|c| c.client_msg_id.as_str()).collect();
+        assert_eq!(distinct.len(), claimed.len(), "client_msg_ids are distinct");
+    }
+
+    pub async fn push_claim_leases_and_takes_over_expired(store: &Store) {
+        let seq = push(
+            store,
+            "pClaim1",
+            "users:5",
+            T,
+            &["o_1", "o_2", "o_3", "o_4", "o_5"],
+        )
+        .await;
+        let lease = T_MS + 30_000;
+
+        assert!(
+            claim(store, "w0", T_MS, lease, 0).await.is_empty(),
+            "a limit of 0 claims nothing"
+        );
+        let first = claim(store, "w1", T_MS, lease, 2).await;
+        assert_eq!(first.len(), 2, "at most the limit: {first:?}");
+        let second = claim(store, "w2", T_MS + 1, lease, 10).await;
+        assert_eq!(second.len(), 3, "the rest: {second:?}");
+        let mut all: Vec<&str> = openids(&first);
+        all.extend(openids(&second));
+        all.sort();
+        assert_eq!(
+            all,
+            ["o_1", "o_2", "o_3", "o_4", "o_5"],
+            "each row claimed by exactly one owner"
+        );
+        assert!(
+            first
+                .iter()
+                .chain(&second)
+                .all(|c| c.push_seq == seq && c.attempts == 1),
+            "first attempts: {first:?} {second:?}"
+        );
+        assert!(
+            claim(store, "w3", T_MS + 2, lease, 10).await.is_empty(),
+            "everything is leased"
+        );
+        for r in recipients(store, seq).await {
+            assert_eq!(
+                (r.state.as_str(), r.attempts, r.updated_at),
+                ("sending", 1, T),
+                "{}",
+                r.openid
+            );
+        }
+
+        // w1 finishes its rows: one accepted, one to retry in a minute. w2 goes quiet.
+        let (done, again) = (&first[0].openid, &first[1].openid);
+        settle(
+            store,
+            "w1",
+            &[
+                outcome(seq, done, sent(1_001)),
+                outcome(seq, again, retry(T_MS + 60_000, "-1 system busy")),
+            ],
+            T + 1,
+        )
+        .await;
+        assert!(
+            claim(store, "w3", T_MS + 29_999, T_MS + 90_000, 10)
+                .await
+                .is_empty(),
+            "w2's lease has not run out and the retry is not due"
+        );
+
+        // From the end of w2's lease its rows are anyone's, with the same client_msg_id.
+        let taken = claim(store, "w3", lease, T_MS + 90_000, 10).await;
+        let before: Vec<(&str, &str)> = second
+            .iter()
+            .map(|c| (c.openid.as_str(), c.client_msg_id.as_str()))
+            .collect();
+        let after: Vec<(&str, &str)> = taken
+            .iter()
+            .map(|c| (c.openid.as_str(), c.client_msg_id.as_str()))
+            .collect();
+        assert_eq!(after, before, "w2's unsettled rows, nothing else");
+        assert!(taken.iter().all(|c| c.attempts == 2), "{taken:?}");
+        assert!(
+            claim(store, "w4", lease + 1, T_MS + 90_000, 10)
+                .await
+                .is_empty(),
+            "w3 holds them now"
+        );
+
+        // The retry is due at its next_at.
+        let retried = claim(store, "w4", T_MS + 60_000, T_MS + 90_000, 10).await;
+        assert_eq!(openids(&retried), [again.as_str()]);
+        assert_eq!(retried[0].attempts, 2);
+        assert_eq!(retried[0].client_msg_id, first[1].client_msg_id);
+
+        // A row that was sent is never claimed again, however late.
+        let late = claim(store, "w5", T_MS + 1_000_000, T_MS + 1_030_000, 10).await;
+        let mut late_ids = openids(&late);
+        late_ids.sort();
+        let mut expected: Vec<&str> = second.iter().map(|c| c.openid.as_str()).collect();
+        expected.push(again);
+        expected.sort();
+        assert_eq!(late_ids, expected, "all but the sent one, {done}");
+        let sent_row = recipient(store, seq, done).await;
+        assert_eq!(
+            (sent_row.state.as_str(), sent_row.attempts, sent_row.msgid),
+            ("sent", 1, Some(1_001))
+        );
+        for c in &late {
+            assert_eq!(
+                recipient(store, seq, &c.openid).await.attempts,
+                c.attempts,
+                "the claim returns the stored count"
+            );
+        }
+        assert!(late.iter().all(|c| c.attempts == 3), "{late:?}");
+    }
+
+    pub async fn push_settle_after_a_takeover(store: &Store) {
+        let seq = push(store, "pTakeover", "users:3", T, &["o_1", "o_2", "o_3"]).await;
+        assert_eq!(claim(store, "old", T_MS, T_MS + 30_000, 10).await.len(), 3);
+        // The lease runs out and another worker takes every row over.
+        assert_eq!(
+            claim(store, "new", T_MS + 30_000, T_MS + 60_000, 10)
+                .await
+                .len(),
+            3
+        );
+
+        // The old worker's late failure and retry no longer count...
+        settle(
+            store,
+            "old",
+            &[
+                outcome(seq, "o_1", failed("timed out")),
+                outcome(seq, "o_2", retry(T_MS + 90_000, "-1 system busy")),
+            ],
+            T + 31,
+        )
+        .await;
+        for openid in ["o_1", "o_2"] {
+            let r = recipient(store, seq, openid).await;
+            assert_eq!(
+                (
+                    r.state.as_str(),
+                    r.attempts,
+                    r.error.as_deref(),
+                    r.updated_at
+                ),
+                ("sending", 2, None, T + 30),
+                "{openid} stays with the new holder"
+            );
+        }
+        // ...but a message WeChat took counts, whoever sent it.
+        settle(store, "old", &[outcome(seq, "o_3", sent(3_001))], T + 32).await;
+
+        // The new holder's outcomes apply; its answer for o_3 (a 45065: WeChat already had
+        // it, no msgid) leaves the recorded msgid alone.
+        settle(
+            store,
+            "new",
+            &[
+                outcome(seq, "o_1", sent(1_002)),
+                outcome(seq, "o_2", failed("43004 require subscribe")),
+                outcome(seq, "o_3", Attempt::Sent { msgid: None }),
+            ],
+            T + 33,
+        )
+        .await;
+        let states: Vec<_> = recipients(store, seq)
+            .await
+            .into_iter()
+            .map(|r| (r.openid, r.state, r.msgid, r.error, r.updated_at))
+            .collect();
+        assert_eq!(
+            states,
+            vec![
+                ("o_1".into(), "sent".into(), Some(1_002), None, T + 33),
+                (
+                    "o_2".into(),
+                    "failed".into(),
+                    None,
+                    Some("43004 require subscribe".into()),
+                    T + 33
+                ),
+                ("o_3".into(), "sent".into(), Some(3_001), None, T + 32),
+            ]
+        );
+    }
+
+    pub async fn push_settle_batch_and_only_while_sending(store: &Store) {
+        let b = store.backend();
+        let seq = push(
+            store,
+            "pSettle",
+            "users:5",
+            T,
+            &["o_1", "o_2", "o_3", "o_4", "o_5"],
+        )
+        .await;
+        assert_eq!(claim(store, "w", T_MS, T_MS + 30_000, 10).await.len(), 5);
+
+        settle(
+            store,
+            "w",
+            &[
+                outcome(seq, "o_1", sent(1_001)),
+                outcome(seq, "o_2", Attempt::Sent { msgid: None }),
+                outcome(seq, "o_3", retry(T_MS + 5_000, "-1 system busy")),
+                outcome(seq, "o_4", failed("43004 require subscribe")),
+            ],
+            T + 1,
+        )
+        .await;
+        let row =
+            |openid: &str, state: &str, msgid: Option<i64>, error: Option<&str>| RecipientRow {
+                openid: openid.into(),
+                state: state.into(),
+                attempts: 1,
+                msgid,
+                error: error.map(Into::into),
+                updated_at: T + 1,
+            };
+        assert_eq!(
+            recipients(store, seq).await,
+            vec![
+                row("o_1", "sent", Some(1_001), None),
+                row("o_2", "sent", None, None),
+                row("o_3", "pending", None, Some("-1 system busy")),
+                row("o_4", "failed", None, Some("43004 require subscribe")),
+                RecipientRow {
+                    updated_at: T,
+                    ..row("o_5", "sending", None, None)
+                },
+            ],
+            "one batch, each outcome applied; o_5 had none"
+        );
+
+        // The retry is claimable from its next_at on, not before.
+        assert!(
+            claim(store, "w", T_MS + 4_999, T_MS + 40_000, 10)
+                .await
+                .is_empty(),
+            "not yet due (and o_5 is still leased)"
+        );
+        let again = claim(store, "w", T_MS + 5_000, T_MS + 40_000, 10).await;
+        assert_eq!(openids(&again), ["o_3"]);
+        assert_eq!(again[0].attempts, 2);
+        settle(store, "w", &[outcome(seq, "o_3", sent(1_003))], T + 6).await;
+        let o_3 = recipient(store, seq, "o_3").await;
+        assert_eq!(
+            (o_3.state.as_str(), o_3.attempts, o_3.msgid, o_3.updated_at),
+            ("sent", 2, Some(1_003), T + 6)
+        );
+
+        // A lease that ran out but was not taken over: the late outcome still counts.
+        settle(
+            store,
+            "w",
+            &[outcome(seq, "o_5", failed("45009 api limit"))],
+            T + 40,
+        )
+        .await;
+        assert_eq!(recipient(store, seq, "o_5").await.state, "failed");
+
+        // Outcomes for rows that are not being sent change nothing: sent, delivered, failed,
+        // pending (never claimed), and rows that do not exist.
+        assert_eq!(
+            b.push_finished(1_001, true, "success", T + 50)
+                .await
+                .unwrap(),
+            1
+        );
+        let fresh = push(store, "pFresh1", "user:o_6", T + 60, &["o_6"]).await;
+        let settled = recipients(store, seq).await;
+        let untouched = recipients(store, fresh).await;
+        settle(
+            store,
+            "w",
+            &[
+                outcome(seq, "o_1", failed("too late")),
+                outcome(seq, "o_2", retry(T_MS + 99_000, "too late")),
+                outcome(seq, "o_3", sent(9_003)),
+                outcome(seq, "o_4", sent(9_004)),
+                outcome(seq, "o_5", retry(T_MS + 99_000, "too late")),
+                outcome(fresh, "o_6", sent(9_006)),
+                outcome(seq, "o_nobody", sent(9_007)),
+                outcome(fresh + 1_000, "o_1", failed("no such push")),
+            ],
+            T + 100,
+        )
+        .await;
+        assert_eq!(
+            recipients(store, seq).await,
+            settled,
+            "settled rows stay as they are"
+        );
+        assert_eq!(
+            recipients(store, fresh).await,
+            untouched,
+            "a pending row stays pending"
+        );
+        assert_eq!(recipient(store, seq, "o_1").await.state, "delivered");
+
+        // An empty batch is fine.
+        settle(store, "w", &[], T + 200).await;
+        assert_eq!(recipients(store, seq).await, settled);
+    }
+
+    pub async fn push_finished_confirms_by_msgid(store: &Store) {
+        let b = store.backend();
+        let seq = push(
+            store,
+            "pFinish",
+            "users:5",
+            T,
+            &["o_1", "o_2", "o_3", "o_4", "o_5"],
+        )
+        .await;
+        assert_eq!(claim(store, "w", T_MS, T_MS + 30_000, 10).await.len(), 5);
+        settle(
+            store,
+            "w",
+            &[
+                outcome(seq, "o_1", sent(1_001)),
+                outcome(seq, "o_2", sent(1_002)),
+                outcome(seq, "o_3", Attempt::Sent { msgid: None }),
+                outcome(seq, "o_5", failed("43004 require subscribe")),
+            ],
+            T + 1,
+        )
+        .await;
+
+        assert_eq!(
+            b.push_finished(1_001, true, "success", T + 10)
+                .await
+                .unwrap(),
+            1
+        );
+        let o_1 = recipient(store, seq, "o_1").await;
+        assert_eq!(
+            (o_1.state.as_str(), o_1.msgid, o_1.error, o_1.updated_at),
+            ("delivered", Some(1_001), None, T + 10)
+        );
+
+        assert_eq!(
+            b.push_finished(1_002, false, "failed:user block", T + 11)
+                .await
+                .unwrap(),
+            1
+        );
+        let o_2 = recipient(store, seq, "o_2").await;
+        assert_eq!(
+            (
+                o_2.state.as_str(),
+                o_2.msgid,
+                o_2.error.as_deref(),
+                o_2.updated_at
+            ),
+            ("failed", Some(1_002), Some("failed:user block"), T + 11),
+            "failed, with the status as the error"
+        );
+
+        assert_eq!(
+            b.push_finished(9_999, true, "success", T + 12)
+                .await
+                .unwrap(),
+            0,
+            "an unknown msgid (not a push)"
+        );
+
+        // The event can come before the send's answer is recorded: the row is still being
+        // sent and has no msgid yet, so nothing changes until it is.
+        let sending = recipient(store, seq, "o_4").await;
+        assert_eq!(
+            b.push_finished(1_004, true, "success", T + 13)
+                .await
+                .unwrap(),
+            0,
+            "not yet recorded as sent"
+        );
+        assert_eq!(recipient(store, seq, "o_4").await, sending);
+        settle(store, "w", &[outcome(seq, "o_4", sent(1_004))], T + 14).await;
+        assert_eq!(
+            b.push_finished(1_004, true, "success", T + 15)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(recipient(store, seq, "o_4").await.state, "delivered");
+
+        // The rest are untouched.
+        let o_3 = recipient(store, seq, "o_3").await;
+        assert_eq!((o_3.state.as_str(), o_3.msgid), ("sent", None));
+        let o_5 = recipient(store, seq, "o_5").await;
+        assert_eq!(
+            (o_5.state.as_str(), o_5.error.as_deref(), o_5.updated_at),
+            ("failed", Some("43004 require subscribe"), T + 1)
+        );
+        assert_eq!(
+            recipient(store, seq, "o_1").await.updated_at,
+            T + 10,
+            "other msgids leave o_1 alone"
+        );
+    }
+
+    pub async fn push_next_due_tracks_pending_and_leases(store: &Store) {
+        assert_eq!(next_due(store).await, None, "an empty store");
+        let seq = push(store, "pDue001", "users:2", T, &["o_1", "o_2"]).await;
+        let due = next_due(store).await;
+        assert!(
+            matches!(due, Some(t) if t <= T_MS),
+            "new recipients are due at once: {due:?}"
+        );
+
+        // All being sent: the earliest end of a lease.
+        let long = claim(store, "w1", T_MS, T_MS + 30_000, 1).await;
+        let short = claim(store, "w2", T_MS, T_MS + 20_000, 1).await;
+        let (long, short) = (long[0].openid.clone(), short[0].openid.clone());
+        assert_ne!(long, short);
+        assert_eq!(next_due(store).await, Some(T_MS + 20_000));
+
+        // A retry later than a lease, then one earlier.
+        settle(
+            store,
+            "w1",
+            &[outcome(seq, &long, retry(T_MS + 50_000, "busy"))],
+            T + 1,
+        )
+        .await;
+        assert_eq!(
+            next_due(store).await,
+            Some(T_MS + 20_000),
+            "the lease ends before the retry"
+        );
+        settle(
+            store,
+            "w2",
+            &[outcome(seq, &short, retry(T_MS + 10_000, "busy"))],
+            T + 2,
+        )
+        .await;
+        assert_eq!(
+            next_due(store).await,
+            Some(T_MS + 10_000),
+            "both pending: the earlier"
+        );
+
+        // The earlier one taken again until +40 s; the other waits until +50 s.
+        let again = claim(store, "w1", T_MS + 10_000, T_MS + 40_000, 10).await;
+        assert_eq!(openids(&again), [short.as_str()]);
+        assert_eq!(next_due(store).await, Some(T_MS + 40_000), "its lease");
+
+        // Settled for good: nothing is waiting.
+        settle(store, "w1", &[outcome(seq, &short, sent(1))], T + 3).await;
+        assert_eq!(
+            next_due(store).await,
+            Some(T_MS + 50_000),
+            "the other's retry"
+        );
+        assert_eq!(
+            claim(store, "w2", T_MS + 50_000, T_MS + 80_000, 10)
+                .await
+                .len(),
+            1
+        );
+        assert_eq!(next_due(store).await, Some(T_MS + 80_000));
+        settle(store, "w2", &[outcome(seq, &long, failed("43004"))], T + 4).await;
+        assert_eq!(
+            next_due(store).await,
+            None,
+            "sent and failed rows are not waiting"
+        );
+        store
+            .backend()
+            .push_finished(1, true, "success", T + 5)
+            .await
+            .unwrap();
+        assert_eq!(next_due(store).await, None, "nor delivered ones");
+    }
+
+    pub async fn push_history_filters_and_pages(store: &Store) {
+        let b = store.backend();
+        let s1 = push(store, "pHist01", "topic:news", T, &["o_a", "o_b"]).await;
+        let s2 = push(store, "pHist02", "user:o_a", T + 10, &["o_a"]).await;
+        let s3 = push(store, "pHist03", "topic:sports", T + 20, &["o_b"]).await;
+        let s4 = push(store, "pHist04", "topic:news", T + 30, &["o_a"]).await;
+        let s5 = push(store, "pHist05", "users:2", T + 40, &["o_a", "o_c"]).await;
+        let history = |scope: Option<&'static str>, after_seq: i64, since: i64, limit: u32| async move {
+            b.push_history(scope, after_seq, since, limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|p| p.seq)
+                .collect::<Vec<i64>>()
+        };
+
+        // Oldest first, whole rows.
+        assert_eq!(history(None, 0, 0, 100).await, [s1, s2, s3, s4, s5]);
+        let all = b.push_history(None, 0, 0, 100).await.unwrap();
+        assert_eq!(Some(&all[2]), b.push_by_seq(s3).await.unwrap().as_ref());
+
+        // By topic, and by what a user received (addressed to them, a topic, or a list).
+        assert_eq!(history(Some("topic:news"), 0, 0, 100).await, [s1, s4]);
+        assert_eq!(history(Some("topic:sports"), 0, 0, 100).await, [s3]);
+        assert!(history(Some("topic:none"), 0, 0, 100).await.is_empty());
+        assert_eq!(history(Some("user:o_a"), 0, 0, 100).await, [s1, s2, s4, s5]);
+        assert_eq!(history(Some("user:o_b"), 0, 0, 100).await, [s1, s3]);
+        assert_eq!(history(Some("user:o_c"), 0, 0, 100).await, [s5]);
+        assert!(history(Some("user:o_nobody"), 0, 0, 100).await.is_empty());
+
+        // After a seq.
+        assert_eq!(history(None, s2, 0, 100).await, [s3, s4, s5]);
+        assert_eq!(history(Some("user:o_a"), s2, 0, 100).await, [s4, s5]);
+        assert_eq!(history(Some("topic:news"), s1, 0, 100).await, [s4]);
+        assert!(history(None, s5, 0, 100).await.is_empty());
+
+        // Accepted at or after `since`.
+        assert_eq!(
+            history(None, 0, T + 20, 100).await,
+            [s3, s4, s5],
+            "since is inclusive"
+        );
+        assert_eq!(history(None, 0, T + 21, 100).await, [s4, s5]);
+        assert_eq!(history(Some("user:o_b"), 0, T + 1, 100).await, [s3]);
+        assert!(history(None, 0, T + 41, 100).await.is_empty());
+
+        // At most `limit`, the oldest: pages by the last seq seen.
+        assert_eq!(history(None, 0, 0, 2).await, [s1, s2]);
+        assert_eq!(history(None, s2, 0, 2).await, [s3, s4]);
+        assert_eq!(history(None, s4, 0, 2).await, [s5]);
+        assert_eq!(history(Some("user:o_a"), 0, 0, 3).await, [s1, s2, s4]);
+        assert_eq!(history(Some("user:o_a"), s4, 0, 3).await, [s5]);
+        assert!(history(None, 0, 0, 0).await.is_empty(), "a limit of 0");
+    }
+
+    pub async fn push_purge_removes_old_pushes_and_their_recipients(store: &Store) {
+        let b = store.backend();
+        let old = push(store, "pOld001", "users:2", T, &["o_1", "o_2"]).await;
+        let edge = push(store, "pEdge01", "user:o_1", T + 100, &["o_1"]).await;
+        let new = push(store, "pNew001", "user:o_2", T + 200, &["o_2"]).await;
+        // The old push waits for a retry; the others are sent.
+        assert_eq!(claim(store, "w", T_MS, T_MS + 30_000, 10).await.len(), 4);
+        settle(
+            store,
+            "w",
+            &[
+                outcome(old, "o_1", retry(T_MS + 60_000, "busy")),
+                outcome(old, "o_2", retry(T_MS + 70_000, "busy")),
+                outcome(edge, "o_1", sent(1)),
+                outcome(new, "o_2", sent(2)),
+            ],
+            T + 1,
+        )
+        .await;
+        assert_eq!(next_due(store).await, Some(T_MS + 60_000));
+
+        assert_eq!(
+            b.push_purge(T + 100).await.unwrap(),
+            1,
+            "accepted before, not at"
+        );
+        assert_eq!(b.push_by_seq(old).await.unwrap(), None);
+        assert_eq!(b.push_by_id("pOld001").await.unwrap(), None);
+        assert!(
+            recipients(store, old).await.is_empty(),
+            "its recipients went with it"
+        );
+        assert_eq!(
+            next_due(store).await,
+            None,
+            "nothing of it is left to deliver"
+        );
+        assert!(
+            claim(store, "w", T_MS + 1_000_000, T_MS + 1_030_000, 10)
+                .await
+                .is_empty(),
+            "nor to claim"
+        );
+        assert_eq!(states(store, edge).await, pairs(&[("o_1", "sent")]));
+        assert_eq!(states(store, new).await, pairs(&[("o_2", "sent")]));
+        let left: Vec<i64> = b
+            .push_history(None, 0, 0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| p.seq)
+            .collect();
+        assert_eq!(left, [edge, new]);
+
+        assert_eq!(b.push_purge(T + 100).await.unwrap(), 0, "purging twice");
+        assert_eq!(b.push_purge(T + 201).await.unwrap(), 2);
+        assert!(b.push_history(None, 0, 0, 100).await.unwrap().is_empty());
+        assert!(recipients(store, edge).await.is_empty());
+        assert!(recipients(store, new).await.is_empty());
+        assert_eq!(
+            b.push_finished(1, true, "success", T + 300).await.unwrap(),
+            0
+        );
+    }
+
     // --- opening ---------------------------------------------------------------------------
 
     pub async fn migrations_are_idempotent(store: Store, url: &str) {
@@ -1169,7 +2329,7 @@ mod writer {
         ) -> Result<Vec<Claimed>, StoreError> {
             unreachable!()
         }
-        async fn push_settle(&self, _: &[Outcome], _: i64) -> Result<(), StoreError> {
+        async fn push_settle(&self, _: &str, _: &[Outcome], _: i64) -> Result<(), StoreError> {
             unreachable!()
         }
         async fn push_finished(&self, _: i64, _: bool, _: &str, _: i64) -> Result<u64, StoreError> {

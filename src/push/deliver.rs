@@ -66,11 +66,12 @@ impl Worker {
             n => Some(Duration::from_secs_f64(1.0 / f64::from(n))),
         };
         let (outcomes, pending) = mpsc::unbounded_channel();
-        let settler = tokio::spawn(settler(pushes.clone(), pending));
+        let owner = format!("push-{}", crate::store::generate_token());
+        let settler = tokio::spawn(settler(pushes.clone(), owner.clone(), pending));
         Self {
             outcomes,
             settler,
-            owner: format!("push-{}", crate::store::generate_token()),
+            owner,
             sends: Arc::new(Semaphore::new(concurrency as usize)),
             concurrency,
             interval,
@@ -311,15 +312,15 @@ fn record(outcomes: &mpsc::UnboundedSender<Outcome>, recipient: &Claimed, attemp
 }
 
 /// Writes outcomes as they come, in batches, until every sender is gone.
-async fn settler(pushes: Pushes, mut pending: mpsc::UnboundedReceiver<Outcome>) {
+async fn settler(pushes: Pushes, owner: String, mut pending: mpsc::UnboundedReceiver<Outcome>) {
     let mut batch = Vec::with_capacity(SETTLE_BATCH);
     while pending.recv_many(&mut batch, SETTLE_BATCH).await > 0 {
-        settle(&pushes, &batch).await;
+        settle(&pushes, &owner, &batch).await;
         batch.clear();
     }
 }
 
-async fn settle(pushes: &Pushes, batch: &[Outcome]) {
+async fn settle(pushes: &Pushes, owner: &str, batch: &[Outcome]) {
     // A failed write is retried a few times: the store may be busy with another process.
     for delay in [0u64, 100, 500, 2_000] {
         if delay > 0 {
@@ -328,7 +329,7 @@ async fn settle(pushes: &Pushes, batch: &[Outcome]) {
         match pushes
             .store()
             .backend()
-            .push_settle(batch, unix_now())
+            .push_settle(owner, batch, unix_now())
             .await
         {
             Ok(()) => return,

@@ -20,7 +20,8 @@ pub struct Topic {
     pub description: String,
     /// When it was created.
     pub created_at: i64,
-    /// How many followers are members.
+    /// How many followers are members (also those who unfollowed since, who stay members
+    /// but are not sent to).
     pub members: i64,
 }
 
@@ -228,7 +229,8 @@ pub trait PushStore: Send + Sync {
     /// A push's recipients, by openid.
     async fn push_recipients(&self, seq: i64) -> Result<Vec<RecipientRow>, StoreError>;
     /// Pushes after `after_seq`, oldest first, at most `limit`: all of them (`scope` None),
-    /// those addressed to `topic:NAME`, or those a user received (`user:OPENID`).
+    /// those addressed to `topic:NAME`, or those addressed to a user, whatever their delivery
+    /// state (`user:OPENID`).
     async fn push_history(
         &self,
         scope: Option<&str>,
@@ -245,9 +247,16 @@ pub trait PushStore: Send + Sync {
         lease_until_ms: i64,
         limit: u32,
     ) -> Result<Vec<Claimed>, StoreError>;
-    /// Records how attempts ended, in one transaction; each only if its recipient is still
-    /// being sent.
-    async fn push_settle(&self, outcomes: &[Outcome], now: i64) -> Result<(), StoreError>;
+    /// Records how `owner`'s attempts ended, in one transaction, each only while its recipient
+    /// is still being sent. `Sent` counts whoever holds the lease (WeChat took the message);
+    /// `Retry` and `Failed` only while `owner` still does, so a worker whose lease ran out and
+    /// was taken over cannot undo the new holder's delivery.
+    async fn push_settle(
+        &self,
+        owner: &str,
+        outcomes: &[Outcome],
+        now: i64,
+    ) -> Result<(), StoreError>;
     /// Applies `TEMPLATESENDJOBFINISH`: the recipient sent as `msgid` becomes `delivered`, or
     /// `failed` with `status`; how many rows changed.
     async fn push_finished(

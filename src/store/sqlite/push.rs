@@ -319,7 +319,12 @@ impl PushStore for SqliteBackend {
         .await?)
     }
 
-    async fn push_settle(&self, outcomes: &[Outcome], now: i64) -> Result<(), StoreError> {
+    async fn push_settle(
+        &self,
+        owner: &str,
+        outcomes: &[Outcome],
+        now: i64,
+    ) -> Result<(), StoreError> {
         let mut tx = self.writer.begin().await?;
         for Outcome {
             push_seq,
@@ -327,8 +332,9 @@ impl PushStore for SqliteBackend {
             attempt,
         } in outcomes
         {
-            // Only while still being sent: a recipient that a finished job already settled (or
-            // that another process re-sent after our lease ran out) is left as it is.
+            // Only while still being sent: a recipient that a finished job already settled is
+            // left as it is. A failure or a retry counts only under our own lease: another
+            // process may have taken the recipient over after our lease ran out.
             let query = match attempt {
                 Attempt::Sent { msgid } => sqlx::query(
                     "UPDATE push_recipients SET state = 'sent', msgid = ?3, error = NULL, \
@@ -342,22 +348,26 @@ impl PushStore for SqliteBackend {
                 Attempt::Retry { next_at, error } => sqlx::query(
                     "UPDATE push_recipients SET state = 'pending', next_at = ?3, error = ?5, \
                        lease_owner = NULL, updated_at = ?4 \
-                     WHERE push_seq = ?1 AND openid = ?2 AND state = 'sending'",
+                     WHERE push_seq = ?1 AND openid = ?2 AND state = 'sending' \
+                       AND lease_owner = ?6",
                 )
                 .bind(push_seq)
                 .bind(openid)
                 .bind(*next_at)
                 .bind(now)
-                .bind(error.as_str()),
+                .bind(error.as_str())
+                .bind(owner),
                 Attempt::Failed { error } => sqlx::query(
                     "UPDATE push_recipients SET state = 'failed', error = ?3, \
                        lease_owner = NULL, updated_at = ?4 \
-                     WHERE push_seq = ?1 AND openid = ?2 AND state = 'sending'",
+                     WHERE push_seq = ?1 AND openid = ?2 AND state = 'sending' \
+                       AND lease_owner = ?5",
                 )
                 .bind(push_seq)
                 .bind(openid)
                 .bind(error.as_str())
-                .bind(now),
+                .bind(now)
+                .bind(owner),
             };
             query.execute(&mut *tx).await?;
         }
