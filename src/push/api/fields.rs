@@ -9,6 +9,8 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, header};
 use serde_json::Value;
 
+use crate::push::service::PushError;
+
 /// The fields of a request: strings, except JSON arrays and objects, kept as JSON.
 #[derive(Debug, Clone, Default)]
 pub struct Fields {
@@ -157,6 +159,27 @@ async fn read_body(request: Request) -> Result<Bytes, FieldsError> {
 
 fn form_urlencoded(input: &[u8]) -> Vec<(String, String)> {
     serde_urlencoded::from_bytes::<Vec<(String, String)>>(input).unwrap_or_default()
+}
+
+/// A query string's pairs, in order; none when it is absent or malformed.
+pub fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
+    raw.map(|q| form_urlencoded(q.as_bytes()))
+        .unwrap_or_default()
+}
+
+/// The whole number in the first non-empty `name` pair, if any.
+pub fn number(query: &[(String, String)], name: &str) -> Result<Option<i64>, PushError> {
+    match query
+        .iter()
+        .find(|(k, v)| k == name && !v.trim().is_empty())
+    {
+        None => Ok(None),
+        Some((_, v)) => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| PushError::Invalid(format!("{name} must be a whole number"))),
+    }
 }
 
 /// The key a request carries: `Authorization: Bearer KEY`, Basic auth (the password, or the

@@ -27,7 +27,7 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use super::bark::web_link;
-use super::fields::{Fields, FieldsError, bearer_or_basic};
+use super::fields::{Fields, FieldsError, bearer_or_basic, number, query_pairs};
 use super::native::rfc3339;
 use super::{json_response, log_error};
 use crate::push::service::{Key, PushError, PushRequest, Pushes, Sender};
@@ -188,17 +188,6 @@ pub(super) async fn push(
 }
 
 /// A query parameter as a whole number; `None` when absent.
-fn number(query: &[(String, String)], name: &str) -> Result<Option<i64>, PushError> {
-    match query.iter().find(|(k, v)| k == name && !v.is_empty()) {
-        None => Ok(None),
-        Some((_, v)) => v
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| PushError::Invalid(format!("{name} must be a whole number"))),
-    }
-}
-
 /// The newest `want` pushes `key` may list with a seq below `before` (0: no bound), newest
 /// first.
 ///
@@ -239,10 +228,7 @@ pub(super) async fn list(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let result = async {
-        let query: Vec<(String, String)> = raw
-            .as_deref()
-            .and_then(|q| serde_urlencoded::from_str(q).ok())
-            .unwrap_or_default();
+        let query = query_pairs(raw.as_deref());
         let secret = token(&headers, query_token(raw.as_deref())).ok_or(PushError::MissingKey)?;
         let key = pushes.authenticate(&secret).await?;
         let limit = match number(&query, "limit")? {

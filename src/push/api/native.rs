@@ -21,7 +21,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::fields::{Fields, FieldsError, bearer_or_basic};
+use super::fields::{Fields, FieldsError, bearer_or_basic, number, query_pairs};
 use super::{gotify, json_response, log_error};
 use crate::push::page::{self, PageView};
 use crate::push::render::markdown_to_html;
@@ -116,27 +116,13 @@ async fn api_status(
     }
 }
 
-fn number(query: &[(String, String)], name: &str) -> Result<Option<i64>, PushError> {
-    match query.iter().find(|(k, _)| k == name) {
-        None => Ok(None),
-        Some((_, v)) if v.is_empty() => Ok(None),
-        Some((_, v)) => v
-            .parse()
-            .map(Some)
-            .map_err(|_| PushError::Invalid(format!("{name} must be a whole number"))),
-    }
-}
-
 async fn api_history(
     State(pushes): State<Pushes>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
     let result = async {
-        let query: Vec<(String, String)> = raw
-            .as_deref()
-            .and_then(|q| serde_urlencoded::from_str(q).ok())
-            .unwrap_or_default();
+        let query = query_pairs(raw.as_deref());
         let key = authenticated(&pushes, &headers, raw.as_deref()).await?;
         let since = number(&query, "since")?.unwrap_or(0);
         let after = number(&query, "after")?.unwrap_or(0);

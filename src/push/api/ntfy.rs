@@ -33,7 +33,7 @@ use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
 
 use super::bark::web_link;
-use super::fields::{Fields, FieldsError, bearer_or_basic};
+use super::fields::{Fields, FieldsError, bearer_or_basic, query_pairs};
 use super::{RESERVED, json_response, log_error};
 use crate::push::keys::valid_topic;
 use crate::push::service::{PushError, PushRequest, Pushes, Sender};
@@ -209,11 +209,7 @@ async fn publish_path(
 
 async fn read_raw(topic: &str, request: Request) -> Result<(Option<String>, Publish), NtfyError> {
     let headers = request.headers().clone();
-    let query = request
-        .uri()
-        .query()
-        .and_then(|q| serde_urlencoded::from_str(q).ok())
-        .unwrap_or_default();
+    let query = query_pairs(request.uri().query());
     let body = Bytes::from_request(request, &()).await.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             NtfyError::from(FieldsError::TooLarge)
