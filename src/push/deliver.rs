@@ -124,16 +124,34 @@ impl Worker {
                         Err(_) => return,
                     },
                 };
-                let Some(push) = self.push(recipient.push_seq).await else {
-                    // Purged while waiting: nothing to send.
-                    record(
-                        &self.outcomes,
-                        recipient,
-                        Attempt::Failed {
-                            error: "the push was deleted before delivery".into(),
-                        },
-                    );
-                    continue;
+                let push = match self.push(recipient.push_seq).await {
+                    Ok(Some(push)) => push,
+                    Ok(None) => {
+                        // Purged while waiting: nothing to send.
+                        record(
+                            &self.outcomes,
+                            recipient,
+                            Attempt::Failed {
+                                error: "the push was deleted before delivery".into(),
+                            },
+                        );
+                        continue;
+                    }
+                    Err(e) => {
+                        // The store is busy or away: the recipient waits and is tried again.
+                        tracing::error!(error = %e, seq = recipient.push_seq, "push delivery: cannot read the push");
+                        let retry_ms = i64::try_from(self.pushes.config().retry_backoff_ms)
+                            .unwrap_or(i64::MAX);
+                        record(
+                            &self.outcomes,
+                            recipient,
+                            Attempt::Retry {
+                                next_at: now_ms().saturating_add(retry_ms),
+                                error: format!("store: {e}"),
+                            },
+                        );
+                        continue;
+                    }
                 };
                 let message = self.message(&push, recipient);
                 let pushes = self.pushes.clone();
@@ -159,7 +177,12 @@ impl Worker {
             .pushes
             .store()
             .backend()
-            .push_claim(&self.owner, now, now + lease, self.concurrency * 4)
+            .push_claim(
+                &self.owner,
+                now,
+                now + lease,
+                claim_size(self.pushes.config()),
+            )
             .await
         {
             Ok(claimed) => claimed,
@@ -182,23 +205,20 @@ impl Worker {
         }
     }
 
-    async fn push(&mut self, seq: i64) -> Option<Arc<PushRow>> {
+    /// The push `seq`; `Ok(None)` when it was purged.
+    async fn push(&mut self, seq: i64) -> Result<Option<Arc<PushRow>>, crate::store::StoreError> {
         if let Some(push) = self.cache.get(&seq) {
-            return Some(Arc::clone(push));
+            return Ok(Some(Arc::clone(push)));
         }
-        let push = match self.pushes.store().backend().push_by_seq(seq).await {
-            Ok(Some(push)) => Arc::new(push),
-            Ok(None) => return None,
-            Err(e) => {
-                tracing::error!(error = %e, seq, "push delivery: cannot read the push");
-                return None;
-            }
+        let Some(push) = self.pushes.store().backend().push_by_seq(seq).await? else {
+            return Ok(None);
         };
+        let push = Arc::new(push);
         if self.cache.len() >= CACHE {
             self.cache.clear();
         }
         self.cache.insert(seq, Arc::clone(&push));
-        Some(push)
+        Ok(Some(push))
     }
 
     fn message(&self, push: &PushRow, recipient: &Claimed) -> TemplateMessage {
@@ -301,6 +321,20 @@ fn classify(
     }
 }
 
+/// How many recipients to claim at once: enough to keep the sends busy, and no more than the
+/// rate starts in half a lease, so that a slow rate never leaves claimed recipients waiting
+/// past their lease (when another process could take them over).
+fn claim_size(config: &crate::config::PushConfig) -> u32 {
+    let busy = config.concurrency.saturating_mul(4);
+    match config.rate_per_second {
+        0 => busy,
+        rate => {
+            let lease = u32::try_from(config.lease_secs).unwrap_or(u32::MAX);
+            busy.min(rate.saturating_mul(lease) / 2).max(1)
+        }
+    }
+}
+
 /// Queues an outcome for the settler.
 fn record(outcomes: &mpsc::UnboundedSender<Outcome>, recipient: &Claimed, attempt: Attempt) {
     // The settler outlives every sender, so this cannot fail while the worker runs.
@@ -381,4 +415,33 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::claim_size;
+    use crate::config::PushConfig;
+
+    fn config(concurrency: u32, rate_per_second: u32, lease_secs: u64) -> PushConfig {
+        PushConfig {
+            concurrency,
+            rate_per_second,
+            lease_secs,
+            ..PushConfig::default()
+        }
+    }
+
+    #[test]
+    fn claims_keep_the_sends_busy_when_unpaced() {
+        assert_eq!(claim_size(&config(8, 0, 30)), 32);
+        assert_eq!(claim_size(&config(8, 50, 30)), 32);
+    }
+
+    #[test]
+    fn a_slow_rate_claims_what_it_starts_in_half_a_lease() {
+        // One a second with a 30 s lease: the last of 15 starts at 14 s, well inside it.
+        assert_eq!(claim_size(&config(8, 1, 30)), 15);
+        assert_eq!(claim_size(&config(8, 1, 5)), 2);
+        assert_eq!(claim_size(&config(256, 1, 1)), 1, "never nothing");
+    }
 }
