@@ -1151,3 +1151,98 @@ async fn push_routes_merge_beside_the_callback_and_healthz() {
     assert_eq!(rows.len(), 1);
     drop(task);
 }
+
+#[tokio::test]
+async fn native_push_answers_413_for_an_oversized_body() {
+    let h = start().await;
+    let (status, body) = send(
+        h.client
+            .post(h.url("/api/v1/push"))
+            .bearer_auth(&h.user)
+            .json(&json!({ "title": "big", "body": "x".repeat(300_000) })),
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["status"], 413);
+    assert!(h.pushes().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_followers_key_sees_only_its_own_delivery_of_a_topic_push() {
+    let h = start().await;
+    h.store
+        .backend()
+        .topic_join("ops", "oSecondMember01", 1)
+        .await
+        .expect("join");
+    let (status, accepted) = send(
+        h.client
+            .post(h.url("/api/v1/push"))
+            .bearer_auth(&h.topic)
+            .json(&json!({ "title": "Deploy", "body": "done" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{accepted}");
+    assert_eq!(accepted["recipients"], 2);
+    let id = accepted["id"].as_str().expect("id");
+
+    let openids = |status: &Value| -> Vec<String> {
+        status["recipients"]
+            .as_array()
+            .expect("recipients")
+            .iter()
+            .map(|r| r["openid"].as_str().expect("openid").to_owned())
+            .collect()
+    };
+    // The member's personal key: their own row only, and counts to match.
+    let (status, seen) = send(
+        h.client
+            .get(h.url(&format!("/api/v1/push/{id}")))
+            .bearer_auth(&h.other),
+    )
+    .await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(openids(&seen), [MEMBER]);
+    assert_eq!(seen["counts"]["pending"], 1, "{seen}");
+    // The topic's key sees every member.
+    let (_, all) = send(
+        h.client
+            .get(h.url(&format!("/api/v1/push/{id}")))
+            .bearer_auth(&h.topic),
+    )
+    .await;
+    let mut all = openids(&all);
+    all.sort();
+    assert_eq!(all, [MEMBER, "oSecondMember01"]);
+}
+
+#[tokio::test]
+async fn a_body_trickling_past_the_deadline_is_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = start().await;
+    let addr = h.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connects");
+    let head = format!(
+        "POST /api/v1/push HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"title\": ",
+        h.user
+    );
+    stream.write_all(head.as_bytes()).await.expect("writes");
+    // The rest of the body never comes; the answer does, once the deadline has passed.
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        huixin::server::callback::BODY_READ_TIMEOUT * 3,
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        read.is_ok() || answer.contains("\r\n\r\n"),
+        "no answer after three times the deadline"
+    );
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("did not arrive within"), "{answer}");
+    assert!(h.pushes().await.is_empty());
+}

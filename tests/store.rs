@@ -1178,6 +1178,15 @@ mod suite {
         assert_eq!(b.topics_of("o_c").await.unwrap(), ["news"]);
         b.follower_subscribed("o_c", T + 30, None).await.unwrap();
         assert_eq!(members("news").await, ["o_a", "o_b", "o_c"]);
+        // A follower from before huixin, known only from a message (no subscribe event on
+        // record), is a follower all the same.
+        b.write_batch(&[Deferred::Seen {
+            openid: "o_a".into(),
+            at: T + 31,
+        }])
+        .await
+        .unwrap();
+        assert_eq!(members("news").await, ["o_a", "o_b", "o_c"]);
 
         // Leaving.
         assert!(b.topic_leave("news", "o_b").await.unwrap());
@@ -2215,7 +2224,7 @@ async fn sqlite_file_is_wal_with_each_migration_once() {
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(versions, [1, 2, 3, 4]);
+    assert_eq!(versions, [1, 2, 3, 4, 5]);
 }
 
 /// The batch writer on its own, over a backend that records each batch (and can fail or

@@ -21,10 +21,10 @@ pub struct LogLateReplies;
 #[async_trait]
 impl LateReplies for LogLateReplies {
     async fn deliver(&self, message: &Message, reply: Reply) {
+        // The reply's content stays out of the log: it may carry a secret (a push key).
         tracing::warn!(
             openid = %message.from,
             reply = reply.msg_type(),
-            detail = %reply.describe().escape_debug(),
             "late reply not delivered: no customer-service sender is configured"
         );
     }

@@ -90,6 +90,14 @@ impl Worker {
                 () = &mut shutdown => break,
                 claimed = self.claim() => claimed,
             };
+            let Some(claimed) = claimed else {
+                // The store failed (logged): try again after a pause, not in a tight loop.
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(POLL) => {}
+                }
+                continue;
+            };
             if claimed.is_empty() {
                 let wait = self.idle_wait().await;
                 tokio::select! {
@@ -170,7 +178,7 @@ impl Worker {
     }
 
     /// Claims a batch: enough to keep the sends busy for a moment.
-    async fn claim(&self) -> Vec<Claimed> {
+    async fn claim(&self) -> Option<Vec<Claimed>> {
         let now = now_ms();
         let lease = i64::try_from(self.pushes.config().lease_secs * 1000).unwrap_or(30_000);
         match self
@@ -185,10 +193,10 @@ impl Worker {
             )
             .await
         {
-            Ok(claimed) => claimed,
+            Ok(claimed) => Some(claimed),
             Err(e) => {
                 tracing::error!(error = %e, "push delivery: cannot claim recipients; retrying");
-                Vec::new()
+                None
             }
         }
     }

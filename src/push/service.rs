@@ -46,6 +46,9 @@ pub enum PushError {
     /// The key pushed too often. HTTP 429.
     #[error("too many pushes with this key; retry in {} s", .0.as_secs().max(1))]
     RateLimited(Duration),
+    /// The request body is over the limit. HTTP 413.
+    #[error("the request body is too large")]
+    TooLarge,
     /// The push service is not set up. HTTP 503.
     #[error("the push service is not configured: {0}")]
     NotConfigured(&'static str),
@@ -62,6 +65,7 @@ impl PushError {
             Self::Forbidden(_) => 403,
             Self::Invalid(_) => 400,
             Self::NotFound(_) => 404,
+            Self::TooLarge => 413,
             Self::RateLimited(_) => 429,
             Self::NotConfigured(_) => 503,
             Self::Store(_) => 500,
@@ -719,7 +723,7 @@ impl Pushes {
     }
 
     /// A push as its key may see it: pushes made with the key, or to its target (for an
-    /// admin key, any).
+    /// admin key, any). A follower's key lists only that follower among the recipients.
     pub async fn status(&self, key: &Key, id: &str) -> Result<PushStatus, PushError> {
         let not_found = || PushError::NotFound(format!("no push {id:?}"));
         if !keys::valid_push_id(id) {
@@ -731,9 +735,13 @@ impl Pushes {
             .push_by_id(id)
             .await?
             .ok_or_else(not_found)?;
-        let recipients = self.store().backend().push_recipients(push.seq).await?;
+        let mut recipients = self.store().backend().push_recipients(push.seq).await?;
         if !self.may_see(key, &push, &recipients) {
             return Err(not_found());
+        }
+        // A follower's key shows that follower's delivery, never who else got the push.
+        if let Scope::User(openid) = &key.scope {
+            recipients.retain(|r| &r.openid == openid);
         }
         // Counted from the same rows, so the counts and the list always agree.
         let mut tally = Tally::default();
@@ -800,13 +808,18 @@ impl Pushes {
 }
 
 fn check_topic(name: &str) -> Result<(), PushError> {
-    if valid_topic(name) {
-        Ok(())
-    } else {
-        Err(PushError::Invalid(format!(
+    if !valid_topic(name) {
+        return Err(PushError::Invalid(format!(
             "{name:?} is not a topic name (1-64 letters, digits, - and _)"
-        )))
+        )));
     }
+    if super::api::RESERVED.contains(&name) {
+        // ntfy addresses topics by path, where these names are huixin's own routes.
+        return Err(PushError::Invalid(format!(
+            "{name:?} is reserved for huixin's own routes; choose another topic name"
+        )));
+    }
+    Ok(())
 }
 
 fn check_url(url: &str) -> Result<(), PushError> {
@@ -826,4 +839,22 @@ fn check_url(url: &str) -> Result<(), PushError> {
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_topic;
+
+    #[test]
+    fn topic_names_are_checked_and_huixins_routes_are_reserved() {
+        assert!(check_topic("ops").is_ok());
+        assert!(check_topic("deploy-status_2").is_ok());
+        for bad in ["", "has space", "a/b", &"x".repeat(65)] {
+            assert!(check_topic(bad).is_err(), "{bad:?}");
+        }
+        for reserved in ["push", "message", "health", "m", "api", "v1"] {
+            let error = check_topic(reserved).expect_err(reserved).to_string();
+            assert!(error.contains("reserved"), "{reserved}: {error}");
+        }
+    }
 }

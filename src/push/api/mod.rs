@@ -31,6 +31,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::service::{PushError, Pushes};
+use crate::server::callback::BODY_READ_TIMEOUT;
 
 /// First path segments the server uses itself.
 pub const RESERVED: &[&str] = &[
@@ -62,6 +63,33 @@ pub fn routes(pushes: Pushes, body_limit: usize) -> axum::Router {
         .merge(bark::routes())
         .with_state(pushes)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::map_request(body_deadline))
+}
+
+/// Gives the whole request body [`BODY_READ_TIMEOUT`] to arrive, counted from the headers: a
+/// client trickling it byte by byte gets the API's own "bad request" instead of holding the
+/// connection open.
+async fn body_deadline(request: axum::extract::Request) -> axum::extract::Request {
+    use futures_util::StreamExt;
+    let deadline = tokio::time::Instant::now() + BODY_READ_TIMEOUT;
+    let (parts, body) = request.into_parts();
+    let chunks =
+        futures_util::stream::unfold(Some(body.into_data_stream()), move |stream| async move {
+            let mut stream = stream?;
+            match tokio::time::timeout_at(deadline, stream.next()).await {
+                Ok(Some(chunk)) => Some((chunk, Some(stream))),
+                Ok(None) => None,
+                // One error, then the end.
+                Err(_) => Some((
+                    Err(axum::Error::new(format!(
+                        "the request body did not arrive within {} s",
+                        BODY_READ_TIMEOUT.as_secs()
+                    ))),
+                    None,
+                )),
+            }
+        });
+    axum::extract::Request::from_parts(parts, axum::body::Body::from_stream(chunks))
 }
 
 /// A JSON answer with a status, and `Retry-After` when rate limited.

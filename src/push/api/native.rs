@@ -59,7 +59,7 @@ async fn api_push(State(pushes): State<Pushes>, request: Request) -> Response {
     let headers = request.headers().clone();
     let result = async {
         let fields = Fields::read(request).await.map_err(|e| match e {
-            FieldsError::TooLarge => PushError::Invalid("the request body is too large".into()),
+            FieldsError::TooLarge => PushError::TooLarge,
             e => fields_error(e),
         })?;
         let key = request_key(&headers, &fields).ok_or(PushError::MissingKey)?;

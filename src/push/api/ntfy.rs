@@ -90,6 +90,7 @@ impl From<PushError> for NtfyError {
             PushError::Invalid(why) => (40000, format!("invalid request; {why}")),
             PushError::NotFound(why) => (40401, format!("not found; {why}")),
             PushError::RateLimited(_) => (42901, "limit reached: too many requests".to_owned()),
+            PushError::TooLarge => (41301, "message too large".to_owned()),
             PushError::NotConfigured(_) => (50301, e.to_string()),
             PushError::Store(_) => (50001, "internal server error".to_owned()),
         };

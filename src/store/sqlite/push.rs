@@ -107,11 +107,14 @@ impl PushStore for SqliteBackend {
 
     async fn topic_members(&self, topic: &str) -> Result<Vec<String>, StoreError> {
         // Members who unfollowed stay members (they are back if they follow again) but are
-        // not sent to: WeChat would refuse with 43004.
+        // not sent to: WeChat would refuse with 43004. Only an unsubscribe huixin saw counts:
+        // followers from before huixin, known only from their messages, have no subscribe
+        // event on record and are followers all the same.
         Ok(sqlx::query_scalar(
             "SELECT m.openid FROM topic_members m \
              LEFT JOIN followers f ON f.openid = m.openid \
-             WHERE m.topic = ?1 AND (f.subscribed IS NULL OR f.subscribed = 1) \
+             WHERE m.topic = ?1 \
+               AND (f.subscribed IS NULL OR f.subscribed = 1 OR f.unsubscribed_at IS NULL) \
              ORDER BY m.joined_at, m.openid",
         )
         .bind(topic)
