@@ -445,6 +445,26 @@ async fn blocklist_rate_limit_and_the_log() {
         log.iter()
             .any(|e| e.openid == "o_fast" && e.event.as_deref() == Some("click"))
     );
+    // WeChat's report on a template sent to a blocked user still passes (a push's final
+    // status), where the user's own messages do not.
+    let report = xml(
+        &MessageSpec::TemplateFinish {
+            msg_id: 2_001,
+            status: "success".into(),
+        },
+        "o_banned",
+    );
+    assert_eq!(
+        p.server.sim.send(&report, "o_banned").await.unwrap().status,
+        200
+    );
+    p.store.flush().await.unwrap();
+    let log = p.store.backend().recent_log(100).await.unwrap();
+    let report = log
+        .iter()
+        .find(|e| e.openid == "o_banned" && e.event.as_deref() == Some("templatesendjobfinish"))
+        .expect("the report is logged");
+    assert_ne!(report.outcome, "blocked");
 }
 
 #[tokio::test(flavor = "multi_thread")]

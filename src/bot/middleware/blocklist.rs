@@ -1,4 +1,5 @@
-//! Messages from blocked users are ignored (answered `success`, logged as `blocked`). The list
+//! Messages from blocked users are ignored (answered `success`, logged as `blocked`); WeChat's
+//! reports on the account's own sends still pass. The list
 //! is `[bot] blocklist` plus the users rules block at run time (`block_user`, written to the
 //! store at once and not undone if the rule later fails), reread from the store every 10 s so
 //! processes sharing a database share it.
@@ -8,7 +9,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::bot::{BotError, BoxFuture, Context, Middleware, Next};
 use crate::store::{Store, StoreError};
-use crate::wechat::Reply;
+use crate::wechat::{Event, Reply};
 
 /// The blocked users.
 #[derive(Debug, Default)]
@@ -78,13 +79,27 @@ impl Blocklist {
     }
 }
 
+/// WeChat's reports on the account's own sends (a template message's final status, a mass
+/// send, a publication) carry the user as `FromUserName` but are not the user's doing: they
+/// pass, so a push to someone blocked since still gets its final status.
+fn is_job_report(ctx: &Context) -> bool {
+    matches!(
+        ctx.message.event(),
+        Some(
+            Event::TemplateSendJobFinish(_)
+                | Event::MassSendJobFinish(_)
+                | Event::PublishJobFinish(_)
+        )
+    )
+}
+
 /// The `blocklist` layer.
 #[derive(Debug, Clone)]
 pub struct BlocklistLayer(pub Arc<Blocklist>);
 
 impl Middleware for BlocklistLayer {
     fn call(&self, ctx: Context, next: Next) -> BoxFuture<Result<Reply, BotError>> {
-        if self.0.contains(ctx.message.from.as_str()) {
+        if self.0.contains(ctx.message.from.as_str()) && !is_job_report(&ctx) {
             ctx.trail.set_outcome("blocked");
             tracing::debug!("message from a blocked user ignored");
             return Box::pin(async { Ok(Reply::Success) });
