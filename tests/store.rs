@@ -65,6 +65,7 @@ macro_rules! store_suite {
                 push_claim_leases_and_takes_over_expired,
                 push_settle_batch_and_only_while_sending,
                 push_settle_after_a_takeover,
+                push_release_gives_back_the_attempt,
                 push_finished_confirms_by_msgid,
                 push_next_due_tracks_pending_and_leases,
                 push_history_filters_and_pages,
@@ -1631,6 +1632,34 @@ mod suite {
             );
         }
         assert!(late.iter().all(|c| c.attempts == 3), "{late:?}");
+    }
+
+    pub async fn push_release_gives_back_the_attempt(store: &Store) {
+        let seq = push(store, "pRelease", "users:2", T, &["o_1", "o_2"]).await;
+        assert_eq!(claim(store, "w", T_MS, T_MS + 30_000, 10).await.len(), 2);
+        // Stopping: o_1 was sent, o_2 never started.
+        settle(
+            store,
+            "w",
+            &[
+                outcome(seq, "o_1", sent(1_001)),
+                outcome(seq, "o_2", Attempt::Released),
+            ],
+            T + 1,
+        )
+        .await;
+        let o_2 = recipient(store, seq, "o_2").await;
+        assert_eq!(
+            (o_2.state.as_str(), o_2.attempts, o_2.error.as_deref()),
+            ("pending", 0, None),
+            "back where it was, the attempt not counted"
+        );
+        let again = claim(store, "w2", T_MS + 1, T_MS + 30_000, 10).await;
+        assert_eq!(openids(&again), ["o_2"], "due at once");
+        assert_eq!(again[0].attempts, 1);
+        // A release under a lease that is no longer ours changes nothing.
+        settle(store, "w", &[outcome(seq, "o_2", Attempt::Released)], T + 2).await;
+        assert_eq!(recipient(store, seq, "o_2").await.state, "sending");
     }
 
     pub async fn push_settle_after_a_takeover(store: &Store) {

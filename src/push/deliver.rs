@@ -258,14 +258,7 @@ impl Worker {
     /// Gives back claimed recipients that were not started (at shutdown).
     fn release(&self, unstarted: &[Claimed]) {
         for recipient in unstarted {
-            record(
-                &self.outcomes,
-                recipient,
-                Attempt::Retry {
-                    next_at: 0,
-                    error: String::new(),
-                },
-            );
+            record(&self.outcomes, recipient, Attempt::Released);
         }
     }
 

@@ -156,6 +156,9 @@ pub enum Attempt {
         /// What went wrong.
         error: String,
     },
+    /// Never started (the worker is stopping): due again at once, and the attempt the claim
+    /// counted is taken back.
+    Released,
 }
 
 /// How one recipient's attempt ended, to be recorded.

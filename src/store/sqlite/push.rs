@@ -371,6 +371,16 @@ impl PushStore for SqliteBackend {
                 .bind(error.as_str())
                 .bind(now)
                 .bind(owner),
+                Attempt::Released => sqlx::query(
+                    "UPDATE push_recipients SET state = 'pending', next_at = 0, \
+                       attempts = MAX(attempts - 1, 0), lease_owner = NULL, updated_at = ?3 \
+                     WHERE push_seq = ?1 AND openid = ?2 AND state = 'sending' \
+                       AND lease_owner = ?4",
+                )
+                .bind(push_seq)
+                .bind(openid)
+                .bind(now)
+                .bind(owner),
             };
             query.execute(&mut *tx).await?;
         }
