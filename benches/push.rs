@@ -11,6 +11,8 @@
 //!   the configured pacing, so the figures are what the worker can do; `concurrency` keeps its
 //!   default.
 //!
+//! - **Reading back**: a follower's history (`GET /api/v1/push`) once all the above is stored.
+//!
 //! Run `cargo bench --bench push`. Under `cargo test --bench push` (a single pass to keep it
 //! from rotting) the audience shrinks to 200.
 
@@ -272,6 +274,28 @@ fn bench_push(c: &mut Criterion) {
             bench
                 .runtime
                 .block_on(bench.post(&bench.topic_key, "Release 2.4 is out", n))
+        })
+    });
+    g.finish();
+
+    // Reading back: a follower's newest pushes, with every push above still in the table.
+    let mut g = c.benchmark_group("push_history");
+    g.measurement_time(Duration::from_secs(5));
+    g.sample_size(20);
+    g.bench_function("http_a_followers_history", |b| {
+        b.iter(|| {
+            bench.runtime.block_on(async {
+                let response = bench
+                    .http
+                    .get(format!("{}?limit=50", bench.api))
+                    .bearer_auth(&bench.user_key)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200);
+                let page: serde_json::Value = response.json().await.unwrap();
+                assert!(!page["pushes"].as_array().unwrap().is_empty());
+            })
         })
     });
     g.finish();
