@@ -20,12 +20,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use huixin::app::App;
 use huixin::bot::Router;
 use huixin::config::{Config, Secret};
 use huixin::emulator::{Emulator, Settings};
 use huixin::outbound::Client;
 use huixin::push::{PushRequest, Pushes, Scope, Sender};
-use huixin::server::Server;
 use huixin::store::Store;
 use tokio::runtime::Runtime;
 use tokio::task::JoinSet;
@@ -93,17 +93,21 @@ impl Bench {
 
         let (pushes, client, api, user_key, topic_key) = runtime.block_on(async {
             let store = Store::open(&config.storage.url).await.unwrap();
-            let pushes = Pushes::new(&config, store.clone());
-            let server = Server::bind_with_store(&config, store.clone(), Router::new())
+            // The whole app serves the API; its own worker stays off (the bench starts and
+            // stops workers itself, to measure accepting and delivering apart).
+            let app = App::builder(config.clone())
+                .store(store.clone())
+                .bot(Router::new())
+                .without_push_worker()
+                .build()
                 .await
-                .unwrap()
-                .with_routes(huixin::push::api::routes(
-                    pushes.clone(),
-                    config.server.body_limit,
-                ));
-            let api = format!("http://{}/api/v1/push", server.local_addr());
-            pushes.set_public_base(&format!("http://{}", server.local_addr()));
-            tokio::spawn(server.run(std::future::pending()));
+                .unwrap();
+            let pushes = app.pushes().clone();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let api = format!("http://{addr}/api/v1/push");
+            pushes.set_public_base(&format!("http://{addr}"));
+            tokio::spawn(app.serve(listener, std::future::pending()));
             pushes.create_topic(TOPIC, false, "").await.unwrap();
             for i in 0..followers {
                 pushes.join(TOPIC, &openid(i)).await.unwrap();

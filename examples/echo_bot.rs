@@ -1,5 +1,5 @@
-//! Echo bot, the library quick start: `cargo run --example echo_bot`, then in another terminal
-//! `cargo run -- simulate text hello`. Configured like `huixin serve` (huixin.toml, HUIXIN_*).
+//! Echo bot, the library quick start, all in Rust: `cargo run --example echo_bot`.
+use huixin::app::App;
 use huixin::bot::{Context, Router, filter};
 use huixin::config::Config;
 use huixin::wechat::{Event, MessageKind, Reply};
@@ -34,5 +34,6 @@ async fn main() -> anyhow::Result<()> {
     let router = Router::new()
         .route(filter::event("subscribe"), welcome)
         .route(filter::any(), echo);
-    Ok(huixin::server::serve(&config, router).await?)
+    let app = App::builder(config).bot(router).build().await?;
+    Ok(app.serve_until_signal().await?)
 }

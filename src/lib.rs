@@ -7,39 +7,54 @@
 //!
 //! ## Layout
 //!
+//! Lowest first; a module uses only those above it in this list (`tests/layers.rs` checks).
+//!
+//! - [`telemetry`]: logging setup.
 //! - [`wechat`]: the callback protocol, pure: signatures, AES, XML parsing into typed
 //!   messages, reply rendering. No I/O.
+//! - [`config`]: `huixin.toml`, `HUIXIN_*` variables and `.env`.
+//! - [`store`]: persistent state (sqlx; SQLite by default) and its migrations.
 //! - [`bot`]: the dispatcher: routes of async handlers behind filters, middleware around them
 //!   (dedup of retries, the deadline watchdog, followers, the message log, blocklist, rate
-//!   limit), the pipeline `huixin serve` runs, and the built-in echo bot.
+//!   limit), the tasks an app owns, and the built-in echo bot.
 //! - [`rules`]: the bot's behaviour as sandboxed Rhai scripts and keyword tables, reloaded
-//!   when they change.
+//!   when they change; other modules add script functions through its `ScriptModule` seam.
+//! - [`server`]: the callback's HTTP edge (axum): `GET`/`POST`, `/healthz`, the replay guard,
+//!   the accept loop with its limits.
+//! - [`outbound`]: WeChat's API: the shared access token, template and customer-service
+//!   messages, menu, QR codes, users, media, OAuth; late replies and the rules' send functions.
 //! - [`push`]: the push service: keys, topics, stored pushes delivered as template
 //!   messages, the detail page, and the push APIs huixin speaks.
-//! - [`server`]: the HTTP edge (axum): callback `GET`/`POST`, `/healthz`, startup, shutdown.
-//! - [`store`]: persistent state (sqlx; SQLite by default) and its migrations.
 //! - [`simulator`]: plays WeChat against a running server (`huixin simulate`, the tests).
-//! - [`config`]: `huixin.toml`, `HUIXIN_*` variables and `.env`.
-//! - [`cli`]: the `huixin` command line.
-//! - [`telemetry`]: logging setup.
+//! - [`emulator`]: a local WeChat (`huixin emulator`, the tests): its API, the call log,
+//!   faults, and WeChat's side of the callback.
+//! - [`app`]: the whole product as one value, [`app::App`]: what `huixin serve` runs, and
+//!   what Rust users extend with their own routes, middleware and script functions.
+//! - [`cli`]: the `huixin` command line, which parses arguments and calls the library.
 //!
 //! ## A bot in a few lines
 //!
 //! ```no_run
-//! use huixin::bot::{filter, Context, Router};
+//! use huixin::app::App;
+//! use huixin::bot::{filter, Context};
 //! use huixin::config::Config;
 //! use huixin::wechat::Reply;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let router = Router::new().route(filter::text(), |ctx: Context| async move {
-//!     ctx.message.content().map(|text| Reply::text(format!("you said: {text}")))
-//! });
-//! huixin::server::serve(&Config::load(None)?, router).await?;
+//! // Everything `huixin serve` does, with one route of yours in front of the rules.
+//! let app = App::builder(Config::load(None)?)
+//!     .route(filter::text(), |ctx: Context| async move {
+//!         ctx.message.content().filter(|t| t.starts_with("rust ")).map(Reply::text)
+//!     })
+//!     .build()
+//!     .await?;
+//! app.serve_until_signal().await?;
 //! # Ok(()) }
 //! ```
 
 #![warn(missing_docs)]
 
+pub mod app;
 pub mod bot;
 pub mod cli;
 pub mod config;

@@ -305,6 +305,36 @@ fn the_echo_bot_example_answers_every_kind_it_promises() {
 }
 
 #[test]
+fn the_full_bot_example_runs_its_route_in_front_of_the_shipped_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = example_binary("full_bot");
+    let env = [PORT0, ("HUIXIN_WECHAT_TOKEN", "exampleToken")];
+    let mut server = Running::spawn(&bin, dir.path(), &[], &env);
+    let url = server.url();
+    assert!(
+        server.seen.iter().any(|l| l.contains("built-in rules")),
+        "{:?}",
+        server.seen
+    );
+    let run = |args: &[&str]| {
+        let mut all = vec!["simulate", "--url", url.as_str()];
+        all.extend_from_slice(args);
+        stdout(&huixin(dir.path(), &all, &env[1..]))
+    };
+    let out = run(&["text", "order 42"]);
+    assert!(out.contains("text: Order 42: on its way."), "{out}");
+    // Anything else reaches the shipped rules (their echo, at the end).
+    let out = run(&["text", "something else"]);
+    assert!(out.contains("something else"), "{out}");
+    let base = url.trim_end_matches("/wechat");
+    let page = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let response = reqwest::get(format!("{base}/hello")).await.unwrap();
+        response.text().await.unwrap()
+    });
+    assert_eq!(page, "hello\n");
+}
+
+#[test]
 fn rules_check_reports_every_error_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules");

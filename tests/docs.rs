@@ -1,10 +1,26 @@
-//! The docs match the code: the README's library quick start is `examples/echo_bot.rs`, and
-//! every config key is in the README's table.
+//! The docs match the code: the README's library quick start is `examples/echo_bot.rs`, its
+//! whole-product example is `examples/full_bot.rs`, and every config key is in the README's
+//! table.
 
 use std::path::Path;
 
 fn read(rel: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).unwrap()
+}
+
+#[test]
+fn readme_shows_the_full_bot_example() {
+    let readme = read("README.md");
+    let example = read("examples/full_bot.rs");
+    let body: String = example
+        .lines()
+        .skip_while(|l| l.starts_with("//!"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        readme.contains(body.trim()),
+        "README's whole-product example differs from examples/full_bot.rs"
+    );
 }
 
 #[test]
@@ -56,8 +72,11 @@ fn readme_rule_examples_load() {
         let rest = &readme[start..];
         rest[..rest.find("```").unwrap()].to_owned()
     };
-    let loader =
-        huixin::rules::loader(&huixin::config::RulesConfig::default(), Vec::new()).unwrap();
+    let loader = huixin::rules::loader(
+        &huixin::config::RulesConfig::default(),
+        huixin::app::script_modules(),
+    )
+    .unwrap();
     let files = vec![
         huixin::rules::load::SourceFile {
             name: "40-deploy.rhai".into(),

@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::emu::{
@@ -665,21 +664,10 @@ async fn wired(rules: &[(&str, &str)], sections: &str) -> Wired {
     );
     let mut config = common::config_full(Mode::Safe, dir.path(), &extra, sections);
     config.rules.dir = rules_dir.path().to_path_buf();
-    let store = Store::open(&config.storage.url).await.unwrap();
-    let rules = Arc::new(huixin::rules::Rules::open(&config.rules, Vec::new()).unwrap());
-    let (late, extensions) = huixin::outbound::wiring(&config, &store);
-    assert!(
-        extensions.get::<Client>().is_some(),
-        "credentials set: outbound on"
-    );
-    let router = huixin::bot::pipeline::bot_with(&config, &store, rules, late, extensions)
-        .await
-        .unwrap();
-    let server = huixin::server::Server::bind_with_store(&config, store, router)
-        .await
-        .unwrap();
-    let callback_url = server.callback_url();
-    let server = common::launch(server, config, dir);
+    let app = huixin::app::App::new(config).await.unwrap();
+    assert!(app.client().is_some(), "credentials set: outbound on");
+    let server = common::launch(app, dir).await;
+    let callback_url = server.url.clone();
     let mut settings = emulator_settings(&[USER, "o_ops_1"]);
     settings.bot = Some(BotTarget {
         callback_url,

@@ -67,7 +67,7 @@ async fn slow(
 ) -> (Pipeline, Arc<AtomicUsize>) {
     let runs = Arc::new(AtomicUsize::new(0));
     let r = runs.clone();
-    let p = start_pipeline(Mode::Plain, sections, None, move |layers: Router, _, _| {
+    let p = start_pipeline(Mode::Plain, sections, None, move |layers: Router| {
         layers.route(filter::any(), move |_ctx: Context| {
             let r = r.clone();
             async move {
@@ -297,7 +297,7 @@ async fn two_processes_on_one_database_share_dedup() {
     let db = db.path().join("shared.db");
     let (runs_a, runs_b) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let route = |runs: Arc<AtomicUsize>, name: &'static str| {
-        move |layers: Router, _, _: &huixin::config::Config| {
+        move |layers: Router| {
             layers.route(filter::any(), move |_ctx: Context| {
                 let runs = runs.clone();
                 async move {
@@ -665,7 +665,7 @@ async fn a_panicking_first_attempt_does_not_leave_retries_waiting() {
         Mode::Plain,
         "[bot]\nreply_deadline_ms = 4900",
         None,
-        move |layers: Router, _, _| {
+        move |layers: Router| {
             layers.route(filter::any(), move |_ctx: Context| {
                 let r = r.clone();
                 async move {

@@ -1101,7 +1101,7 @@ async fn pushdeer_refusals() {
 // ----- beside the callback -----
 
 #[tokio::test]
-async fn push_routes_merge_beside_the_callback_and_healthz() {
+async fn the_app_serves_push_routes_beside_the_callback_and_healthz() {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("full.db").display());
     let store = Store::open(&url).await.expect("store opens");
@@ -1109,6 +1109,7 @@ async fn push_routes_merge_beside_the_callback_and_healthz() {
         "[server]\nlisten = \"127.0.0.1:0\"\n\
          [wechat]\ntoken = \"huixinTestToken42\"\napp_id = \"wx49f0ab532d5d035a\"\n\
          app_secret = \"testsecret\"\n\
+         api_base = \"http://127.0.0.1:9\"\n\
          [push]\ntemplate_id = \"tpl\"\n",
     )
     .expect("config");
@@ -1117,14 +1118,18 @@ async fn push_routes_merge_beside_the_callback_and_healthz() {
         .create_key(&Scope::User(USER.into()), "user", None)
         .await
         .expect("key");
-    let server =
-        huixin::server::Server::bind_with_store(&config, store.clone(), huixin::bot::Router::new())
-            .await
-            .expect("binds")
-            .with_routes(huixin::push::api::routes(pushes, config.server.body_limit));
-    let base = format!("http://{}", server.local_addr());
+    drop(pushes);
+    let app = huixin::app::App::builder(config)
+        .store(store.clone())
+        .build()
+        .await
+        .expect("app builds");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
     let task = AbortOnDrop(tokio::spawn(async move {
-        let _ = server.run(std::future::pending()).await;
+        let _ = app.serve(listener, std::future::pending()).await;
     }));
     let client = reqwest::Client::new();
 

@@ -22,7 +22,7 @@ use huixin::wechat::{Article, MediaId, Message, Music, Reply};
 // --- helpers -------------------------------------------------------------------------------
 
 fn loader_with(config: &RulesConfig) -> Loader {
-    huixin::rules::loader(config, vec![]).expect("the config is valid")
+    huixin::rules::loader(config, huixin::app::script_modules()).expect("the config is valid")
 }
 
 fn loader() -> Loader {
@@ -199,8 +199,7 @@ async fn temp_store() -> (tempfile::TempDir, Store) {
 fn services(store: &Store) -> Services {
     Services {
         store: Some(store.clone()),
-        blocklist: None,
-        extensions: Default::default(),
+        ..Services::default()
     }
 }
 

@@ -27,7 +27,6 @@ pub mod echo;
 pub mod filter;
 pub mod late;
 pub mod middleware;
-pub mod pipeline;
 pub mod tasks;
 
 use std::future::Future;
@@ -128,6 +127,9 @@ pub struct Context {
     pub extensions: Extensions,
     /// What happened to the message so far; shared by every clone of this context.
     pub trail: Arc<Trail>,
+    /// Where work that outlives the request goes (a reply past the deadline): the tasks of
+    /// the app that received the message, which its shutdown waits for.
+    pub tasks: tasks::Tasks,
 }
 
 impl Context {
@@ -143,7 +145,14 @@ impl Context {
             captures: Captures::default(),
             extensions: Extensions::new(),
             trail: Arc::new(Trail::default()),
+            tasks: tasks::Tasks::default(),
         }
+    }
+
+    /// The same context with its late work going to `tasks`.
+    pub fn with_tasks(mut self, tasks: tasks::Tasks) -> Self {
+        self.tasks = tasks;
+        self
     }
 }
 
@@ -263,7 +272,7 @@ struct Route {
     handler: Arc<dyn Handler>,
 }
 
-/// Routes and middleware. Build it, then hand it to [`crate::server`] (or call
+/// Routes and middleware. Build it, then hand it to [`crate::app::Builder`] (or call
 /// [`Router::dispatch`] yourself).
 #[derive(Default)]
 pub struct Router {
@@ -302,6 +311,18 @@ impl Router {
     pub fn layer(mut self, middleware: impl Middleware) -> Self {
         self.middleware.push(Arc::new(middleware));
         self
+    }
+
+    /// Adds `other`'s middleware inside this router's, and its routes after this router's.
+    pub fn merge(mut self, other: Router) -> Self {
+        self.middleware.extend(other.middleware);
+        self.routes.extend(other.routes);
+        self
+    }
+
+    /// Whether the router has neither routes nor middleware.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty() && self.middleware.is_empty()
     }
 
     /// Runs a message through middleware and routes.

@@ -1,66 +1,130 @@
-//! Pipeline work that outlives its request: a first attempt still running when WeChat gives up
-//! on the connection, a reply finishing after the deadline. Spawned through [`spawn`], it is
-//! counted, and shutdown waits for it ([`wait_idle`]) before the store's queue is flushed, so
-//! a reply already accepted is delivered (or its failure logged) rather than cut off.
+//! Work an app started that outlives the request or call that started it, owned by that app:
+//!
+//! - **work** ([`Tasks::spawn`]): a first attempt still running when WeChat gives up on the
+//!   connection, a reply finishing after the deadline, a send a rule asked for. Shutdown waits
+//!   for it ([`Tasks::wait_idle`]) before the store's queue is flushed, so a reply already
+//!   accepted is delivered (or its failure logged) rather than cut off.
+//! - **background loops** ([`Tasks::spawn_loop`]): the rules watcher, the blocklist and dedup
+//!   readers, pruning. They run until [`Tasks::stop_loops`], which shutdown calls once the
+//!   work is done, and then end between two iterations.
+//!
+//! Each app has its own [`Tasks`]; two apps in one process (tests start many) never wait for
+//! each other's work. A [`Tasks`] made with [`Tasks::default`] (a router dispatched by hand, a
+//! rule run in a test) tracks its work the same way; nobody has to wait for it.
 
 use std::future::Future;
-use std::sync::LazyLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-struct Tracker {
-    active: AtomicUsize,
-    idle: Notify,
+/// The work and background loops of one app. Cheap to clone; clones share the same tasks.
+#[derive(Debug, Clone, Default)]
+pub struct Tasks {
+    work: TaskTracker,
+    loops: TaskTracker,
+    stop: CancellationToken,
 }
 
-static TRACKER: LazyLock<Tracker> = LazyLock::new(|| Tracker {
-    active: AtomicUsize::new(0),
-    idle: Notify::new(),
-});
+impl Tasks {
+    /// A new, empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
 
-/// Counts one running task; uncounts it when dropped (finished, failed or panicked).
-struct Counted;
+    /// Spawns `task` as work: counted until it ends, and waited for at shutdown.
+    pub fn spawn<F>(&self, task: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.work.spawn(task)
+    }
 
-impl Drop for Counted {
-    fn drop(&mut self) {
-        if TRACKER.active.fetch_sub(1, Ordering::SeqCst) == 1 {
-            TRACKER.idle.notify_waiters();
-        }
+    /// Work running now.
+    pub fn active(&self) -> usize {
+        self.work.len()
+    }
+
+    /// Waits until no work runs, or `limit` passes; true when idle. Work spawned while it
+    /// waits (a late reply's own send) is waited for too.
+    pub async fn wait_idle(&self, limit: Duration) -> bool {
+        self.work.close();
+        let idle = tokio::time::timeout(limit, self.work.wait()).await.is_ok();
+        // Still usable afterwards (a router dispatched again by hand).
+        self.work.reopen();
+        idle
+    }
+
+    /// Spawns a background loop: `task` is dropped at its next `.await` once
+    /// [`Tasks::stop_loops`] is called.
+    pub fn spawn_loop<F>(&self, name: &'static str, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let stop = self.stop.clone();
+        self.loops.spawn(async move {
+            tokio::select! {
+                () = stop.cancelled() => tracing::debug!(task = name, "background task stopped"),
+                () = task => {}
+            }
+        });
+    }
+
+    /// A future that completes when the loops are told to stop (for loops that stop on
+    /// their own terms, like the push worker handing back its claims).
+    pub fn stopping(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.stop.clone().cancelled_owned()
+    }
+
+    /// Whether [`Tasks::stop_loops`] was called.
+    pub fn is_stopping(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+
+    /// Stops the background loops and waits (up to `limit`) until they ended; true when
+    /// they did.
+    pub async fn stop_loops(&self, limit: Duration) -> bool {
+        self.stop.cancel();
+        self.loops.close();
+        tokio::time::timeout(limit, self.loops.wait()).await.is_ok()
     }
 }
 
-/// Spawns `task`, counted until it ends.
-pub fn spawn<F>(task: F) -> JoinHandle<F::Output>
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    TRACKER.active.fetch_add(1, Ordering::SeqCst);
-    let counted = Counted;
-    tokio::spawn(async move {
-        let _counted = counted;
-        task.await
-    })
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Tasks running now.
-pub fn active() -> usize {
-    TRACKER.active.load(Ordering::SeqCst)
-}
+    #[tokio::test]
+    async fn two_sets_wait_only_for_their_own_work() {
+        let a = Tasks::new();
+        let b = Tasks::new();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        a.spawn(async move {
+            let _ = rx.await;
+        });
+        assert_eq!(a.active(), 1);
+        assert!(
+            b.wait_idle(Duration::from_millis(10)).await,
+            "b has no work"
+        );
+        assert!(
+            !a.wait_idle(Duration::from_millis(10)).await,
+            "a still works"
+        );
+        tx.send(()).unwrap();
+        assert!(a.wait_idle(Duration::from_secs(5)).await);
+        assert_eq!(a.active(), 0);
+    }
 
-/// Waits until no task runs, or `limit` passes; true when idle.
-pub async fn wait_idle(limit: Duration) -> bool {
-    let wait = async {
-        loop {
-            let notified = TRACKER.idle.notified();
-            if active() == 0 {
-                return;
-            }
-            notified.await;
-        }
-    };
-    tokio::time::timeout(limit, wait).await.is_ok()
+    #[tokio::test]
+    async fn loops_end_when_stopped() {
+        let tasks = Tasks::new();
+        tasks.spawn_loop("forever", std::future::pending());
+        let stopping = tasks.stopping();
+        assert!(!tasks.is_stopping());
+        assert!(tasks.stop_loops(Duration::from_secs(5)).await);
+        stopping.await;
+    }
 }

@@ -452,24 +452,3 @@ async fn backoff(endpoint: &str, attempt: u32) {
     );
     tokio::time::sleep(wait).await;
 }
-
-/// What the pipeline gets from this module: with `[wechat] app_id` and `app_secret` set, late
-/// replies go out as customer-service messages and rules can send (the client is in the
-/// extensions); without them, late replies are logged and the send functions say what is
-/// missing.
-pub fn wiring(
-    config: &crate::config::Config,
-    store: &Store,
-) -> (
-    Arc<dyn crate::bot::late::LateReplies>,
-    axum::http::Extensions,
-) {
-    let mut extensions = axum::http::Extensions::new();
-    match Client::new(&config.wechat, Some(store.clone())) {
-        Ok(client) => {
-            extensions.insert(client.clone());
-            (Arc::new(late::CustomerServiceLate::new(client)), extensions)
-        }
-        Err(_) => (Arc::new(crate::bot::late::LogLateReplies), extensions),
-    }
-}

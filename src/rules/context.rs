@@ -11,18 +11,36 @@ use std::time::Instant;
 use rhai::{Dynamic, EvalAltResult, Position};
 
 use crate::bot::middleware::Blocklist;
+use crate::bot::tasks::Tasks;
 use crate::store::{SessionChange, Store};
 
 /// Services scripts may use, shared by every run. Later modules (outbound, push) put their
 /// handles in `extensions` and read them back in their script functions.
 #[derive(Clone, Default)]
 pub struct Services {
+    /// How many scripts may run at once (one app's runs share them).
+    pub script_slots: ScriptSlots,
     /// The store (sessions, followers). `None` in offline checks without a database.
     pub store: Option<Store>,
     /// The runtime blocklist, when the blocklist middleware is on.
     pub blocklist: Option<Arc<Blocklist>>,
     /// Typed handles added by other modules.
     pub extensions: Arc<axum::http::Extensions>,
+    /// Where work a script starts and does not wait for (a send) runs: the app's tasks, which
+    /// its shutdown waits for.
+    pub tasks: Tasks,
+}
+
+/// Scripts that may run at once, shared by the runs of one app: twice the cores, at least 4.
+/// Bounds the memory and threads runaway scripts can take together.
+#[derive(Debug, Clone)]
+pub struct ScriptSlots(pub Arc<tokio::sync::Semaphore>);
+
+impl Default for ScriptSlots {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        Self(Arc::new(tokio::sync::Semaphore::new((cores * 2).max(4))))
+    }
 }
 
 impl std::fmt::Debug for Services {

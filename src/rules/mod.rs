@@ -172,10 +172,11 @@ impl Rules {
         }
     }
 
-    /// Checks the folder for changes every `every` until `self` is dropped.
-    pub fn spawn_watcher(self: &Arc<Self>, every: Duration) {
+    /// Checks the folder for changes every `every`, as one of `tasks`' background loops,
+    /// until they stop or `self` is dropped.
+    pub fn spawn_watcher(self: &Arc<Self>, every: Duration, tasks: &crate::bot::tasks::Tasks) {
         let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
+        tasks.spawn_loop("rules watcher", async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {

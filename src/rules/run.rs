@@ -20,15 +20,6 @@ use crate::bot::Captures;
 use crate::store::SessionChange;
 use crate::wechat::{Message, Reply};
 
-/// Scripts that may run at once: twice the cores (at least 4).
-fn script_slots() -> &'static tokio::sync::Semaphore {
-    static SLOTS: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
-        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-        tokio::sync::Semaphore::new((cores * 2).max(4))
-    });
-    &SLOTS
-}
-
 /// What running the rules produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -96,7 +87,8 @@ impl RuleSet {
 
         // At most a few scripts at once: bounds the memory and threads runaway scripts can
         // take together. A message waiting for a slot is still covered by the deadline.
-        let Ok(_slot) = script_slots().acquire().await else {
+        let slots = Arc::clone(&services.script_slots.0);
+        let Ok(_slot) = slots.acquire().await else {
             return failed(
                 ScriptError {
                     file: "rules".into(),

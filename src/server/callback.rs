@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
 use tracing::{debug, error, warn};
 
-use super::AppState;
+use super::CallbackState;
 use crate::bot::{BotError, Context, panic_message};
 use crate::wechat::signature::unix_now;
 use crate::wechat::{CallbackError, CallbackQuery, Inbound, Reply};
@@ -42,7 +42,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
 
 /// `GET {path}`: echo `echostr` when the signature is valid.
 pub async fn verify_url(
-    State(state): State<AppState>,
+    State(state): State<CallbackState>,
     peer: Peer,
     query: Result<Query<CallbackQuery>, QueryRejection>,
 ) -> Response {
@@ -60,7 +60,7 @@ pub async fn verify_url(
 
 /// `POST {path}`: verify, read, decrypt, parse, dispatch, reply.
 pub async fn receive(
-    State(state): State<AppState>,
+    State(state): State<CallbackState>,
     peer: Peer,
     query: Result<Query<CallbackQuery>, QueryRejection>,
     request: Request,
@@ -103,8 +103,8 @@ pub async fn receive(
 }
 
 /// Dispatches the message and seals the reply. Our own failures become `success`.
-async fn answer(state: &AppState, query: &CallbackQuery, inbound: &Inbound) -> Response {
-    let ctx = Context::from_arc(Arc::clone(&inbound.message));
+async fn answer(state: &CallbackState, query: &CallbackQuery, inbound: &Inbound) -> Response {
+    let ctx = Context::from_arc(Arc::clone(&inbound.message)).with_tasks(state.tasks().clone());
     let reply = match std::panic::AssertUnwindSafe(state.router().dispatch(ctx))
         .catch_unwind()
         .await

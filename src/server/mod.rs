@@ -1,6 +1,7 @@
-//! The HTTP edge (axum). [`app`] builds the whole surface without binding a socket;
-//! [`Server::bind`] opens the store, settles the token, binds the listener; [`serve`] runs
-//! until Ctrl-C or SIGTERM and shuts down gracefully.
+//! The HTTP edge of the callback (axum). [`routes`] builds the callback's surface without
+//! binding a socket; [`listen::serve`] runs a surface on a listener with the limits a public
+//! endpoint needs. The whole product's surface (push APIs, detail pages, routes of your own)
+//! is put together by [`crate::app::App`].
 //!
 //! Routes:
 //! - `GET {path}`: URL verification (echoes `echostr`).
@@ -11,8 +12,6 @@ pub mod callback;
 pub mod listen;
 pub mod replay;
 
-use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
@@ -20,35 +19,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::bot::Router;
+use crate::bot::tasks::Tasks;
 use crate::config::Config;
 use crate::store::{Store, StoreError};
-use crate::wechat::{CryptoError, Mode, Protocol};
-
-/// Why the server could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    /// The configured key is unusable (validation normally catches this first).
-    #[error("[wechat] encoding_aes_key: {0}")]
-    Crypto(#[from] CryptoError),
-    /// The store could not be opened.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// `[server] listen`.
-        addr: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The server stopped with an I/O error.
-    #[error("server error: {0}")]
-    Io(#[from] std::io::Error),
-}
+use crate::wechat::Protocol;
 
 /// Where the callback token came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,9 +53,9 @@ pub async fn resolve_token(
     Ok((token, TokenSource::Generated { new }))
 }
 
-/// Shared state of the HTTP surface. Cheap to clone.
+/// Shared state of the callback's surface. Cheap to clone.
 #[derive(Clone)]
-pub struct AppState {
+pub struct CallbackState {
     inner: Arc<Shared>,
 }
 
@@ -87,16 +64,19 @@ struct Shared {
     replay: replay::ReplayGuard,
     router: Arc<Router>,
     store: Store,
+    tasks: Tasks,
     path: String,
     body_limit: usize,
 }
 
-impl AppState {
-    /// State for a protocol, a router and a store, serving the callback at `path`.
+impl CallbackState {
+    /// State for a protocol, a router and a store, serving the callback at `path`. Work a
+    /// message leaves running (a reply past the deadline) goes to `tasks`.
     pub fn new(
         protocol: Protocol,
         router: Router,
         store: Store,
+        tasks: Tasks,
         path: &str,
         body_limit: usize,
     ) -> Self {
@@ -107,10 +87,16 @@ impl AppState {
                 protocol,
                 router: Arc::new(router),
                 store,
+                tasks,
                 path: path.to_owned(),
                 body_limit,
             }),
         }
+    }
+
+    /// The tasks of the app this surface belongs to.
+    pub fn tasks(&self) -> &Tasks {
+        &self.inner.tasks
     }
 
     /// The callback protocol.
@@ -139,14 +125,14 @@ impl AppState {
     }
 }
 
-/// The whole HTTP surface.
+/// The callback's HTTP surface: `GET`/`POST {path}` and `/healthz`.
 ///
 /// Layers, outermost first:
 /// - on the callback path, a panic anywhere in the request (not only in the bot, which
 ///   isolates its own) answers `success`, so a follower never sees WeChat's error notice;
 /// - the handlers bound the body themselves (`[server] body_limit`, read with a timeout)
 ///   after checking the signature, so an unsigned request never costs a body read.
-pub fn app(state: AppState) -> axum::Router {
+pub fn routes(state: CallbackState) -> axum::Router {
     let path = state.inner.path.clone();
     let callback = get(callback::verify_url)
         .post(callback::receive)
@@ -157,7 +143,7 @@ pub fn app(state: AppState) -> axum::Router {
         .with_state(state)
 }
 
-async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+async fn healthz(State(state): State<CallbackState>) -> impl IntoResponse {
     match state.store().ping().await {
         Ok(()) => (
             StatusCode::OK,
@@ -171,160 +157,6 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
             )
         }
     }
-}
-
-/// A bound, ready server.
-pub struct Server {
-    listener: TcpListener,
-    app: axum::Router,
-    local_addr: SocketAddr,
-    path: String,
-    public_url: String,
-    mode: Mode,
-    token: String,
-    token_source: TokenSource,
-    limits: listen::Limits,
-    store: Store,
-}
-
-impl std::fmt::Debug for Server {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server")
-            .field("local_addr", &self.local_addr)
-            .field("mode", &self.mode)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Server {
-    /// Opens the store (running migrations), settles the token, builds the protocol and binds
-    /// `[server] listen`.
-    pub async fn bind(config: &Config, router: Router) -> Result<Self, ServerError> {
-        let store = Store::open(&config.storage.url).await?;
-        Self::bind_with_store(config, store, router).await
-    }
-
-    /// As [`Server::bind`], with a store already open (the router's middleware uses it too).
-    pub async fn bind_with_store(
-        config: &Config,
-        store: Store,
-        router: Router,
-    ) -> Result<Self, ServerError> {
-        let (token, token_source) = resolve_token(config, &store).await?;
-        let protocol = config.wechat.protocol(&token)?;
-        let state = AppState::new(
-            protocol,
-            router,
-            store.clone(),
-            &config.server.path,
-            config.server.body_limit,
-        );
-        let listener = TcpListener::bind(&config.server.listen)
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: config.server.listen.clone(),
-                source,
-            })?;
-        let local_addr = listener.local_addr()?;
-        Ok(Self {
-            listener,
-            app: app(state),
-            local_addr,
-            path: config.server.path.clone(),
-            public_url: config.server.public_url.clone(),
-            mode: config.wechat.mode,
-            token,
-            token_source,
-            limits: listen::Limits::default(),
-            store,
-        })
-    }
-
-    /// Adds routes beside the callback (the push APIs and the detail page).
-    pub fn with_routes(mut self, routes: axum::Router) -> Self {
-        self.app = self.app.merge(routes);
-        self
-    }
-
-    /// Replaces the connection limits (tests use short ones).
-    pub fn with_limits(mut self, limits: listen::Limits) -> Self {
-        self.limits = limits;
-        self
-    }
-
-    /// The bound address (useful with port 0).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// `http://ADDR{path}`.
-    pub fn callback_url(&self) -> String {
-        format!("http://{}{}", self.local_addr, self.path)
-    }
-
-    /// Where the token came from.
-    pub fn token_source(&self) -> &TokenSource {
-        &self.token_source
-    }
-
-    /// Serves until `shutdown` completes, then finishes in-flight requests (see [`listen`])
-    /// and writes what the store still has queued.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), ServerError> {
-        listen::serve(self.listener, self.app, shutdown, self.limits).await?;
-        // Replies still being worked on (past the deadline, or whose connection WeChat
-        // dropped) are delivered before the process ends.
-        if !crate::bot::tasks::wait_idle(self.limits.shutdown_grace).await {
-            tracing::warn!(
-                tasks = crate::bot::tasks::active(),
-                "late replies still in progress at shutdown are abandoned"
-            );
-        }
-        // Write what the store still has queued (the message log, dedup records).
-        if let Err(e) = self.store.flush().await {
-            tracing::error!(error = %e, "queued store writes could not be flushed at shutdown");
-        }
-        Ok(())
-    }
-
-    /// Prints what a newcomer needs (address, mode, a freshly generated token once), then
-    /// serves until Ctrl-C or SIGTERM.
-    pub async fn run_until_signal(self) -> Result<(), ServerError> {
-        println!(
-            "huixin listening on {} ({} mode)",
-            self.callback_url(),
-            self.mode.as_str()
-        );
-        if !self.public_url.is_empty() {
-            println!(
-                "URL to set in the WeChat console: {}{}",
-                self.public_url.trim_end_matches('/'),
-                self.path
-            );
-        }
-        match self.token_source {
-            TokenSource::Generated { new: true } => println!(
-                "generated callback token (shown once; set it as Token in the WeChat console, \
-                 or set [wechat] token): {}",
-                self.token
-            ),
-            TokenSource::Generated { new: false } => println!(
-                "using the callback token generated on first start (`huixin token --callback` shows it)"
-            ),
-            TokenSource::Configured => {}
-        }
-        tracing::info!(addr = %self.local_addr, mode = self.mode.as_str(), "serving");
-        self.run(shutdown_signal()).await?;
-        tracing::info!("stopped");
-        Ok(())
-    }
-}
-
-/// Binds and serves `router` with `config` until Ctrl-C or SIGTERM.
-pub async fn serve(config: &Config, router: Router) -> Result<(), ServerError> {
-    Server::bind(config, router).await?.run_until_signal().await
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -1,5 +1,5 @@
-//! Shared helpers: start the real server on port 0 with a real SQLite file, and play WeChat
-//! against it with huixin's simulator.
+//! Shared helpers: start the real app ([`huixin::app::App`], what `huixin serve` runs) on port 0
+//! with a real SQLite file, and play WeChat against it with huixin's simulator.
 
 #![allow(dead_code)]
 
@@ -8,9 +8,9 @@ pub mod process;
 
 use std::path::{Path, PathBuf};
 
+use huixin::app::App;
 use huixin::bot::Router;
 use huixin::config::Config;
-use huixin::server::Server;
 use huixin::server::listen::Limits;
 use huixin::simulator::Simulator;
 use huixin::wechat::{Mode, MsgCrypt};
@@ -87,17 +87,18 @@ extra_app_ids = ["{COMPONENT_APP_ID}"]
     Config::from_toml(&toml).expect("test config is valid")
 }
 
-/// Starts the real server on port 0 with `router`.
+/// Starts the real app on port 0 with `router` as its whole bot (no configured middleware, no
+/// rules).
 pub async fn start(mode: Mode, router: Router) -> TestServer {
     start_with(mode, router, "").await
 }
 
-/// Starts the real server with extra `[wechat]` settings.
+/// Starts the real app with extra `[wechat]` settings.
 pub async fn start_with(mode: Mode, router: Router, extra_wechat: &str) -> TestServer {
     start_limited(mode, router, extra_wechat, Limits::default()).await
 }
 
-/// Starts the real server with given connection limits.
+/// Starts the real app with given connection limits.
 pub async fn start_limited(
     mode: Mode,
     router: Router,
@@ -106,27 +107,33 @@ pub async fn start_limited(
 ) -> TestServer {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = config(mode, dir.path(), extra_wechat);
-    let server = Server::bind(&config, router)
+    let app = App::builder(config)
+        .bot(router)
+        .limits(limits)
+        .build()
         .await
-        .expect("server binds")
-        .with_limits(limits);
-    launch(server, config, dir)
+        .expect("app builds");
+    launch(app, dir).await
 }
 
-/// Runs a bound server in the background until the returned handle drops.
-pub fn launch(server: Server, config: Config, dir: tempfile::TempDir) -> TestServer {
-    let mode = config.wechat.mode;
-    let url = server.callback_url();
-    let base = format!("http://{}", server.local_addr());
+/// Serves a built app on port 0 in the background until the returned handle drops.
+pub async fn launch(app: App, dir: tempfile::TempDir) -> TestServer {
+    let config = app.config().clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds port 0");
+    let addr = listener.local_addr().expect("bound address");
+    let base = format!("http://{addr}");
+    let url = format!("{base}{}", config.server.path);
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        let _ = server
-            .run(async move {
+        let _ = app
+            .serve(listener, async move {
                 let _ = rx.await;
             })
             .await;
     });
-    let sim = simulator(&url, mode, APP_ID);
+    let sim = simulator(&url, config.wechat.mode, APP_ID);
     TestServer {
         url,
         base,
@@ -197,64 +204,57 @@ pub struct Pipeline {
     pub late: std::sync::Arc<Recorded>,
 }
 
-/// Starts the real server with the middleware of `[bot]` (from `sections`) and the routes
-/// `routes` adds to them. `db` names a shared database file, or `None` for a fresh one.
+/// Starts the real app with the middleware of `[bot]` (from `sections`) and, in place of the
+/// rules, the routes `routes` adds to an empty router. `db` names a shared database file, or
+/// `None` for a fresh one.
 pub async fn start_pipeline(
     mode: Mode,
     sections: &str,
     db: Option<&Path>,
-    routes: impl FnOnce(Router, huixin::rules::context::Services, &Config) -> Router,
+    routes: impl FnOnce(Router) -> Router,
 ) -> Pipeline {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = config_full(mode, dir.path(), "", sections);
     if let Some(db) = db {
         config.storage.url = format!("sqlite://{}", db.display());
     }
-    let store = huixin::store::Store::open(&config.storage.url)
-        .await
-        .expect("store");
     let late = std::sync::Arc::new(Recorded::default());
-    let (layers, services) = huixin::bot::pipeline::layers(&config, &store, late.clone())
+    let app = App::builder(config)
+        .without_rules()
+        .merge(routes(Router::new()))
+        .late_replies(late.clone())
+        .build()
         .await
-        .expect("layers");
-    let router = routes(layers, services, &config);
-    serve_pipeline(config, store, router, late, dir).await
+        .expect("app builds");
+    serve_pipeline(app, late, dir).await
 }
 
-/// Binds and runs `router` on `store` in the background.
+/// Serves `app` in the background, keeping its store and recorded late replies at hand.
 async fn serve_pipeline(
-    config: Config,
-    store: huixin::store::Store,
-    router: Router,
+    app: App,
     late: std::sync::Arc<Recorded>,
     dir: tempfile::TempDir,
 ) -> Pipeline {
-    let server = Server::bind_with_store(&config, store.clone(), router)
-        .await
-        .expect("server binds");
+    let store = app.store().clone();
     Pipeline {
-        server: launch(server, config, dir),
+        server: launch(app, dir).await,
         store,
         late,
     }
 }
 
-/// Starts the real server as `huixin serve` runs it (`pipeline::bot`): the pipeline around
-/// the rules of `rules_dir` (reloaded every 50 ms), with extra config `sections`.
+/// Starts the real app as `huixin serve` runs it: the pipeline around the rules of
+/// `rules_dir` (reloaded every 50 ms), with extra config `sections`; late replies recorded.
 pub async fn start_rules(mode: Mode, sections: &str, rules_dir: &Path) -> Pipeline {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = config_full(mode, dir.path(), "", sections);
     config.rules.dir = rules_dir.to_path_buf();
-    let store = huixin::store::Store::open(&config.storage.url)
-        .await
-        .expect("store");
     let late = std::sync::Arc::new(Recorded::default());
-    let rules = std::sync::Arc::new(
-        huixin::rules::Rules::open(&config.rules, Vec::new()).expect("rules load"),
-    );
-    rules.spawn_watcher(std::time::Duration::from_millis(50));
-    let router = huixin::bot::pipeline::bot(&config, &store, rules, late.clone())
+    let app = App::builder(config)
+        .late_replies(late.clone())
+        .rules_watch(std::time::Duration::from_millis(50))
+        .build()
         .await
-        .expect("pipeline");
-    serve_pipeline(config, store, router, late, dir).await
+        .expect("app builds");
+    serve_pipeline(app, late, dir).await
 }

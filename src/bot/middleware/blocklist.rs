@@ -36,10 +36,15 @@ impl Blocklist {
     }
 
     /// Rereads the store's list every `every`, so a block made in another process applies
-    /// here too; stops when the list is dropped.
-    pub fn spawn_refresh(self: &Arc<Self>, store: Store, every: std::time::Duration) {
+    /// here too; one of `tasks`' background loops, it also stops when the list is dropped.
+    pub fn spawn_refresh(
+        self: &Arc<Self>,
+        store: Store,
+        every: std::time::Duration,
+        tasks: &crate::bot::tasks::Tasks,
+    ) {
         let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
+        tasks.spawn_loop("blocklist refresh", async move {
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
             loop {

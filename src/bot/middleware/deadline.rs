@@ -12,7 +12,7 @@ use futures_util::FutureExt;
 use tracing::Instrument;
 
 use crate::bot::late::LateReplies;
-use crate::bot::{BotError, BoxFuture, Context, Middleware, Next, panic_message, tasks};
+use crate::bot::{BotError, BoxFuture, Context, Middleware, Next, panic_message};
 use crate::wechat::Reply;
 
 /// Receives a reply that missed the deadline (installed by `dedup`).
@@ -41,6 +41,7 @@ impl Middleware for Deadline {
             let trail = ctx.trail.clone();
             let sink = ctx.extensions.get::<LateSink>().cloned();
             let message = ctx.message.clone();
+            let tasks = ctx.tasks.clone();
             // Race the inner pipeline here; only when the deadline passes does it move into a
             // task of its own to run to the end (no task per message on the fast path).
             let mut inner = next.run(ctx);
@@ -52,7 +53,7 @@ impl Middleware for Deadline {
                         deadline_ms = limit.as_millis() as u64,
                         "reply not ready by the deadline: answered success; the reply will follow"
                     );
-                    tasks::spawn(
+                    tasks.spawn(
                         async move {
                             let outcome = std::panic::AssertUnwindSafe(inner).catch_unwind().await;
                             let reply = match outcome {

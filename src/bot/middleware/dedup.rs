@@ -32,7 +32,8 @@ use tracing::Instrument;
 
 use super::deadline::LateSink;
 use crate::bot::late::LateReplies;
-use crate::bot::{BotError, BoxFuture, Context, Middleware, Next, panic_message, tasks};
+use crate::bot::tasks::Tasks;
+use crate::bot::{BotError, BoxFuture, Context, Middleware, Next, panic_message};
 use crate::store::{DedupRecord, Deferred, Store};
 use crate::wechat::signature::unix_now;
 use crate::wechat::{Message, Reply};
@@ -192,14 +193,15 @@ impl Dedup {
         }
     }
 
-    /// Starts reading other processes' records; stops when the layer is dropped.
-    pub fn spawn_sync(&self) {
+    /// Starts reading other processes' records, as one of `tasks`' background loops; stops
+    /// when they stop or the layer is dropped.
+    pub fn spawn_sync(&self, tasks: &Tasks) {
         if self.inner.store.is_none() {
             return;
         }
         let weak = Arc::downgrade(&self.inner);
         let window = self.inner.window;
-        tokio::spawn(sync(weak, window));
+        tasks.spawn_loop("dedup sync", sync(weak, window));
     }
 }
 
@@ -437,7 +439,8 @@ impl Middleware for Dedup {
                         let inner = Arc::clone(&inner);
                         let key = key.clone();
                         let abandoned = Arc::clone(&abandoned);
-                        tasks::spawn(
+                        let tasks = ctx.tasks.clone();
+                        tasks.spawn(
                             async move {
                                 let result =
                                     match AssertUnwindSafe(next.run(ctx)).catch_unwind().await {

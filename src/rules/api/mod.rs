@@ -8,8 +8,9 @@
 //! - [`follower`]: what is known about users; the runtime blocklist.
 //! - [`time`]: the clock and date formatting in `[rules] timezone`.
 //! - [`random`]: random numbers and choices.
-//! - [`crate::outbound::script`]: sending customer-service and template messages.
-//! - [`crate::push::script`]: pushes, topics and push keys.
+//!
+//! Modules above the rules add theirs through the same seam, without the rules knowing them:
+//! [`crate::app::script_modules`] registers sending (outbound) and pushes.
 
 pub mod follower;
 pub mod message;
@@ -39,8 +40,6 @@ pub fn builtin(timezone: jiff::tz::TimeZone) -> Vec<Arc<dyn ScriptModule>> {
         Arc::new(follower::Followers),
         Arc::new(time::Clock { timezone }),
         Arc::new(random::Randomness),
-        Arc::new(crate::outbound::script::Sending),
-        Arc::new(crate::push::script::PushFunctions),
     ]
 }
 

@@ -1,22 +1,23 @@
-//! The bot `huixin serve` runs: the middleware listed in `[bot] middleware` (outermost
-//! first, see [`super::middleware`]) around a handler that runs the Rhai rules. Rust users can
-//! take [`layers`] and add their own middleware and routes to it, or use [`bot`] whole.
+//! The bot an [`super::App`] runs: the middleware listed in `[bot] middleware` (outermost
+//! first, see [`crate::bot::middleware`]), then the routes of the push service and of the
+//! app's builder, then a catch-all route that runs the Rhai rules.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::Extensions;
 
-use super::late::LateReplies;
-use super::middleware::Blocklist;
-use super::middleware::blocklist::BlocklistLayer;
-use super::middleware::deadline::Deadline;
-use super::middleware::dedup::Dedup;
-use super::middleware::followers::Followers;
-use super::middleware::log::InboundLog;
-use super::middleware::rate_limit::RateLimit;
-use super::middleware::trace::Trace;
-use super::{Context, Flow, Router, filter};
+use crate::bot::late::LateReplies;
+use crate::bot::middleware::Blocklist;
+use crate::bot::middleware::blocklist::BlocklistLayer;
+use crate::bot::middleware::deadline::Deadline;
+use crate::bot::middleware::dedup::Dedup;
+use crate::bot::middleware::followers::Followers;
+use crate::bot::middleware::log::InboundLog;
+use crate::bot::middleware::rate_limit::RateLimit;
+use crate::bot::middleware::trace::Trace;
+use crate::bot::tasks::Tasks;
+use crate::bot::{Context, Flow, Router, filter};
 use crate::config::Config;
 use crate::rules::Rules;
 use crate::rules::context::Services;
@@ -27,29 +28,21 @@ use crate::wechat::Reply;
 const BLOCKLIST_REFRESH: Duration = Duration::from_secs(10);
 
 /// The middleware of `[bot] middleware`, in order, with no routes yet. Returns the router and
-/// the services rules use (the store, the blocklist the `blocklist` layer consults).
+/// the services rules use (the store, the blocklist the `blocklist` layer consults, the
+/// `extensions` other modules give their script functions, the app's tasks). Background loops
+/// (the blocklist's and dedup's readers of other processes' writes) run as `tasks`' loops.
 pub async fn layers(
     config: &Config,
     store: &Store,
     late: Arc<dyn LateReplies>,
-) -> Result<(Router, Services), StoreError> {
-    layers_with(config, store, late, Extensions::new()).await
-}
-
-/// As [`layers`], with `extensions` handed to rules: how other modules (outbound messages,
-/// pushes) give their script functions the handles they need
-/// ([`crate::rules::context::Services::extensions`]).
-pub async fn layers_with(
-    config: &Config,
-    store: &Store,
-    late: Arc<dyn LateReplies>,
     extensions: Extensions,
+    tasks: &Tasks,
 ) -> Result<(Router, Services), StoreError> {
     let bot = &config.bot;
     let deadline = Duration::from_millis(bot.reply_deadline_ms);
     let blocklist = Arc::new(Blocklist::new(bot.blocklist.iter().cloned()));
     blocklist.load(store).await?;
-    blocklist.spawn_refresh(store.clone(), BLOCKLIST_REFRESH);
+    blocklist.spawn_refresh(store.clone(), BLOCKLIST_REFRESH, tasks);
     let mut router = Router::new();
     for name in &bot.middleware {
         router = match name.as_str() {
@@ -64,7 +57,7 @@ pub async fn layers_with(
                     Some(store.clone()),
                     log_retries,
                 );
-                dedup.spawn_sync();
+                dedup.spawn_sync(tasks);
                 router.layer(dedup)
             }
             "deadline" => router.layer(Deadline::new(deadline, Arc::clone(&late))),
@@ -86,31 +79,10 @@ pub async fn layers_with(
         store: Some(store.clone()),
         blocklist: Some(blocklist),
         extensions: Arc::new(extensions),
+        tasks: tasks.clone(),
+        ..Services::default()
     };
     Ok((router, services))
-}
-
-/// The configured middleware around the rules: what `huixin serve` runs.
-pub async fn bot(
-    config: &Config,
-    store: &Store,
-    rules: Arc<Rules>,
-    late: Arc<dyn LateReplies>,
-) -> Result<Router, StoreError> {
-    bot_with(config, store, rules, late, Extensions::new()).await
-}
-
-/// As [`bot`], with `extensions` for the script functions of other modules (register the
-/// functions themselves with [`Rules::open`]).
-pub async fn bot_with(
-    config: &Config,
-    store: &Store,
-    rules: Arc<Rules>,
-    late: Arc<dyn LateReplies>,
-    extensions: Extensions,
-) -> Result<Router, StoreError> {
-    let (router, services) = layers_with(config, store, late, extensions).await?;
-    Ok(with_rules(router, rules, services))
 }
 
 /// Adds the route that runs `rules` (a catch-all: routes added after it never run).

@@ -1,0 +1,46 @@
+//! Retention: old log rows, dedup records, expired sessions and old pushes are pruned every
+//! hour, as one of the app's background loops.
+
+use std::time::Duration;
+
+use crate::bot::tasks::Tasks;
+use crate::config::Config;
+use crate::store::Store;
+use crate::wechat::signature::unix_now;
+
+/// How often the store is pruned.
+const EVERY: Duration = Duration::from_secs(3600);
+
+/// Starts pruning `store` by `[bot] log_retention_days` and `[push] retention_days`.
+pub(super) fn spawn(tasks: &Tasks, store: &Store, config: &Config) {
+    let store = store.clone();
+    let retention_days = config.bot.log_retention_days;
+    let push_retention_days = config.push.retention_days;
+    tasks.spawn_loop("pruning", async move {
+        let mut tick = tokio::time::interval(EVERY);
+        loop {
+            tick.tick().await;
+            prune(&store, retention_days, push_retention_days).await;
+        }
+    });
+}
+
+async fn prune(store: &Store, retention_days: u32, push_retention_days: u32) {
+    match store.prune(retention_days).await {
+        Ok(p) => tracing::debug!(
+            log = p.log,
+            dedup = p.dedup,
+            sessions = p.sessions,
+            "pruned"
+        ),
+        Err(e) => tracing::warn!(error = %e, "pruning the store failed"),
+    }
+    if push_retention_days > 0 {
+        let before = unix_now() - i64::from(push_retention_days) * 86_400;
+        match store.backend().push_purge(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(pushes = n, "old pushes purged ([push] retention_days)"),
+            Err(e) => tracing::warn!(error = %e, "purging old pushes failed"),
+        }
+    }
+}
