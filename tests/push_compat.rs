@@ -1,5 +1,5 @@
 //! The push APIs of other services (Bark, ntfy, Gotify, ServerChan, PushDeer) over real HTTP:
-//! the push routes served on port 0 over a real SQLite file, driven with reqwest. Each test
+//! the app served on port 0 over a real SQLite file, driven with reqwest. Each test
 //! checks the answer's exact shape, as those services' clients read it, and what was stored.
 
 use huixin::config::Config;
@@ -39,17 +39,25 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Starts the push routes with `rate` pushes per key per minute.
+/// Starts the app (push APIs beside the callback, no delivery worker: what is stored stays
+/// as accepted) with `rate` pushes per key per minute.
 async fn start_with(rate: u32) -> Harness {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("push.db").display());
     let store = Store::open(&url).await.expect("store opens");
     let config = Config::from_toml(&format!(
         "[wechat]\napp_id = \"wx49f0ab532d5d035a\"\napp_secret = \"testsecret\"\n\
+         api_base = \"http://127.0.0.1:9\"\n\
          [push]\ntemplate_id = \"tpl\"\nrate_limit_per_minute = {rate}\n"
     ))
     .expect("config");
-    let pushes = Pushes::new(&config, store.clone());
+    let app = huixin::app::App::builder(config)
+        .store(store.clone())
+        .without_push_worker()
+        .build()
+        .await
+        .expect("app builds");
+    let pushes = app.pushes().clone();
     let user = pushes
         .create_key(&Scope::User(USER.into()), "user", None)
         .await
@@ -77,10 +85,8 @@ async fn start_with(rate: u32) -> Harness {
         .await
         .expect("binds");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    pushes.set_public_base(&base);
-    let app = huixin::push::api::routes(pushes, 262_144);
     let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
+        let _ = app.serve(listener, std::future::pending()).await;
     });
     Harness {
         base,

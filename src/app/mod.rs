@@ -444,13 +444,13 @@ impl App {
         }
         let worker = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
         // Stopping the loops also tells the worker to hand back what it has not started.
-        let loops = self.tasks.stop_loops(LOOPS_GRACE);
-        if let Some(worker) = worker {
-            if tokio::time::timeout(WORKER_GRACE, worker).await.is_err() {
-                tracing::warn!("push sends still in flight at shutdown are abandoned");
-            }
+        self.tasks.stop();
+        if let Some(worker) = worker
+            && tokio::time::timeout(WORKER_GRACE, worker).await.is_err()
+        {
+            tracing::warn!("push sends still in flight at shutdown are abandoned");
         }
-        if !loops.await {
+        if !self.tasks.stop_loops(LOOPS_GRACE).await {
             tracing::warn!("background tasks did not stop in time");
         }
         if let Err(e) = self.store.flush().await {

@@ -83,11 +83,16 @@ impl Tasks {
         self.stop.is_cancelled()
     }
 
+    /// Tells the background loops (and whatever waits on [`Tasks::stopping`]) to stop.
+    pub fn stop(&self) {
+        self.stop.cancel();
+        self.loops.close();
+    }
+
     /// Stops the background loops and waits (up to `limit`) until they ended; true when
     /// they did.
     pub async fn stop_loops(&self, limit: Duration) -> bool {
-        self.stop.cancel();
-        self.loops.close();
+        self.stop();
         tokio::time::timeout(limit, self.loops.wait()).await.is_ok()
     }
 }
