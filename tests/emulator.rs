@@ -1726,6 +1726,49 @@ followers = ["o_a", "o_b"]
     assert_eq!(s.bot.unwrap().callback_url, "http://10.0.0.5:8080/wechat");
 }
 
+#[tokio::test]
+async fn the_configured_push_template_exists_without_registering_it() {
+    // The README's path: one config for the emulator and huixin, `[push] template_id` set.
+    let config = Config::from_toml(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\
+         [wechat]\napp_id = \"{APP_ID}\"\napp_secret = \"{SECRET}\"\n\
+         [push]\ntemplate_id = \"TEMPLATE_ID\"\n"
+    ))
+    .unwrap();
+    let em = start(Settings::from_config(&config, None)).await;
+    let token = em.classic_token().await;
+    let mut body = template(DEFAULT_OPENID);
+    body["template_id"] = json!("TEMPLATE_ID");
+    let v = em.api_post(TEMPLATE_SEND, &token, body).await;
+    assert_eq!(errcode(&v), 0, "{v}");
+    assert!(v["msgid"].is_u64(), "{v}");
+    // The built-in template is still there, beside it.
+    assert_eq!(template_ids(&em).await, [TEMPLATE, "TEMPLATE_ID"]);
+
+    // Without a template configured, only the built-in one.
+    let config = Config::from_toml(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\
+         [wechat]\napp_id = \"{APP_ID}\"\napp_secret = \"{SECRET}\"\n"
+    ))
+    .unwrap();
+    let em = start(Settings::from_config(&config, None)).await;
+    assert_eq!(template_ids(&em).await, [TEMPLATE]);
+}
+
+/// The ids of `get_all_private_template`, in order.
+async fn template_ids(em: &Running) -> Vec<String> {
+    let token = em.classic_token().await;
+    let v = em
+        .api_get("/cgi-bin/template/get_all_private_template", &token, "")
+        .await;
+    v["template_list"]
+        .as_array()
+        .expect("template_list")
+        .iter()
+        .filter_map(|t| t["template_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
 // ---------------------------------------------------------------------------------------
 // Playing WeChat toward the real huixin server
 // ---------------------------------------------------------------------------------------

@@ -65,9 +65,19 @@ async fn slow(
     delay: Duration,
     answer: &'static str,
 ) -> (Pipeline, Arc<AtomicUsize>) {
+    slow_in(Mode::Plain, sections, delay, answer).await
+}
+
+/// As [`slow`], in `mode`.
+async fn slow_in(
+    mode: Mode,
+    sections: &str,
+    delay: Duration,
+    answer: &'static str,
+) -> (Pipeline, Arc<AtomicUsize>) {
     let runs = Arc::new(AtomicUsize::new(0));
     let r = runs.clone();
-    let p = start_pipeline(Mode::Plain, sections, None, move |layers: Router| {
+    let p = start_pipeline(mode, sections, None, move |layers: Router| {
         layers.route(filter::any(), move |_ctx: Context| {
             let r = r.clone();
             async move {
@@ -195,6 +205,108 @@ async fn a_retry_during_the_first_attempt_waits_for_its_reply() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn every_try_waiting_at_once_gets_the_reply() {
+    // WeChat can have several tries of one message open at once; each one that waits for the
+    // first attempt gets its reply, and the rules run once. Several rounds: the tries race.
+    for mode in MODES {
+        let (p, runs) = slow_in(mode, "", Duration::from_millis(400), "one for all").await;
+        for round in 0..4 {
+            let from = format!("o_many_{round}");
+            let prepared = p.server.sim.prepare(xml(&text("hi"), &from), &from);
+            let tries: Vec<_> = (0..3)
+                .map(|_| {
+                    let sim = p.server.sim.clone();
+                    let prepared = prepared.clone();
+                    tokio::spawn(async move { sim.send_prepared(&prepared).await.unwrap() })
+                })
+                .collect();
+            for (i, attempt) in tries.into_iter().enumerate() {
+                let exchange = attempt.await.unwrap();
+                assert_eq!(
+                    reply(&exchange),
+                    Reply::text("one for all"),
+                    "{mode:?}, round {round}, try {i}"
+                );
+            }
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 4, "{mode:?}");
+    }
+}
+
+/// `prepared`, sent to the callback of `to` instead (the same signed request).
+fn aimed_at(prepared: &Prepared, from: &Pipeline, to: &Pipeline) -> Prepared {
+    let query = prepared
+        .url
+        .strip_prefix(&from.server.url)
+        .expect("prepared for `from`");
+    Prepared {
+        url: format!("{}{query}", to.server.url),
+        ..prepared.clone()
+    }
+}
+
+/// The reply XML of an exchange, decrypted when it came encrypted.
+fn reply_xml(e: &Exchange) -> String {
+    assert_eq!(e.status, 200, "{}", e.body);
+    e.reply_xml.clone().expect("a reply, not `success`")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_is_answered_with_the_first_replys_exact_bytes() {
+    // A second passes between the tries: a reply rendered again would carry a new CreateTime.
+    let pause = Duration::from_millis(1100);
+    for mode in MODES {
+        let (p, runs) = slow_in(mode, "", Duration::ZERO, "same bytes").await;
+        let prepared = p.server.sim.prepare(xml(&text("hi"), "o_bytes"), "o_bytes");
+        let first = reply_xml(&p.server.sim.send_prepared(&prepared).await.unwrap());
+        tokio::time::sleep(pause).await;
+        let retry = reply_xml(&p.server.sim.send_prepared(&prepared).await.unwrap());
+        assert_eq!(retry, first, "{mode:?}");
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
+
+    // A late reply that rode on a waiting retry is what a later try gets, byte for byte.
+    let (p, _) = slow(
+        "[bot]\nreply_deadline_ms = 1000",
+        Duration::from_millis(1600),
+        "late, then again",
+    )
+    .await;
+    let prepared = p.server.sim.prepare(xml(&text("hi"), "o_bytes"), "o_bytes");
+    assert_eq!(
+        p.server.sim.send_prepared(&prepared).await.unwrap().body,
+        "success"
+    );
+    let ridden = reply_xml(&p.server.sim.send_prepared(&prepared).await.unwrap());
+    tokio::time::sleep(pause).await;
+    let again = reply_xml(&p.server.sim.send_prepared(&prepared).await.unwrap());
+    assert_eq!(again, ridden);
+
+    // Another process answers a retry from the stored record, with the same bytes.
+    let db = tempfile::tempdir().unwrap();
+    let db = db.path().join("shared.db");
+    let route = |name: &'static str| {
+        move |layers: Router| {
+            layers.route(filter::any(), move |_ctx: Context| async move {
+                Flow::Reply(Reply::text(format!("from {name}")))
+            })
+        }
+    };
+    for mode in MODES {
+        let a = start_pipeline(mode, "", Some(&db), route("A")).await;
+        let b = start_pipeline(mode, "", Some(&db), route("B")).await;
+        let from = format!("o_bytes_{}", mode.as_str());
+        let prepared = a.server.sim.prepare(xml(&text("shared"), &from), &from);
+        let first = reply_xml(&a.server.sim.send_prepared(&prepared).await.unwrap());
+        // The records sync every second; give them two.
+        tokio::time::sleep(Duration::from_millis(2200)).await;
+        let to_b = aimed_at(&prepared, &a, &b);
+        let retry = reply_xml(&b.server.sim.send_prepared(&to_b).await.unwrap());
+        assert_eq!(retry, first, "{mode:?}: B replays A's reply as A sent it");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_reply_past_the_deadline_rides_on_the_waiting_retry() {
     // Deadline 1 s, the handler needs 1.6 s; the retry comes when the first attempt is
     // answered `success` and waits up to 1 s more, by which time the reply is ready.
@@ -319,7 +431,12 @@ async fn two_processes_on_one_database_share_dedup() {
     );
     // WeChat's retry comes 5 s later; the records sync every second. Give them two.
     tokio::time::sleep(Duration::from_millis(2200)).await;
-    let retry = b.server.sim.send_prepared(&prepared).await.unwrap();
+    let retry = b
+        .server
+        .sim
+        .send_prepared(&aimed_at(&prepared, &a, &b))
+        .await
+        .unwrap();
     assert_eq!(reply(&retry), Reply::text("from A"), "B replays A's reply");
     assert_eq!(
         (runs_a.load(Ordering::SeqCst), runs_b.load(Ordering::SeqCst)),

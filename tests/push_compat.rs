@@ -374,6 +374,57 @@ async fn bark_path_forms_decode_and_win_over_query_and_form() {
 }
 
 #[tokio::test]
+async fn bark_paths_accept_a_trailing_slash() {
+    let h = start().await;
+    // qinglong posts its JSON to `BARK_PUSH=https://host/KEY/`.
+    let (status, body) = send(
+        h.post(&format!("/{}/", h.user))
+            .json(&json!({ "title": "ql", "body": "task done" })),
+    )
+    .await;
+    assert_bark_ok(status, &body);
+    let push = h.last().await;
+    assert_eq!(
+        (push.title.as_str(), push.body.as_str()),
+        ("ql", "task done")
+    );
+
+    let (status, body) = send(h.get(&format!("/{}/?title=q&body=from%20query", h.user))).await;
+    assert_bark_ok(status, &body);
+    assert_eq!(h.last().await.body, "from query");
+
+    let (status, body) = send(h.get(&format!("/{}/only%20body/", h.user))).await;
+    assert_bark_ok(status, &body);
+    assert_eq!(h.last().await.body, "only body");
+
+    let (status, body) = send(h.post(&format!("/{}/T2/B2/", h.user))).await;
+    assert_bark_ok(status, &body);
+    let push = h.last().await;
+    assert_eq!((push.title.as_str(), push.body.as_str()), ("T2", "B2"));
+
+    let (status, body) = send(h.get(&format!("/{}/T3/Sub/B3/", h.user))).await;
+    assert_bark_ok(status, &body);
+    let push = h.last().await;
+    assert_eq!(
+        (push.title.as_str(), push.body.as_str()),
+        ("T3", "Sub\n\nB3")
+    );
+
+    let (status, body) = send(h.post_form(
+        &format!("/{}/T4/Sub/B4/", h.user),
+        &[("url", "https://example.com/4")],
+    ))
+    .await;
+    assert_bark_ok(status, &body);
+    assert_eq!(h.last().await.url.as_deref(), Some("https://example.com/4"));
+    assert_eq!(h.count().await, 6);
+
+    // The slash changes nothing else: an unknown key is still refused in Bark's shape.
+    let (status, body) = send(h.get("/nosuchkeynosuchkeynosuchkey/body/")).await;
+    assert_bark_error(status, &body, 401);
+}
+
+#[tokio::test]
 async fn bark_rate_limit() {
     let h = start_with(2).await;
     for _ in 0..2 {
@@ -652,6 +703,70 @@ async fn ntfy_json_with_bearer_names_a_topic() {
     .await;
     assert_ntfy_error(status, &body, 40401);
     assert_eq!(h.count().await, 3);
+}
+
+#[tokio::test]
+async fn ntfy_json_takes_the_fields_it_leaves_out_from_headers() {
+    let h = start().await;
+    // Apprise's `ntfy://…?click=URL`: a JSON body, the link (and more) as headers.
+    let (status, body) = send(
+        h.post("/")
+            .header("X-Click", "https://example.com/from-header")
+            .header("X-Title", "Header title")
+            .header("X-Priority", "high")
+            .header("X-Tags", "a, b")
+            .header("X-Icon", "https://example.com/i.png")
+            .header("X-Markdown", "yes")
+            .json(&json!({ "topic": h.user, "message": "from **apprise**" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_ntfy_message(&body, &h.user);
+    assert_eq!(body["click"], "https://example.com/from-header");
+    assert_eq!(body["title"], "Header title");
+    assert_eq!(body["priority"], 4);
+    assert_eq!(body["tags"], json!(["a", "b"]));
+    assert_eq!(body["icon"], "https://example.com/i.png");
+    assert_eq!(body["content_type"], "text/markdown");
+    let push = h.last().await;
+    assert_eq!(push.url.as_deref(), Some("https://example.com/from-header"));
+    assert_eq!(push.title, "Header title");
+    assert_eq!(push.body, "from **apprise**");
+
+    // What the JSON sets wins; headers without `X-`, short names and the query fill the rest.
+    let (status, body) = send(
+        h.post("/?tags=q1")
+            .header("Click", "https://example.com/header")
+            .header("t", "header")
+            .header("prio", "min")
+            .json(&json!({
+                "topic": h.user,
+                "message": "m",
+                "title": "json",
+                "click": "https://example.com/json",
+                "priority": 5,
+            })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["title"], "json");
+    assert_eq!(body["click"], "https://example.com/json");
+    assert_eq!(body["priority"], 5);
+    assert_eq!(body["tags"], json!(["q1"]));
+    assert_eq!(
+        h.last().await.url.as_deref(),
+        Some("https://example.com/json")
+    );
+
+    // A bad priority header is refused as in the raw form.
+    let (status, body) = send(
+        h.post("/")
+            .header("X-Priority", "loud")
+            .json(&json!({ "topic": h.user, "message": "m" })),
+    )
+    .await;
+    assert_ntfy_error(status, &body, 40007);
+    assert_eq!(h.count().await, 2);
 }
 
 #[tokio::test]

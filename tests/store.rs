@@ -12,7 +12,7 @@ use huixin::store::push::{
     Attempt, Claimed, KeyRow, NewPush, Outcome, PushRow, RecipientRow, Topic,
 };
 use huixin::store::{
-    DedupRecord, Deferred, Follower, LogEntry, Pruned, SessionChange, Store, StoreError,
+    DedupRecord, DedupState, Deferred, Follower, LogEntry, Pruned, SessionChange, Store, StoreError,
 };
 use huixin::wechat::signature::unix_now;
 
@@ -122,8 +122,10 @@ mod suite {
         DedupRecord {
             key: key.into(),
             owner: owner.into(),
-            state: state.into(),
+            state: DedupState::parse(state).expect("a dedup state"),
             reply: reply.map(Into::into),
+            // An answered record carries its reply's CreateTime, a second before the write.
+            reply_time: reply.map(|_| at - 1),
             updated_at: at,
         }
     }
@@ -2253,7 +2255,42 @@ async fn sqlite_file_is_wal_with_each_migration_once() {
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(versions, [1, 2, 3, 4]);
+    assert_eq!(versions, [1, 2, 3, 4, 5]);
+}
+
+/// A dedup record in a state this version does not know (a newer process's) is left out of
+/// the changes, not an error that would hide the others.
+#[tokio::test]
+async fn sqlite_dedup_records_in_an_unknown_state_are_left_out() {
+    use sqlx::sqlite::SqlitePoolOptions;
+
+    let (_dir, url) = fresh_sqlite().await;
+    let store = Store::open(&url).await.unwrap();
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO dedup (key, owner, state, reply, reply_time, updated_at) VALUES \
+         ('known', 'p', 'answered', '{\"type\":\"success\"}', 99, 100), \
+         ('future', 'p', 'frozen', NULL, NULL, 100)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let changes = store.backend().dedup_changes(0, "me").await.unwrap();
+    assert_eq!(
+        changes,
+        [DedupRecord {
+            key: "known".into(),
+            owner: "p".into(),
+            state: DedupState::Answered,
+            reply: Some("{\"type\":\"success\"}".into()),
+            reply_time: Some(99),
+            updated_at: 100,
+        }]
+    );
 }
 
 /// The batch writer on its own, over a backend that records each batch (and can fail or

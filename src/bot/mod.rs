@@ -156,13 +156,52 @@ impl Context {
     }
 }
 
+/// What became of a message, as the inbound log records it (`inbound_log.outcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// `answered`: the reply went out passively, in time.
+    Answered,
+    /// `late`: the deadline passed; `success` went out and the reply followed separately.
+    Late,
+    /// `retry`: a WeChat retry, answered by `dedup` without running the rules.
+    Retry,
+    /// `failed`: a handler or middleware failed or panicked; answered `success`.
+    Failed,
+    /// `blocked`: the user is on the blocklist; ignored.
+    Blocked,
+    /// `limited`: the user sent too fast; ignored (or told so).
+    Limited,
+}
+
+impl Outcome {
+    /// The spelling in the log's `outcome` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Answered => "answered",
+            Self::Late => "late",
+            Self::Retry => "retry",
+            Self::Failed => "failed",
+            Self::Blocked => "blocked",
+            Self::Limited => "limited",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What happened to one message on its way through the pipeline, for the layers that report
-/// on it (the inbound log): whether the deadline passed, whether a layer answered for it.
+/// on it (the inbound log) and for the HTTP edge: whether the deadline passed, whether a
+/// layer answered for it, the `CreateTime` its reply must carry.
 #[derive(Debug, Default)]
 pub struct Trail {
     late: AtomicBool,
-    outcome: Mutex<Option<&'static str>>,
+    outcome: Mutex<Option<Outcome>>,
     replied_by: Mutex<Option<String>>,
+    create_time: Mutex<Option<i64>>,
 }
 
 impl Trail {
@@ -176,13 +215,14 @@ impl Trail {
         self.late.load(Ordering::SeqCst)
     }
 
-    /// A layer answered for the message (`retry`, `blocked`, `limited`).
-    pub fn set_outcome(&self, outcome: &'static str) {
+    /// A layer answered for the message ([`Outcome::Retry`], [`Outcome::Blocked`],
+    /// [`Outcome::Limited`]).
+    pub fn set_outcome(&self, outcome: Outcome) {
         *self.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
     }
 
     /// What a layer set, if any.
-    pub fn outcome(&self) -> Option<&'static str> {
+    pub fn outcome(&self) -> Option<Outcome> {
         *self.outcome.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -197,6 +237,17 @@ impl Trail {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The reply must be rendered with this `CreateTime` (Unix seconds): `dedup` sets it so
+    /// that every try of one message is answered with the same bytes.
+    pub fn set_create_time(&self, create_time: i64) {
+        *self.create_time.lock().unwrap_or_else(|p| p.into_inner()) = Some(create_time);
+    }
+
+    /// The `CreateTime` set for the reply; `None`: render it with the current time.
+    pub fn create_time(&self) -> Option<i64> {
+        *self.create_time.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -72,6 +72,9 @@ use crate::wechat::{Mode, MsgCrypt};
 pub const DEFAULT_OPENID: &str = "o_huixin_simulated_user";
 /// `ToUserName` of the messages the emulator sends to the bot (the account's original id).
 pub const DEFAULT_ACCOUNT_ID: &str = "gh_huixin_emulated";
+/// The template every emulated account has (`{{title.DATA}}`, `{{summary.DATA}}`,
+/// `{{time.DATA}}`, as huixin's pushes fill them).
+pub const BUILTIN_TEMPLATE_ID: &str = "huixin_template_1";
 /// What a WeChat user sees when the account's server fails to answer properly.
 pub const ERROR_NOTICE: &str = "该公众号暂时无法提供服务，请稍后再试";
 
@@ -95,11 +98,14 @@ pub struct Settings {
     pub bot: Option<BotTarget>,
     /// Users following from the start, counted as having interacted now.
     pub followers: Vec<String>,
+    /// Template ids the account has from the start, besides [`BUILTIN_TEMPLATE_ID`], each
+    /// with the fields huixin's pushes fill (`title`, `summary`, `time`).
+    pub templates: Vec<String>,
 }
 
 impl Default for Settings {
     /// Any credentials, WeChat's lifetimes (7200 s, 300 s grace), no latency, a 5 s reply
-    /// timeout, no bot, no followers.
+    /// timeout, no bot, no followers, only the built-in template.
     fn default() -> Self {
         Self {
             app_id: String::new(),
@@ -110,6 +116,7 @@ impl Default for Settings {
             reply_timeout: Duration::from_secs(5),
             bot: None,
             followers: Vec::new(),
+            templates: Vec::new(),
         }
     }
 }
@@ -125,6 +132,7 @@ impl std::fmt::Debug for Settings {
             .field("reply_timeout", &self.reply_timeout)
             .field("bot", &self.bot)
             .field("followers", &self.followers.len())
+            .field("templates", &self.templates)
             .finish_non_exhaustive()
     }
 }
@@ -194,6 +202,13 @@ impl Settings {
             reply_timeout: Duration::from_millis(em.reply_timeout_ms),
             bot,
             followers,
+            // The template huixin pushes with exists in the account it plays, so pushing works
+            // against the emulator as configured, without registering it by hand.
+            templates: Some(config.push.template_id.trim())
+                .filter(|id| !id.is_empty())
+                .map(str::to_owned)
+                .into_iter()
+                .collect(),
         }
     }
 }
@@ -309,7 +324,8 @@ impl Clock {
 }
 
 impl Emulator {
-    /// An emulator with `settings`: one template, the followers seeded, no menu.
+    /// An emulator with `settings`: the built-in template and those of
+    /// [`Settings::templates`], the followers seeded, no menu.
     pub fn new(settings: Settings) -> Self {
         let clock = Clock::new();
         let bot = settings.bot.as_ref().map(build_simulator);

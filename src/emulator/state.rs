@@ -6,13 +6,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::Settings;
 use super::media::Media;
 use super::oauth::OAuth;
 use super::qrcode::QrCodes;
 use super::record::{CallRecord, Fault};
 use super::tokens::Tokens;
 use super::users::Users;
+use super::{BUILTIN_TEMPLATE_ID, Settings};
 
 /// Most calls remembered; older ones are dropped first.
 pub(crate) const MAX_CALLS: usize = 100_000;
@@ -59,6 +59,15 @@ impl State {
         for openid in &settings.followers {
             users.upsert(openid, true, Some(now), unix_ms);
         }
+        let mut templates = vec![push_template(BUILTIN_TEMPLATE_ID)];
+        for id in &settings.templates {
+            if !templates
+                .iter()
+                .any(|t| t.get("template_id").and_then(Value::as_str) == Some(id.as_str()))
+            {
+                templates.push(push_template(id));
+            }
+        }
         Self {
             calls: VecDeque::new(),
             next_call: 1,
@@ -66,14 +75,7 @@ impl State {
             tokens: Tokens::default(),
             users,
             next_delivery: 1,
-            templates: vec![json!({
-                "template_id": "huixin_template_1",
-                "title": "huixin notice",
-                "primary_industry": "IT",
-                "deputy_industry": "Internet",
-                "content": "{{title.DATA}}\n{{summary.DATA}}\n{{time.DATA}}",
-                "example": "",
-            })],
+            templates,
             client_msg_ids: RecentIds::default(),
             // Real msgids are large; start somewhere random so ids differ between runs.
             next_msgid: 2_000_000_000_000_000 + rand::random::<u32>() as u64 * 1_000,
@@ -119,6 +121,18 @@ impl State {
         }
         Some(taken)
     }
+}
+
+/// A template with the fields huixin's pushes fill, as `template_list` lists it.
+fn push_template(id: &str) -> Value {
+    json!({
+        "template_id": id,
+        "title": "huixin notice",
+        "primary_industry": "IT",
+        "deputy_industry": "Internet",
+        "content": "{{title.DATA}}\n{{summary.DATA}}\n{{time.DATA}}",
+        "example": "",
+    })
 }
 
 /// Ids remembered for a while, forgotten oldest first (constant time per send, however many).

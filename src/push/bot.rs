@@ -5,7 +5,7 @@
 use super::deliver::job_finished;
 use super::service::Pushes;
 use crate::bot::{Context, Flow, Router, filter};
-use crate::wechat::message::{Event, MessageKind, SendStatus};
+use crate::wechat::message::{Event, MessageKind};
 
 /// The QR scene prefix of topic invitations.
 pub const TOPIC_SCENE_PREFIX: &str = "topic:";
@@ -22,13 +22,7 @@ pub fn routes(router: Router, pushes: Pushes) -> Router {
                     if let MessageKind::Event(Event::TemplateSendJobFinish(done)) =
                         &ctx.message.kind
                     {
-                        let status = match &done.status {
-                            SendStatus::Success => "success",
-                            SendStatus::UserBlock => "failed:user block",
-                            SendStatus::SystemFailed => "failed: system failed",
-                            SendStatus::Other(s) => s.as_str(),
-                        };
-                        job_finished(&pushes, done.msg_id.0, status);
+                        job_finished(&pushes, done.msg_id.0, done.status.clone());
                     }
                     Flow::Next
                 }

@@ -17,6 +17,7 @@ use super::render::{TEMPLATE_FIELD_MAX_CHARS, summary, template_value};
 use super::service::Pushes;
 use crate::outbound::{ApiError, Client, TemplateMessage};
 use crate::store::push::{Attempt, Claimed, Outcome, PushRow};
+use crate::wechat::message::SendStatus;
 use crate::wechat::signature::unix_now;
 
 /// How often the worker looks for due work when nothing woke it (other processes' pushes,
@@ -377,15 +378,14 @@ async fn settle(pushes: &Pushes, owner: &str, batch: &[Outcome]) {
     // same client_msg_id, which WeChat recognises.
 }
 
-/// Applies a `TEMPLATESENDJOBFINISH` event: `status` is `success`, `failed:user block` or
-/// `failed: system failed`. When it arrives before the send's answer was recorded, it is
-/// applied again a little later.
-pub fn job_finished(pushes: &Pushes, msgid: u64, status: &str) {
+/// Applies a `TEMPLATESENDJOBFINISH` event: a recipient is delivered on
+/// [`SendStatus::Success`], else failed with WeChat's spelling of the status as its error.
+/// When it arrives before the send's answer was recorded, it is applied again a little later.
+pub fn job_finished(pushes: &Pushes, msgid: u64, status: SendStatus) {
     let Ok(msgid) = i64::try_from(msgid) else {
         return;
     };
-    let delivered = status.trim().eq_ignore_ascii_case("success");
-    let status = status.trim().to_owned();
+    let delivered = status.is_success();
     let pushes = pushes.clone();
     tokio::spawn(async move {
         for delay in [0u64, 200, 1_000, 3_000, 10_000] {
@@ -393,7 +393,7 @@ pub fn job_finished(pushes: &Pushes, msgid: u64, status: &str) {
             match pushes
                 .store()
                 .backend()
-                .push_finished(msgid, delivered, &status, unix_now())
+                .push_finished(msgid, delivered, status.as_str(), unix_now())
                 .await
             {
                 Ok(0) => continue,

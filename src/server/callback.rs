@@ -105,6 +105,7 @@ pub async fn receive(
 /// Dispatches the message and seals the reply. Our own failures become `success`.
 async fn answer(state: &CallbackState, query: &CallbackQuery, inbound: &Inbound) -> Response {
     let ctx = Context::from_arc(Arc::clone(&inbound.message)).with_tasks(state.tasks().clone());
+    let trail = Arc::clone(&ctx.trail);
     let reply = match std::panic::AssertUnwindSafe(state.router().dispatch(ctx))
         .catch_unwind()
         .await
@@ -122,7 +123,9 @@ async fn answer(state: &CallbackState, query: &CallbackQuery, inbound: &Inbound)
             Reply::Success
         }
     };
-    let sealed = state.protocol().seal(inbound, &reply, query, unix_now());
+    // A retry answered by `dedup` carries the first answer's CreateTime: the same bytes again.
+    let create_time = trail.create_time().unwrap_or_else(unix_now);
+    let sealed = state.protocol().seal(inbound, &reply, query, create_time);
     for note in &sealed.notes {
         warn!(
             %note,

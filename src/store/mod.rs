@@ -138,18 +138,57 @@ pub struct LogEntry {
     pub outcome: String,
 }
 
+/// Where the message of a dedup record stands (`dedup.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DedupState {
+    /// `running`: the first attempt's rules are at work.
+    Running,
+    /// `answered`: the reply went out passively; retries get it again.
+    Answered,
+    /// `late`: the reply went to the customer-service sender; retries get `success`.
+    Late,
+}
+
+impl DedupState {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Answered => "answered",
+            Self::Late => "late",
+        }
+    }
+
+    /// The state a stored spelling names; `None` for one this version does not know.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "running" => Some(Self::Running),
+            "answered" => Some(Self::Answered),
+            "late" => Some(Self::Late),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for DedupState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A dedup record as shared between processes.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DedupRecord {
     /// The message key.
     pub key: String,
     /// The process that ran the rules.
     pub owner: String,
-    /// `running`, `answered` (the reply went out passively) or `late` (it went to the
-    /// customer-service sender; retries get `success`).
-    pub state: String,
+    /// Where the message stands.
+    pub state: DedupState,
     /// The reply as JSON, once known.
     pub reply: Option<String>,
+    /// The `CreateTime` the reply was first rendered with, once it went out passively.
+    pub reply_time: Option<i64>,
     /// Last change, Unix seconds.
     pub updated_at: i64,
 }
@@ -221,7 +260,8 @@ pub trait Backend: push::PushStore + Send + Sync + 'static {
 
     /// Writes a batch of deferred writes in one transaction.
     async fn write_batch(&self, batch: &[Deferred]) -> Result<(), StoreError>;
-    /// Dedup records changed at or after `since` by other processes than `owner`.
+    /// Dedup records changed at or after `since` by other processes than `owner` (records
+    /// in a state this version does not know are left out).
     async fn dedup_changes(&self, since: i64, owner: &str) -> Result<Vec<DedupRecord>, StoreError>;
     /// The latest inbound log rows, newest first.
     async fn recent_log(&self, limit: u32) -> Result<Vec<LogEntry>, StoreError>;

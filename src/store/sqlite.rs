@@ -18,14 +18,43 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    Backend, DedupRecord, Deferred, Follower, LogEntry, NewToken, Pruned, SessionChange,
-    StoreError, TokenRow,
+    Backend, DedupRecord, DedupState, Deferred, Follower, LogEntry, NewToken, Pruned,
+    SessionChange, StoreError, TokenRow,
 };
 use crate::wechat::signature::unix_now;
 
 mod push;
 
 static MIGRATOR: Migrator = sqlx::migrate!("src/store/migrations");
+
+/// A `dedup` row as stored; the state becomes a [`DedupState`] here, at the boundary.
+#[derive(sqlx::FromRow)]
+struct DedupRow {
+    key: String,
+    owner: String,
+    state: String,
+    reply: Option<String>,
+    reply_time: Option<i64>,
+    updated_at: i64,
+}
+
+impl DedupRow {
+    /// The record; `None` for a state this version does not know (a newer process's).
+    fn into_record(self) -> Option<DedupRecord> {
+        let Some(state) = DedupState::parse(&self.state) else {
+            tracing::warn!(key = %self.key, state = %self.state.escape_debug(), "dedup record in an unknown state; ignored");
+            return None;
+        };
+        Some(DedupRecord {
+            key: self.key,
+            owner: self.owner,
+            state,
+            reply: self.reply,
+            reply_time: self.reply_time,
+            updated_at: self.updated_at,
+        })
+    }
+}
 
 /// A store in an SQLite file.
 #[derive(Debug, Clone)]
@@ -261,16 +290,17 @@ impl Backend for SqliteBackend {
                 }
                 Deferred::Dedup(r) => {
                     sqlx::query(
-                        "INSERT INTO dedup (key, owner, state, reply, updated_at) \
-                         VALUES (?1, ?2, ?3, ?4, ?5) \
+                        "INSERT INTO dedup (key, owner, state, reply, reply_time, updated_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
                          ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, \
                            state = excluded.state, reply = excluded.reply, \
-                           updated_at = excluded.updated_at",
+                           reply_time = excluded.reply_time, updated_at = excluded.updated_at",
                     )
                     .bind(&r.key)
                     .bind(&r.owner)
-                    .bind(&r.state)
+                    .bind(r.state.as_str())
                     .bind(&r.reply)
+                    .bind(r.reply_time)
                     .bind(r.updated_at)
                     .execute(&mut *tx)
                     .await?;
@@ -293,14 +323,15 @@ impl Backend for SqliteBackend {
     }
 
     async fn dedup_changes(&self, since: i64, owner: &str) -> Result<Vec<DedupRecord>, StoreError> {
-        Ok(sqlx::query_as::<_, DedupRecord>(
-            "SELECT key, owner, state, reply, updated_at FROM dedup \
+        let rows = sqlx::query_as::<_, DedupRow>(
+            "SELECT key, owner, state, reply, reply_time, updated_at FROM dedup \
              WHERE updated_at >= ?1 AND owner <> ?2",
         )
         .bind(since)
         .bind(owner)
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        Ok(rows.into_iter().filter_map(DedupRow::into_record).collect())
     }
 
     async fn recent_log(&self, limit: u32) -> Result<Vec<LogEntry>, StoreError> {

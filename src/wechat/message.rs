@@ -317,7 +317,8 @@ pub struct LocationSelect {
     pub poiname: Option<String>,
 }
 
-/// The delivery status in `TEMPLATESENDJOBFINISH`.
+/// The delivery status in `TEMPLATESENDJOBFINISH` (`Status`), parsed once here; spacing and
+/// case vary in the wild (`failed:user block`, `failed: system failed`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendStatus {
     /// `success`.
@@ -326,12 +327,13 @@ pub enum SendStatus {
     UserBlock,
     /// `failed: system failed`.
     SystemFailed,
-    /// Anything else, as sent.
-    Other(String),
+    /// Any other status, as sent (trimmed).
+    Unknown(String),
 }
 
 impl SendStatus {
-    fn parse(s: &str) -> Self {
+    /// The status a `Status` value names.
+    pub fn parse(s: &str) -> Self {
         let norm: String = s
             .chars()
             .filter(|c| !c.is_whitespace())
@@ -341,8 +343,29 @@ impl SendStatus {
             "success" => Self::Success,
             "failed:userblock" => Self::UserBlock,
             "failed:systemfailed" => Self::SystemFailed,
-            _ => Self::Other(s.to_owned()),
+            _ => Self::Unknown(s.trim().to_owned()),
         }
+    }
+
+    /// WeChat's spelling of the status (for an unknown one, the value as sent).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Success => "success",
+            Self::UserBlock => "failed:user block",
+            Self::SystemFailed => "failed: system failed",
+            Self::Unknown(s) => s,
+        }
+    }
+
+    /// Whether the message reached the user.
+    pub fn is_success(&self) -> bool {
+        matches!(self, Self::Success)
+    }
+}
+
+impl std::fmt::Display for SendStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
-use crate::bot::{BotError, BoxFuture, Context, Middleware, Next};
+use crate::bot::{BotError, BoxFuture, Context, Middleware, Next, Outcome};
 use crate::store::{Store, StoreError};
 use crate::wechat::{Event, Reply};
 
@@ -105,7 +105,7 @@ pub struct BlocklistLayer(pub Arc<Blocklist>);
 impl Middleware for BlocklistLayer {
     fn call(&self, ctx: Context, next: Next) -> BoxFuture<Result<Reply, BotError>> {
         if self.0.contains(ctx.message.from.as_str()) && !is_job_report(&ctx) {
-            ctx.trail.set_outcome("blocked");
+            ctx.trail.set_outcome(Outcome::Blocked);
             tracing::debug!("message from a blocked user ignored");
             return Box::pin(async { Ok(Reply::Success) });
         }

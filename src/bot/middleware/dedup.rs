@@ -5,16 +5,20 @@
 //! The key (reference §5) is `FromUserName` + `MsgId` for messages, and `FromUserName` +
 //! `CreateTime` + `Event` + `EventKey` for events (bare `MsgId` collides across users).
 //!
-//! Each key is in one of these states:
-//! - **running**: the first attempt's rules are at work. A retry arriving now waits for the
-//!   reply (up to `[bot] reply_deadline_ms`, then `success`).
-//! - **answered**: the reply went out passively; every retry gets the same reply again.
+//! Each key is in one of these states ([`DedupState`] in the store):
+//! - **running**: the first attempt's rules are at work. Every retry arriving now waits for
+//!   the reply (up to `[bot] reply_deadline_ms`, then `success`); WeChat may have several
+//!   tries open at once, and each one waiting gets the reply.
+//! - **answered**: the reply went out passively; every retry gets the same reply again, with
+//!   the same `CreateTime`, so the same XML bytes (the time is set on the [`Trail`] for the
+//!   HTTP edge to render with, and stored with the record).
 //! - **late**: the first attempt hit the deadline and answered `success`, and the reply came
 //!   when no retry was waiting: it went to the customer-service sender, so retries get
 //!   `success` (the user is not sent the reply twice).
 //!
-//! When the reply misses the deadline while a retry waits, it rides on that retry as a
-//! passive reply instead: delivered once, without the customer-service API's quota or window.
+//! When the reply misses the deadline while retries wait, it rides on them as a passive reply
+//! instead: one message answered once (WeChat reads one answer per message), without the
+//! customer-service API's quota or window.
 //!
 //! Several processes on one database: records are written to the store in batches and every
 //! process reads the others' every second, far inside WeChat's 5 s between tries, so a retry
@@ -33,8 +37,8 @@ use tracing::Instrument;
 use super::deadline::LateSink;
 use crate::bot::late::LateReplies;
 use crate::bot::tasks::Tasks;
-use crate::bot::{BotError, BoxFuture, Context, Middleware, Next, panic_message};
-use crate::store::{DedupRecord, Deferred, Store};
+use crate::bot::{BotError, BoxFuture, Context, Middleware, Next, Outcome, Trail, panic_message};
+use crate::store::{DedupRecord, DedupState, Deferred, Store};
 use crate::wechat::signature::unix_now;
 use crate::wechat::{Message, Reply};
 
@@ -84,20 +88,58 @@ pub fn key_of(m: &Message) -> String {
     }
 }
 
+/// A reply as it first went out passively: what every later try of the message gets.
+#[derive(Debug, Clone)]
+struct Answer {
+    reply: Reply,
+    /// The `CreateTime` it was rendered with; `None` when unknown (a record written by an
+    /// older version), then rendered with the current time.
+    create_time: Option<i64>,
+}
+
+impl Answer {
+    /// `reply`, going out now.
+    fn now(reply: Reply) -> Self {
+        Self {
+            reply,
+            create_time: Some(unix_now()),
+        }
+    }
+
+    /// `success`, which has no XML and so no time.
+    fn success() -> Self {
+        Self {
+            reply: Reply::Success,
+            create_time: None,
+        }
+    }
+
+    /// The reply, its time noted on the trail for the HTTP edge to render with.
+    fn into_reply(self, trail: &Trail) -> Reply {
+        if let Some(at) = self.create_time {
+            trail.set_create_time(at);
+        }
+        self.reply
+    }
+}
+
 struct Waiter {
     id: u64,
-    tx: oneshot::Sender<Reply>,
+    tx: oneshot::Sender<Answer>,
 }
 
 enum State {
-    /// Ours, running; a retry may be waiting.
-    Running { waiter: Option<Waiter> },
+    /// Ours, running; retries may be waiting, each on its own channel.
+    Running { waiters: Vec<Waiter> },
     /// The reply went out passively.
-    Answered(Reply),
+    Answered(Answer),
     /// The reply went to the customer-service sender.
     Late,
     /// Another process's record as last read.
-    Foreign { answered: Option<Reply>, late: bool },
+    Foreign {
+        answered: Option<Answer>,
+        late: bool,
+    },
 }
 
 struct Entry {
@@ -134,8 +176,8 @@ impl Table {
 
 enum Claim {
     Run,
-    Replay(Reply),
-    Wait(u64, oneshot::Receiver<Reply>),
+    Replay(Answer),
+    Wait(u64, oneshot::Receiver<Answer>),
     WaitForeign,
 }
 
@@ -216,18 +258,19 @@ impl Inner {
             store.defer(Deferred::Log(super::log::entry(
                 message,
                 reply.msg_type(),
-                "retry",
+                Outcome::Retry,
             )));
         }
     }
 
-    fn persist(&self, key: &str, state: &str, reply: Option<&Reply>) {
+    fn persist(&self, key: &str, state: DedupState, answer: Option<&Answer>) {
         if let Some(store) = &self.store {
             store.defer(Deferred::Dedup(DedupRecord {
                 key: key.to_owned(),
                 owner: self.owner.clone(),
-                state: state.to_owned(),
-                reply: reply.and_then(|r| serde_json::to_string(r).ok()),
+                state,
+                reply: answer.and_then(|a| serde_json::to_string(&a.reply).ok()),
+                reply_time: answer.and_then(|a| a.create_time),
                 updated_at: unix_now(),
             }));
         }
@@ -238,60 +281,72 @@ impl Inner {
         let mut table = self.table();
         table.prune(now, self.window);
         let Some(entry) = table.entries.get_mut(key) else {
-            table.insert(key, State::Running { waiter: None }, now);
+            table.insert(
+                key,
+                State::Running {
+                    waiters: Vec::new(),
+                },
+                now,
+            );
             return Claim::Run;
         };
         match &mut entry.state {
-            State::Answered(reply) => Claim::Replay(reply.clone()),
-            State::Late => Claim::Replay(Reply::Success),
-            State::Running { waiter } => {
+            State::Answered(answer) => Claim::Replay(answer.clone()),
+            State::Late => Claim::Replay(Answer::success()),
+            State::Running { waiters } => {
+                // Every try WeChat still has open gets the reply: which of them WeChat reads
+                // is its choice, not ours.
                 let (tx, rx) = oneshot::channel();
                 let id = self.next_waiter.fetch_add(1, Ordering::Relaxed);
-                // A newer retry supersedes an older one (whose connection WeChat has dropped).
-                if let Some(old) = waiter.replace(Waiter { id, tx }) {
-                    let _ = old.tx.send(Reply::Success);
-                }
+                waiters.push(Waiter { id, tx });
                 Claim::Wait(id, rx)
             }
             State::Foreign {
-                answered: Some(reply),
+                answered: Some(answer),
                 ..
-            } => Claim::Replay(reply.clone()),
-            State::Foreign { late: true, .. } => Claim::Replay(Reply::Success),
+            } => Claim::Replay(answer.clone()),
+            State::Foreign { late: true, .. } => Claim::Replay(Answer::success()),
             State::Foreign { .. } => Claim::WaitForeign,
         }
     }
 
-    /// The first attempt answered in time: retries get the same reply.
-    fn settle(&self, key: &str, reply: &Reply) {
+    /// The first attempt answered in time: every waiting retry gets the same reply, and so
+    /// does every later one. Returns the reply's `CreateTime`.
+    fn settle(&self, key: &str, reply: &Reply) -> Option<i64> {
+        let answer = Answer::now(reply.clone());
         let mut table = self.table();
         if let Some(entry) = table.entries.get_mut(key) {
-            if let State::Running { waiter } = &mut entry.state
-                && let Some(w) = waiter.take()
-            {
-                let _ = w.tx.send(reply.clone());
+            if let State::Running { waiters } = &mut entry.state {
+                for w in waiters.drain(..) {
+                    let _ = w.tx.send(answer.clone());
+                }
             }
-            entry.state = State::Answered(reply.clone());
+            entry.state = State::Answered(answer.clone());
         }
         drop(table);
-        self.persist(key, "answered", Some(reply));
+        self.persist(key, DedupState::Answered, Some(&answer));
+        answer.create_time
     }
 
-    /// The reply came after the deadline: hand it to a waiting retry, else to `late`.
+    /// The reply came after the deadline: hand it to the waiting retries, else to `late`.
     async fn deliver_late(&self, key: &str, message: &Message, reply: Reply) {
+        let answer = Answer::now(reply);
         let handed = {
             let mut table = self.table();
             match table.entries.get_mut(key) {
                 // Forgotten (the window passed): nobody can be waiting for it.
                 None => false,
                 Some(entry) => {
-                    let waiter = match &mut entry.state {
-                        State::Running { waiter } => waiter.take(),
-                        _ => None,
+                    let waiters = match &mut entry.state {
+                        State::Running { waiters } => std::mem::take(waiters),
+                        _ => Vec::new(),
                     };
-                    let handed = waiter.is_some_and(|w| w.tx.send(reply.clone()).is_ok());
-                    entry.state = if handed || reply == Reply::Success {
-                        State::Answered(reply.clone())
+                    let mut handed = false;
+                    for w in waiters {
+                        handed |= w.tx.send(answer.clone()).is_ok();
+                    }
+                    entry.state = if handed || answer.reply == Reply::Success {
+                        State::Answered(answer.clone())
                     } else {
                         State::Late
                     };
@@ -299,63 +354,62 @@ impl Inner {
                 }
             }
         };
-        if handed || reply == Reply::Success {
+        if handed || answer.reply == Reply::Success {
             if handed {
                 tracing::info!("late reply handed to WeChat's waiting retry");
             }
-            self.persist(key, "answered", Some(&reply));
+            self.persist(key, DedupState::Answered, Some(&answer));
         } else {
-            self.persist(key, "late", None);
-            self.late.deliver(message, reply).await;
+            self.persist(key, DedupState::Late, None);
+            self.late.deliver(message, answer.reply).await;
         }
     }
 
     /// A retry waiting for our own running first attempt.
-    async fn wait(&self, key: &str, id: u64, mut rx: oneshot::Receiver<Reply>) -> Reply {
+    async fn wait(&self, key: &str, id: u64, mut rx: oneshot::Receiver<Answer>) -> Answer {
         match tokio::time::timeout(self.wait, &mut rx).await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(_)) => Reply::Success,
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Answer::success(),
             Err(_) => {
                 let mut table = self.table();
                 let still_mine = match table.entries.get_mut(key).map(|e| &mut e.state) {
-                    Some(State::Running { waiter })
-                        if waiter.as_ref().is_some_and(|w| w.id == id) =>
-                    {
-                        waiter.take();
-                        true
+                    Some(State::Running { waiters }) => {
+                        let before = waiters.len();
+                        waiters.retain(|w| w.id != id);
+                        waiters.len() < before
                     }
                     _ => false,
                 };
                 drop(table);
                 if still_mine {
-                    Reply::Success
+                    Answer::success()
                 } else {
                     // The reply was handed over just as we gave up: it is in the channel.
-                    rx.try_recv().unwrap_or(Reply::Success)
+                    rx.try_recv().unwrap_or_else(|_| Answer::success())
                 }
             }
         }
     }
 
     /// A retry whose first attempt runs in another process: watch its record.
-    async fn wait_foreign(&self, key: &str) -> Reply {
+    async fn wait_foreign(&self, key: &str) -> Answer {
         let until = Instant::now() + self.wait;
         loop {
             {
                 let table = self.table();
                 match table.entries.get(key).map(|e| &e.state) {
                     Some(State::Foreign {
-                        answered: Some(r), ..
+                        answered: Some(a), ..
                     })
-                    | Some(State::Answered(r)) => return r.clone(),
+                    | Some(State::Answered(a)) => return a.clone(),
                     Some(State::Foreign { late: true, .. }) | Some(State::Late) | None => {
-                        return Reply::Success;
+                        return Answer::success();
                     }
                     _ => {}
                 }
             }
             if Instant::now() >= until {
-                return Reply::Success;
+                return Answer::success();
             }
             tokio::time::sleep(FOREIGN_POLL).await;
         }
@@ -367,14 +421,18 @@ impl Inner {
         let mut table = self.table();
         for r in records {
             let foreign = State::Foreign {
-                answered: match r.state.as_str() {
-                    "answered" => r
+                answered: match r.state {
+                    DedupState::Answered => r
                         .reply
                         .as_deref()
-                        .and_then(|j| serde_json::from_str(j).ok()),
-                    _ => None,
+                        .and_then(|j| serde_json::from_str(j).ok())
+                        .map(|reply| Answer {
+                            reply,
+                            create_time: r.reply_time,
+                        }),
+                    DedupState::Running | DedupState::Late => None,
                 },
-                late: r.state == "late",
+                late: r.state == DedupState::Late,
             };
             match table.entries.get_mut(&r.key) {
                 Some(entry) if matches!(entry.state, State::Foreign { .. }) => {
@@ -419,7 +477,7 @@ impl Middleware for Dedup {
             let key = key_of(&ctx.message);
             match inner.claim(&key) {
                 Claim::Run => {
-                    inner.persist(&key, "running", None);
+                    inner.persist(&key, DedupState::Running, None);
                     let sink_inner = Arc::clone(&inner);
                     let sink_key = key.clone();
                     let message = ctx.message.clone();
@@ -456,8 +514,8 @@ impl Middleware for Dedup {
                                     if abandoned.load(Ordering::SeqCst) {
                                         // Nobody holds this attempt's connection any more.
                                         inner.deliver_late(&key, &message, reply).await;
-                                    } else {
-                                        inner.settle(&key, &reply);
+                                    } else if let Some(at) = inner.settle(&key, &reply) {
+                                        trail.set_create_time(at);
                                     }
                                 }
                                 result
@@ -471,14 +529,14 @@ impl Middleware for Dedup {
                         .unwrap_or_else(|join| Err(BotError::Panic(join.to_string())))
                 }
                 claim => {
-                    ctx.trail.set_outcome("retry");
-                    let reply = match claim {
-                        Claim::Replay(reply) => {
+                    ctx.trail.set_outcome(Outcome::Retry);
+                    let answer = match claim {
+                        Claim::Replay(answer) => {
                             tracing::info!(
-                                reply = reply.msg_type(),
+                                reply = answer.reply.msg_type(),
                                 "retry of a handled message: same reply, rules not run"
                             );
-                            reply
+                            answer
                         }
                         Claim::Wait(id, rx) => {
                             tracing::info!(
@@ -493,6 +551,7 @@ impl Middleware for Dedup {
                             inner.wait_foreign(&key).await
                         }
                     };
+                    let reply = answer.into_reply(&ctx.trail);
                     inner.log_retry(&ctx.message, &reply);
                     Ok(reply)
                 }

@@ -4,7 +4,7 @@
 //! this layer, are logged by `dedup` (outcome `retry`) when this layer is on. Rows are written
 //! in batches, off the hot path, and kept `[bot] log_retention_days`.
 
-use crate::bot::{BotError, BoxFuture, Context, Middleware, Next};
+use crate::bot::{BotError, BoxFuture, Context, Middleware, Next, Outcome};
 use crate::store::{Deferred, LogEntry, Store};
 use crate::wechat::message::{Event, MessageKind};
 use crate::wechat::signature::unix_now;
@@ -35,9 +35,9 @@ impl Middleware for InboundLog {
             let result = next.run(ctx).await;
             let outcome = match (&result, trail.outcome()) {
                 (_, Some(set)) => set,
-                (Err(_), None) => "failed",
-                (Ok(_), None) if trail.is_late() => "late",
-                (Ok(_), None) => "answered",
+                (Err(_), None) => Outcome::Failed,
+                (Ok(_), None) if trail.is_late() => Outcome::Late,
+                (Ok(_), None) => Outcome::Answered,
             };
             let reply_type = match &result {
                 Ok(reply) => reply.msg_type(),
@@ -50,7 +50,7 @@ impl Middleware for InboundLog {
 }
 
 /// The log row for a message.
-pub fn entry(m: &Message, reply_type: &str, outcome: &str) -> LogEntry {
+pub fn entry(m: &Message, reply_type: &str, outcome: Outcome) -> LogEntry {
     LogEntry {
         received_at: unix_now(),
         openid: m.from.as_str().to_owned(),
@@ -59,7 +59,7 @@ pub fn entry(m: &Message, reply_type: &str, outcome: &str) -> LogEntry {
         msg_id: m.msg_id.map(|id| id.to_string()),
         summary: summary(m).map(|s| s.chars().take(SUMMARY_CHARS).collect()),
         reply_type: reply_type.to_owned(),
-        outcome: outcome.to_owned(),
+        outcome: outcome.as_str().to_owned(),
     }
 }
 

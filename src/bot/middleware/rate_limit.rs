@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::bot::{BotError, BoxFuture, Context, Middleware, Next};
+use crate::bot::{BotError, BoxFuture, Context, Middleware, Next, Outcome};
 use crate::wechat::Reply;
 
 /// Buckets kept before idle full ones are forgotten.
@@ -84,7 +84,7 @@ impl RateLimit {
 impl Middleware for RateLimit {
     fn call(&self, ctx: Context, next: Next) -> BoxFuture<Result<Reply, BotError>> {
         if ctx.message.is_user_message() && !self.allow(ctx.message.from.as_str()) {
-            ctx.trail.set_outcome("limited");
+            ctx.trail.set_outcome(Outcome::Limited);
             tracing::info!("user over [bot] rate_limit_per_minute; message ignored");
             let reply = self.reply.clone();
             return Box::pin(async move { Ok(reply) });

@@ -2,7 +2,7 @@
 
 use tracing::Instrument;
 
-use crate::bot::{BotError, BoxFuture, Context, Middleware, Next};
+use crate::bot::{BotError, BoxFuture, Context, Middleware, Next, Outcome};
 use crate::wechat::Reply;
 
 /// The `trace` layer.
@@ -28,7 +28,7 @@ impl Middleware for Trace {
                     tracing::debug!(
                         reply = reply.msg_type(),
                         late = trail.is_late(),
-                        outcome = trail.outcome(),
+                        outcome = trail.outcome().map(Outcome::as_str),
                         rule = trail.replied_by(),
                         "handled"
                     );

@@ -6,7 +6,9 @@
 //!   `markdown` (overrides `body`), `url`; Bark's other fields (`group`, `level`, `sound`, …)
 //!   are accepted and ignored. Without a device key, the key of `Authorization` is used.
 //! - `GET|POST /{key}/{body}`, `/{key}/{title}/{body}`, `/{key}/{title}/{subtitle}/{body}`:
-//!   path parts are URL-decoded; query < form < path.
+//!   path parts are URL-decoded; query < form < path. Each form may end with a slash
+//!   (`/{key}/`, `/{key}/{body}/`, …), as bark-server accepts, and qinglong documents
+//!   `BARK_PUSH=https://host/KEY/`.
 //! - `GET /ping`: `{"code":200,"message":"pong","timestamp":…}`.
 //!
 //! The device key is a huixin push key. `subtitle` becomes the first line of the body. A `url`
@@ -62,6 +64,11 @@ pub(super) fn routes() -> axum::Router<Pushes> {
         .route("/{key}/{p1}", get(path2).post(path2))
         .route("/{key}/{p1}/{p2}", get(path3).post(path3))
         .route("/{key}/{p1}/{p2}/{p3}", get(path4).post(path4))
+        // bark-server's router ignores a trailing slash; `/{key}/` is `/{key}` in every way.
+        .route("/{key}/", get(single).post(single).put(single))
+        .route("/{key}/{p1}/", get(path2).post(path2))
+        .route("/{key}/{p1}/{p2}/", get(path3).post(path3))
+        .route("/{key}/{p1}/{p2}/{p3}/", get(path4).post(path4))
 }
 
 /// Bark's answer envelope.

@@ -9,7 +9,8 @@
 //!   `triggered`, as in ntfy.
 //! - `GET|POST|PUT /{topic}/publish` (also `/send`, `/trigger`): the same, for webhooks.
 //! - `POST|PUT /`: JSON `{topic, title, message, priority, tags, click, markdown, icon}`
-//!   (Apprise's shape).
+//!   (Apprise's shape). As in ntfy, the headers and query parameters above still apply to
+//!   the fields the JSON leaves out (Apprise sends `?click=` as an `X-Click` header).
 //! - `GET /v1/health`: `{"healthy":true}`.
 //!
 //! The topic is a huixin push key, unless the request carries a key in `Authorization`
@@ -190,6 +191,53 @@ impl Params<'_> {
             })
         })
     }
+
+    /// `Title`.
+    fn title(&self) -> Option<String> {
+        self.get(&["x-title", "title", "t"])
+    }
+
+    /// `Priority`; 0 when not given.
+    fn priority(&self) -> Result<u8, NtfyError> {
+        match self.get(&["x-priority", "priority", "prio", "p"]) {
+            // A browser's RFC 9218 `Priority: u=1, i` header is not ntfy's.
+            Some(p) if p.contains('=') => Ok(0),
+            Some(p) => parse_priority(&p),
+            None => Ok(0),
+        }
+    }
+
+    /// `Tags`, comma-separated.
+    fn tags(&self) -> Vec<String> {
+        split_tags(
+            &self
+                .get(&["x-tags", "tags", "tag", "ta"])
+                .unwrap_or_default(),
+        )
+    }
+
+    /// `Click`.
+    fn click(&self) -> Option<String> {
+        self.get(&["x-click", "click"])
+    }
+
+    /// `Icon`.
+    fn icon(&self) -> Option<String> {
+        self.get(&["x-icon", "icon"])
+    }
+
+    /// `Markdown`, or a `text/markdown` content type.
+    fn markdown(&self) -> bool {
+        let content_markdown = self
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("text/markdown"));
+        content_markdown
+            || self
+                .get(&["x-markdown", "markdown", "md"])
+                .is_some_and(|m| truthy(&m))
+    }
 }
 
 /// `PUT|POST /{topic}`: the body is the message.
@@ -230,39 +278,28 @@ async fn read_raw(topic: &str, request: Request) -> Result<(Option<String>, Publ
         Some(m) => m.replace("\\n", "\n"),
         None => body.trim_end().to_owned(),
     };
-    let content_markdown = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("text/markdown"));
-    let priority = match params.get(&["x-priority", "priority", "prio", "p"]) {
-        // A browser's RFC 9218 `Priority: u=1, i` header is not ntfy's.
-        Some(p) if p.contains('=') => 0,
-        Some(p) => parse_priority(&p)?,
-        None => 0,
-    };
     let publish = Publish {
         topic: topic.to_owned(),
         message,
-        title: params.get(&["x-title", "title", "t"]),
-        priority,
-        tags: split_tags(
-            &params
-                .get(&["x-tags", "tags", "tag", "ta"])
-                .unwrap_or_default(),
-        ),
-        click: params.get(&["x-click", "click"]),
-        icon: params.get(&["x-icon", "icon"]),
-        markdown: content_markdown
-            || params
-                .get(&["x-markdown", "markdown", "md"])
-                .is_some_and(|m| truthy(&m)),
+        title: params.title(),
+        priority: params.priority()?,
+        tags: params.tags(),
+        click: params.click(),
+        icon: params.icon(),
+        markdown: params.markdown(),
     };
     Ok((bearer_or_basic(&headers), publish))
 }
 
-/// `POST /`: Apprise's JSON.
+/// `POST /`: Apprise's JSON. A field the JSON leaves out (or empty) comes from the headers
+/// and query, as in ntfy, which turns the JSON's fields into headers over the request's own.
 async fn publish_json(State(pushes): State<Pushes>, request: Request) -> Response {
-    let auth = bearer_or_basic(request.headers());
+    let headers = request.headers().clone();
+    let params = Params {
+        headers: &headers,
+        query: query_pairs(request.uri().query()),
+    };
+    let auth = bearer_or_basic(&headers);
     let result = async {
         let fields = Fields::read(request).await.map_err(NtfyError::from)?;
         if !fields.json {
@@ -272,16 +309,23 @@ async fn publish_json(State(pushes): State<Pushes>, request: Request) -> Respons
             Some(Value::Number(n)) => parse_priority(&n.to_string())?,
             _ => parse_priority(&fields.get("priority").unwrap_or_default())?,
         };
-        let markdown = fields.get("markdown").is_some_and(|m| truthy(&m));
+        let priority = match priority {
+            0 => params.priority()?,
+            given => given,
+        };
+        let tags = match fields.list("tags") {
+            tags if tags.is_empty() => params.tags(),
+            tags => tags,
+        };
         Ok(Publish {
             topic: fields.get("topic").unwrap_or_default(),
             message: fields.get("message").unwrap_or_default(),
-            title: fields.get("title"),
+            title: fields.get("title").or_else(|| params.title()),
             priority,
-            tags: fields.list("tags"),
-            click: fields.get("click"),
-            icon: fields.get("icon"),
-            markdown,
+            tags,
+            click: fields.get("click").or_else(|| params.click()),
+            icon: fields.get("icon").or_else(|| params.icon()),
+            markdown: fields.get("markdown").is_some_and(|m| truthy(&m)) || params.markdown(),
         })
     }
     .await;

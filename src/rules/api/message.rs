@@ -203,7 +203,7 @@ fn event_fields(e: &Event, put: &mut impl FnMut(&str, Dynamic)) {
                 SendStatus::Success => "success".to_owned(),
                 SendStatus::UserBlock => "user_block".to_owned(),
                 SendStatus::SystemFailed => "system_failed".to_owned(),
-                SendStatus::Other(other) => other.clone(),
+                SendStatus::Unknown(other) => other.clone(),
             };
             put("status", s(status));
         }
