@@ -2454,3 +2454,144 @@ async fn indented_top_level_imports_are_visible_to_handlers() {
     let set = Arc::new(loader().load_dir(root.path()).unwrap());
     assert_eq!(reply(&set, text("x")).await, t("hi you"));
 }
+
+// --- the rules folder: cycles, odd files, confinement ---------------------------------------
+
+/// A rules folder whose `lib/a` and `lib/b` import each other, imported by `10-main.rhai`.
+fn write_import_cycle(dir: &Path) {
+    write(dir, "lib/a.rhai", "import \"lib/b\" as b;\nfn f() { 1 }\n");
+    write(
+        dir,
+        "lib/b.rhai",
+        "// b\nimport \"lib/a\" as a;\nfn g() { 2 }\n",
+    );
+    write(
+        dir,
+        "10-main.rhai",
+        "import \"lib/a\" as a;\nrule(#{ content: \"ping\" }, |msg| text(\"cycle\"));\n",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_import_cycle_is_a_load_error_and_a_reload_keeps_the_live_rules() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("rules");
+    write(&dir, "a.rhai", &rule_answering("v1"));
+    let config = RulesConfig {
+        dir: dir.clone(),
+        ..RulesConfig::default()
+    };
+    let rules = Rules::open(&config, vec![]).expect("opens");
+    let live = rules.current();
+
+    // Before cycles were caught, this reload overflowed the stack and aborted the process.
+    write_import_cycle(&dir);
+    match rules.reload() {
+        Reload::Failed(errors) => {
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert_eq!(
+                (errors[0].file.as_str(), errors[0].line),
+                ("lib/b.rhai", Some(2)),
+                "{}",
+                errors[0]
+            );
+            assert!(
+                errors[0]
+                    .message
+                    .contains("import cycle: lib/a → lib/b → lib/a"),
+                "{}",
+                errors[0]
+            );
+        }
+        other => panic!("expected Failed, got {other:?}"),
+    }
+    assert!(
+        Arc::ptr_eq(&live, &rules.current()),
+        "the set was not swapped"
+    );
+    let o = rules.run(text("ping"), Services::default()).await;
+    assert_eq!(o.reply, t("v1"));
+
+    // The same folder at start is an error, not a crash.
+    match Rules::open(&config, vec![]) {
+        Err(RulesError::Load(errors)) => {
+            assert!(errors[0].message.contains("import cycle"), "{errors:?}")
+        }
+        other => panic!("expected a load error, got {other:?}"),
+    }
+
+    // A module importing itself, imported from a handler; and a rule file importing itself.
+    let selfish = root.path().join("self");
+    write(
+        &selfish,
+        "lib/me.rhai",
+        "fn f() { 1 }\nimport \"lib/me\" as me;\n",
+    );
+    write(
+        &selfish,
+        "a.rhai",
+        "rule(|msg| { import \"lib/me\" as m; text(\"x\") });\n",
+    );
+    let errors = loader().load_dir(&selfish).expect_err("a cycle");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(
+        (errors[0].file.as_str(), errors[0].line),
+        ("lib/me.rhai", Some(2)),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[0].message.contains("import cycle: lib/me → lib/me"),
+        "{}",
+        errors[0]
+    );
+    write(&selfish, "a.rhai", "// a\nimport \"a\" as a;\n");
+    std::fs::remove_file(selfish.join("lib/me.rhai")).unwrap();
+    let errors = loader().load_dir(&selfish).expect_err("a cycle");
+    assert!(
+        errors[0].message.contains("import cycle: a → a"),
+        "{errors:?}"
+    );
+    assert_eq!(errors[0].file, "a.rhai", "{errors:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn imports_nest_a_bounded_number_of_levels() {
+    let root = tempfile::tempdir().unwrap();
+    let depth = huixin::rules::engine::MAX_IMPORT_DEPTH;
+    // lib/m1 imports lib/m2 … up to the deepest allowed: loads.
+    for i in 1..=depth {
+        let next = if i < depth {
+            format!(
+                "import \"lib/m{}\" as next;\nfn f() {{ next::f() + 1 }}\n",
+                i + 1
+            )
+        } else {
+            "fn f() { 1 }\n".to_owned()
+        };
+        write(root.path(), &format!("lib/m{i}.rhai"), &next);
+    }
+    write(
+        root.path(),
+        "a.rhai",
+        "import \"lib/m1\" as m;\nrule(|msg| text(`${m::f()}`));\n",
+    );
+    let set = Arc::new(loader().load_dir(root.path()).expect("within the depth"));
+    assert_eq!(reply(&set, text("x")).await, t(&depth.to_string()));
+
+    // One more level is refused, at the import that goes too deep.
+    write(
+        root.path(),
+        &format!("lib/m{depth}.rhai"),
+        &format!("import \"lib/m{}\" as next;\nfn f() {{ 1 }}\n", depth + 1),
+    );
+    write(
+        root.path(),
+        &format!("lib/m{}.rhai", depth + 1),
+        "fn f() { 1 }\n",
+    );
+    let errors = loader().load_dir(root.path()).expect_err("too deep");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].file, format!("lib/m{depth}.rhai"), "{errors:?}");
+    assert!(errors[0].message.contains("nest more than"), "{errors:?}");
+}

@@ -5,6 +5,7 @@
 //! the rule's file name. Rhai itself offers scripts no file, network or process access, and
 //! huixin registers none.
 
+use std::cell::RefCell;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -118,8 +119,14 @@ pub fn build(
     engine
 }
 
+/// Modules importing modules: how deep `import` may nest (`a` imports `b` imports `c` is 3).
+/// Each level evaluates a module inside the one importing it, on the same thread's stack.
+pub const MAX_IMPORT_DEPTH: usize = 8;
+
 /// Resolves `import "name"` to `<rules dir>/name.rhai` and nothing else: no absolute paths,
-/// no `..`, no symbolic link leading out of the folder.
+/// no `..`, no symbolic link leading out of the folder. An import cycle (`a` imports `b`
+/// imports `a`), or imports nested deeper than [`MAX_IMPORT_DEPTH`], is an error at the
+/// import that closes it.
 pub struct RulesDirResolver {
     root: PathBuf,
     files: FileModuleResolver,
@@ -152,11 +159,55 @@ impl ModuleResolver for RulesDirResolver {
             return Err(not_found(path, pos));
         }
         let file = self.root.join(format!("{path}.rhai"));
-        match file.canonicalize() {
-            Ok(real) if real.starts_with(&self.root) => {}
+        let real = match file.canonicalize() {
+            Ok(real) if real.starts_with(&self.root) => real,
             _ => return Err(not_found(path, pos)),
-        }
+        };
+        // Rhai evaluates an imported module inside the import, with fresh call-depth counters:
+        // a cycle would recurse until the stack overflows and the process aborts.
+        let _importing = Importing::enter(real, path, pos)?;
         // Resolve against the rules folder, never against the importing file's location.
         self.files.resolve(engine, None, path, pos)
+    }
+}
+
+thread_local! {
+    /// The modules being imported on this thread, outermost first: (file, path as written).
+    static IMPORTING: RefCell<Vec<(PathBuf, String)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One module on the [`IMPORTING`] stack, taken off when its import ends (even by error).
+struct Importing(());
+
+impl Importing {
+    fn enter(real: PathBuf, path: &str, pos: Position) -> Result<Self, Box<EvalAltResult>> {
+        IMPORTING.with(|stack| {
+            let mut stack = stack.borrow_mut();
+            if let Some(start) = stack.iter().position(|(file, _)| *file == real) {
+                let chain: Vec<&str> = stack[start..]
+                    .iter()
+                    .map(|(_, p)| p.as_str())
+                    .chain([path])
+                    .collect();
+                return Err(context::runtime_error_at(
+                    format!("import cycle: {}", chain.join(" → ")),
+                    pos,
+                ));
+            }
+            if stack.len() >= MAX_IMPORT_DEPTH {
+                return Err(context::runtime_error_at(
+                    format!("import \"{path}\": imports nest more than {MAX_IMPORT_DEPTH} deep"),
+                    pos,
+                ));
+            }
+            stack.push((real, path.to_owned()));
+            Ok(Self(()))
+        })
+    }
+}
+
+impl Drop for Importing {
+    fn drop(&mut self) {
+        IMPORTING.with(|stack| stack.borrow_mut().pop());
     }
 }
