@@ -2595,3 +2595,66 @@ async fn imports_nest_a_bounded_number_of_levels() {
     assert_eq!(errors[0].file, format!("lib/m{depth}.rhai"), "{errors:?}");
     assert!(errors[0].message.contains("nest more than"), "{errors:?}");
 }
+
+// --- the sandbox: strings and regexes ---------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replace_and_pad_refuse_a_string_over_the_limit_before_making_it() {
+    // 1000 × 100 000 bytes: Rhai's own replace built all 100 MB, then found it too large.
+    let set = unhurried(
+        r#"rule(|msg| {
+    let s = "";
+    s.pad(1000, "x");
+    let big = "";
+    big.pad(100000, "y");
+    s.replace("x", big);
+    text(`${s.len()}`)
+});"#,
+    );
+    let err = script_error(&set, text("x")).await;
+    assert!(err.message.contains("too large"), "{err}");
+    assert!(err.message.contains("replace"), "{err}");
+    assert!(err.message.contains("100000000 bytes"), "{err}");
+
+    // Every form of replace is checked; within the limit, replace works as before.
+    for (call, expected) in [
+        (r#"s.replace('a', big)"#, "replace"),
+        (r#"s.replace("a", big)"#, "replace"),
+        (r#"s.pad(200000, "汉")"#, "pad"),
+        (r#"s.pad(200000, '汉')"#, "pad"),
+    ] {
+        let set = unhurried(&format!(
+            "rule(|msg| {{\n    let s = \"\"; s.pad(1000, 'a');\n    let big = \"\"; big.pad(1000, 'b');\n    {call};\n    text(`${{s.len()}}`)\n}});"
+        ));
+        let err = script_error(&set, text("x")).await;
+        assert!(err.message.contains(expected), "{call}: {err}");
+        assert!(err.message.contains("too large"), "{call}: {err}");
+    }
+    for (expr, expected) in [
+        (r#"let s = "hello"; s.replace("l", "LL"); s"#, "heLLLLo"),
+        (r#"let s = "hello"; s.replace('l', "-"); s"#, "he--o"),
+        (r#"let s = "hello"; s.replace("l", '_'); s"#, "he__o"),
+        (r#"let s = "hello"; s.replace('l', 'L'); s"#, "heLLo"),
+        (r#"let s = "ab"; s.replace("", "-"); s"#, "-a-b-"),
+        (r#"let s = ""; s.replace("", "-"); s"#, ""),
+        (r#"let s = "hi"; s.pad(7, "abc"); s"#, "hiabcab"),
+        (r#"let s = "hi"; s.pad(4, '汉'); s"#, "hi汉汉"),
+        (r#"let s = "hello"; s.pad(2, '!'); s"#, "hello"),
+        (r#"let s = "hi"; s.pad(-1, '!'); s"#, "hi"),
+    ] {
+        assert_eq!(
+            show(&format!("{{ {expr} }}"), text("x")).await,
+            expected,
+            "{expr}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pad_with_nothing_leaves_the_string_alone() {
+    // Rhai's own pad looped forever on an empty padding.
+    assert_eq!(
+        show(r#"{ let s = "hi"; s.pad(5, ""); s }"#, text("x")).await,
+        "hi"
+    );
+}

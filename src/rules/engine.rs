@@ -10,7 +10,10 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use rhai::module_resolvers::{DummyModuleResolver, FileModuleResolver};
-use rhai::{Dynamic, Engine, EvalAltResult, Module, ModuleResolver, Position};
+use rhai::{
+    Dynamic, Engine, EvalAltResult, INT, ImmutableString, Module, ModuleResolver,
+    NativeCallContext, Position,
+};
 
 use super::api::ScriptModule;
 use super::context;
@@ -113,10 +116,128 @@ pub fn build(
             engine.set_module_resolver(DummyModuleResolver::new());
         }
     }
+    register_checked_strings(&mut engine);
     for module in modules {
         module.register(&mut engine);
     }
     engine
+}
+
+/// Rhai's own `replace` and `pad` build their result first and compare it with
+/// `max_string_size` after (so two strings within the limit could make a gigabyte). These
+/// versions, registered over them, work out the result's size first and refuse a string over
+/// the limit before allocating it. (`+` and `+=` at most double a string within the limit,
+/// and Rhai checks them right after; `to_upper` and the like grow it by a small factor.)
+fn register_checked_strings(engine: &mut Engine) {
+    engine
+        .register_fn(
+            "replace",
+            |ctx: NativeCallContext, s: &mut ImmutableString, find: &str, sub: &str| {
+                replace(&ctx, s, find, sub)
+            },
+        )
+        .register_fn(
+            "replace",
+            |ctx: NativeCallContext, s: &mut ImmutableString, find: &str, sub: char| {
+                replace(&ctx, s, find, sub.encode_utf8(&mut [0; 4]))
+            },
+        )
+        .register_fn(
+            "replace",
+            |ctx: NativeCallContext, s: &mut ImmutableString, find: char, sub: &str| {
+                replace(&ctx, s, find.encode_utf8(&mut [0; 4]), sub)
+            },
+        )
+        .register_fn(
+            "replace",
+            |ctx: NativeCallContext, s: &mut ImmutableString, find: char, sub: char| {
+                replace(
+                    &ctx,
+                    s,
+                    find.encode_utf8(&mut [0; 4]),
+                    sub.encode_utf8(&mut [0; 4]),
+                )
+            },
+        )
+        .register_fn(
+            "pad",
+            |ctx: NativeCallContext, s: &mut ImmutableString, len: INT, padding: char| {
+                pad(&ctx, s, len, padding.encode_utf8(&mut [0; 4]))
+            },
+        )
+        .register_fn(
+            "pad",
+            |ctx: NativeCallContext, s: &mut ImmutableString, len: INT, padding: &str| {
+                pad(&ctx, s, len, padding)
+            },
+        );
+}
+
+/// Refuses a string of `size` bytes about to be made by `function` when it exceeds the
+/// engine's `max_string_size`.
+fn check_string_size(
+    ctx: &NativeCallContext,
+    function: &str,
+    size: usize,
+) -> Result<(), Box<EvalAltResult>> {
+    let max = ctx.engine().max_string_size();
+    if max > 0 && size > max {
+        return Err(Box::new(EvalAltResult::ErrorDataTooLarge(
+            format!("String of {size} bytes made by {function} (limit {max} bytes)"),
+            ctx.call_position(),
+        )));
+    }
+    Ok(())
+}
+
+/// `string.replace(find, sub)`: every `find` replaced by `sub`, in place.
+fn replace(
+    ctx: &NativeCallContext,
+    string: &mut ImmutableString,
+    find: &str,
+    sub: &str,
+) -> Result<(), Box<EvalAltResult>> {
+    // As Rhai's: an empty string stays empty (even with an empty `find`).
+    if string.is_empty() {
+        return Ok(());
+    }
+    let count = string.matches(find).count();
+    let size = (string.len() - count * find.len()).saturating_add(count.saturating_mul(sub.len()));
+    check_string_size(ctx, "replace", size)?;
+    *string = string.replace(find, sub).into();
+    Ok(())
+}
+
+/// `string.pad(len, padding)`: `padding` appended (the last copy cut short) until the string
+/// has `len` characters, in place.
+fn pad(
+    ctx: &NativeCallContext,
+    string: &mut ImmutableString,
+    len: INT,
+    padding: &str,
+) -> Result<(), Box<EvalAltResult>> {
+    let have = string.chars().count();
+    let want = usize::try_from(len).unwrap_or(0);
+    // Rhai's own loops forever on an empty padding; nothing to add is no change.
+    if want <= have || padding.is_empty() {
+        return Ok(());
+    }
+    let missing = want - have;
+    let per_copy = padding.chars().count();
+    let tail: String = padding.chars().take(missing % per_copy).collect();
+    let size = string
+        .len()
+        .saturating_add((missing / per_copy).saturating_mul(padding.len()))
+        .saturating_add(tail.len());
+    check_string_size(ctx, "pad", size)?;
+    let mut grown = String::with_capacity(size);
+    grown.push_str(string);
+    for _ in 0..missing / per_copy {
+        grown.push_str(padding);
+    }
+    grown.push_str(&tail);
+    *string = grown.into();
+    Ok(())
 }
 
 /// Modules importing modules: how deep `import` may nest (`a` imports `b` imports `c` is 3).
