@@ -2658,3 +2658,25 @@ async fn pad_with_nothing_leaves_the_string_alone() {
         "hi"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_regex_too_large_to_match_quickly_is_refused_at_load() {
+    // About 7 MiB compiled: most of a second (many seconds unoptimised) on a 250 KB message,
+    // on an async worker.
+    let err =
+        load_error("// slow\nrule(#{ regex: \"(?:\\\\w+\\\\s*){100}x\" }, |msg| text(\"y\"));");
+    assert_eq!((err.file.as_str(), err.line), ("r.rhai", Some(2)), "{err}");
+    assert!(err.message.contains("too large"), "{err}");
+    let errors = load_errors(&[(
+        "k.toml",
+        "[[reply]]\nkey_regex = '(?:\\w+\\s*){100}x'\ntext = \"y\"\n",
+    )]);
+    assert!(errors[0].message.contains("too large"), "{errors:?}");
+    // Ordinary patterns are well within the limit.
+    let set = script(
+        "rule(#{ regex: \"^(?i:sub|订阅)\\\\s+(?P<topic>[-_A-Za-z0-9]{1,64})$\" }, |msg, caps| text(caps[\"topic\"]));",
+    );
+    assert_eq!(reply(&set, text("sub news")).await, t("news"));
+    let long = format!("{} x", "word ".repeat(50_000));
+    assert_eq!(run(&set, text(&long)).await.replied_by, None);
+}

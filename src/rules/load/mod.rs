@@ -29,6 +29,7 @@ use rhai::{AST, Engine, EvalAltResult};
 pub use scripts::ScriptFn;
 
 use super::api::ScriptModule;
+use super::conditions;
 use super::engine::{self, Limits};
 use crate::bot::Filter;
 use crate::wechat::Reply;
@@ -104,6 +105,9 @@ pub struct RuleSet {
     pub source: Source,
     /// The limits its scripts run under.
     pub limits: Limits,
+    /// Whether a rule matches by regex: its conditions are then evaluated on the blocking
+    /// thread, inside the time budget (see [`super::run`]).
+    pub regex_conditions: bool,
 }
 
 impl fmt::Debug for RuleSet {
@@ -248,6 +252,7 @@ impl Loader {
             files: Vec::new(),
             source,
             limits: self.limits,
+            regex_conditions: false,
         };
         for (file, ast) in files.iter().zip(compiled) {
             let before = (set.rules.len(), set.hooks.len());
@@ -273,6 +278,7 @@ impl Loader {
                 Err(mut e) => errors.append(&mut e),
             }
         }
+        set.regex_conditions = set.rules.iter().any(|r| conditions::uses_regex(&r.filter));
         if errors.is_empty() {
             Ok(set)
         } else {
