@@ -1713,11 +1713,15 @@ async fn imports_stay_inside_the_rules_folder() {
     #[cfg(unix)]
     {
         let linked = root.path().join("linked");
-        write(&linked, "a.rhai", "import \"link\" as x;\n");
-        std::os::unix::fs::symlink(root.path().join("outside.rhai"), linked.join("link.rhai"))
-            .unwrap();
-        // `link.rhai` is itself a rule file here; it loads (it declares nothing) but the
-        // import through it does not.
+        write(&linked, "a.rhai", "import \"lib/link\" as x;\n");
+        std::fs::create_dir_all(linked.join("lib")).unwrap();
+        std::os::unix::fs::symlink(
+            root.path().join("outside.rhai"),
+            linked.join("lib/link.rhai"),
+        )
+        .unwrap();
+        // (A rule file directly in the folder that links out is refused as a file: see
+        // `rule_files_leading_out_of_the_folder_are_refused`.)
         let errors = loader().load_dir(&linked).expect_err("the link is refused");
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(errors[0].file, "a.rhai");
@@ -2594,6 +2598,130 @@ async fn imports_nest_a_bounded_number_of_levels() {
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0].file, format!("lib/m{depth}.rhai"), "{errors:?}");
     assert!(errors[0].message.contains("nest more than"), "{errors:?}");
+}
+
+/// Runs `f` on a thread of its own and waits for it: a hang fails the test instead of
+/// stalling it.
+fn without_hanging<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("{what} hung"))
+}
+
+#[cfg(unix)]
+fn mkfifo(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_in_the_rules_folder_is_an_error_not_a_hang() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("rules");
+    write(&dir, "a.rhai", &rule_answering("v1"));
+    mkfifo(&dir.join("b.rhai"));
+    let config = RulesConfig {
+        dir: dir.clone(),
+        ..RulesConfig::default()
+    };
+    let opened = without_hanging("Rules::open", {
+        let config = config.clone();
+        move || Rules::open(&config, vec![]).map(|_| ())
+    });
+    match opened {
+        Err(RulesError::Load(errors)) => {
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert_eq!(errors[0].file, "b.rhai", "{errors:?}");
+            assert!(
+                errors[0].message.contains("not a regular file"),
+                "{errors:?}"
+            );
+        }
+        other => panic!("expected a load error, got {other:?}"),
+    }
+
+    // A FIFO among the modules: harmless until imported; imported, an error.
+    std::fs::remove_file(dir.join("b.rhai")).unwrap();
+    std::fs::create_dir_all(dir.join("lib")).unwrap();
+    mkfifo(&dir.join("lib/f.rhai"));
+    let rules = without_hanging("Rules::open", {
+        let config = config.clone();
+        move || Rules::open(&config, vec![]).map(|r| r.current().rules.len())
+    });
+    assert_eq!(rules.expect("loads"), 1);
+    write(
+        &dir,
+        "c.rhai",
+        "// c\nrule(|msg| { import \"lib/f\" as f; text(\"x\") });\n",
+    );
+    let errors = without_hanging("loading", {
+        let dir = dir.clone();
+        move || loader().load_dir(&dir).map(|_| ())
+    })
+    .expect_err("the FIFO is refused");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].file, "lib/f.rhai", "{errors:?}");
+    assert!(
+        errors[0].message.contains("not a regular file"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn a_rules_dir_that_is_a_file_is_an_error() {
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("rules.rhai");
+    write(root.path(), "rules.rhai", &rule_answering("v1"));
+    let config = RulesConfig {
+        dir: file.clone(),
+        ..RulesConfig::default()
+    };
+    let err = Rules::open(&config, vec![]).expect_err("not a folder");
+    let text = err.to_string();
+    assert!(text.contains("[rules] dir"), "{text}");
+    assert!(text.contains(&file.display().to_string()), "{text}");
+    assert!(text.contains("not a folder"), "{text}");
+}
+
+#[cfg(unix)]
+#[test]
+fn rule_files_leading_out_of_the_folder_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("rules");
+    write(root.path(), "outside.rhai", &rule_answering("outside"));
+    write(
+        root.path(),
+        "outside.toml",
+        "[[reply]]\ncontent = \"ping\"\ntext = \"outside\"\n",
+    );
+    write(&dir, "lib/inside.rhai", &rule_answering("inside"));
+    std::os::unix::fs::symlink(root.path().join("outside.rhai"), dir.join("a.rhai")).unwrap();
+    std::os::unix::fs::symlink(root.path().join("outside.toml"), dir.join("b.toml")).unwrap();
+    // A link that stays inside the folder is fine.
+    std::os::unix::fs::symlink(dir.join("lib/inside.rhai"), dir.join("c.rhai")).unwrap();
+    let errors = loader().load_dir(&dir).expect_err("links out are refused");
+    let mut named: Vec<(&str, bool)> = errors
+        .iter()
+        .map(|e| {
+            (
+                e.file.as_str(),
+                e.message.contains("outside the rules folder"),
+            )
+        })
+        .collect();
+    named.sort();
+    assert_eq!(named, [("a.rhai", true), ("b.toml", true)], "{errors:?}");
+
+    std::fs::remove_file(dir.join("a.rhai")).unwrap();
+    std::fs::remove_file(dir.join("b.toml")).unwrap();
+    let set = loader().load_dir(&dir).expect("a link inside loads");
+    assert_eq!(set.rules.len(), 1);
 }
 
 // --- the sandbox: strings and regexes ---------------------------------------------------------

@@ -245,9 +245,9 @@ fn pad(
 pub const MAX_IMPORT_DEPTH: usize = 8;
 
 /// Resolves `import "name"` to `<rules dir>/name.rhai` and nothing else: no absolute paths,
-/// no `..`, no symbolic link leading out of the folder. An import cycle (`a` imports `b`
-/// imports `a`), or imports nested deeper than [`MAX_IMPORT_DEPTH`], is an error at the
-/// import that closes it.
+/// no `..`, no symbolic link leading out of the folder, no file that is not a regular file.
+/// An import cycle (`a` imports `b` imports `a`), or imports nested deeper than
+/// [`MAX_IMPORT_DEPTH`], is an error at the import that closes it.
 pub struct RulesDirResolver {
     root: PathBuf,
     files: FileModuleResolver,
@@ -284,6 +284,14 @@ impl ModuleResolver for RulesDirResolver {
             Ok(real) if real.starts_with(&self.root) => real,
             _ => return Err(not_found(path, pos)),
         };
+        // Reading a FIFO or a device would block (or never end): only regular files.
+        if !std::fs::metadata(&real).is_ok_and(|m| m.is_file()) {
+            return Err(Box::new(EvalAltResult::ErrorInModule(
+                path.to_owned(),
+                context::runtime_error("not a regular file (a FIFO, socket or device)"),
+                pos,
+            )));
+        }
         // Rhai evaluates an imported module inside the import, with fresh call-depth counters:
         // a cycle would recurse until the stack overflows and the process aborts.
         let _importing = Importing::enter(real, path, pos)?;

@@ -190,13 +190,7 @@ impl Loader {
 
     /// Loads the folder: its `*.rhai` and `*.toml` files in name order.
     pub fn load_dir(&self, dir: &Path) -> Result<RuleSet, Vec<LoadError>> {
-        let files = read_dir(dir).map_err(|e| {
-            vec![LoadError {
-                file: dir.display().to_string(),
-                line: None,
-                message: e,
-            }]
-        })?;
+        let files = read_dir(dir)?;
         self.load(files, Some(dir), Source::Dir(dir.to_path_buf()))
     }
 
@@ -318,21 +312,73 @@ pub fn locate(err: &EvalAltResult, file: &str) -> (String, Option<usize>, String
     }
 }
 
-/// The rule files directly in `dir`, read.
-fn read_dir(dir: &Path) -> Result<Vec<SourceFile>, String> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| format!("cannot read the rules folder: {e}"))?;
+/// The rule files directly in `dir`, read. Each must be a regular file inside the folder: a
+/// FIFO or a device would block the read (or never end it), and a symbolic link leading out
+/// of the folder would escape the confinement imports have.
+fn read_dir(dir: &Path) -> Result<Vec<SourceFile>, Vec<LoadError>> {
+    let unreadable = |e: std::io::Error| {
+        vec![LoadError {
+            file: dir.display().to_string(),
+            line: None,
+            message: format!("cannot read the rules folder: {e}"),
+        }]
+    };
+    let root = dir.canonicalize().map_err(unreadable)?;
+    let entries = std::fs::read_dir(dir).map_err(unreadable)?;
     let mut files = Vec::new();
+    let mut errors = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
-        let is_rule =
-            path.is_file() && path.extension().is_some_and(|x| x == "rhai" || x == "toml");
-        if !is_rule {
+        if !path.extension().is_some_and(|x| x == "rhai" || x == "toml") {
             continue;
         }
         let name = entry.file_name().to_string_lossy().into_owned();
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("{name}: {e}"))?;
-        files.push(SourceFile { name, text });
+        let mut refuse = |message: String| {
+            errors.push(LoadError {
+                file: name.clone(),
+                line: None,
+                message,
+            });
+        };
+        // Follows symbolic links: what matters is the file read.
+        let meta = match std::fs::metadata(&path) {
+            Ok(meta) => meta,
+            // A dangling link (an editor's lock file, `.#a.rhai`) is no rule file.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                refuse(format!("cannot read: {e}"));
+                continue;
+            }
+        };
+        if meta.is_dir() {
+            continue;
+        }
+        if !meta.is_file() {
+            refuse("not a regular file (a FIFO, socket or device cannot hold rules)".into());
+            continue;
+        }
+        if !path
+            .canonicalize()
+            .is_ok_and(|real| real.starts_with(&root))
+        {
+            refuse(
+                "a symbolic link leading outside the rules folder; rule files must be inside it"
+                    .into(),
+            );
+            continue;
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(text) => files.push(SourceFile {
+                name: name.clone(),
+                text,
+            }),
+            Err(e) => refuse(format!("cannot read: {e}")),
+        }
     }
-    Ok(files)
+    if errors.is_empty() {
+        Ok(files)
+    } else {
+        errors.sort_by(|a, b| a.file.cmp(&b.file));
+        Err(errors)
+    }
 }
