@@ -220,7 +220,8 @@ impl Default for StorageConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct RulesConfig {
     /// `dir`: the folder of rules (`*.rhai` scripts and `*.toml` keyword tables). Default
-    /// `rules`. When it does not exist, the rules built into the binary run.
+    /// `rules`. When it does not exist, the rules built into the binary run; a file there is
+    /// an error.
     pub dir: PathBuf,
     /// `fallback`: the answer when a script fails or hits a limit: `success` (no visible
     /// reply) or a text to send. Default `success`.

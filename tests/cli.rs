@@ -389,6 +389,74 @@ fn rules_check_reports_every_error_with_file_and_line() {
 }
 
 #[test]
+fn rules_check_and_serve_refuse_an_import_cycle() {
+    // Rhai evaluates an imported module inside the import: before cycles were caught, these
+    // folders overflowed the stack and aborted the process.
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(rules.join("lib")).unwrap();
+    std::fs::write(
+        rules.join("lib/a.rhai"),
+        "import \"lib/b\" as b;\nfn f() { 1 }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        rules.join("lib/b.rhai"),
+        "// b\nimport \"lib/a\" as a;\nfn g() { 2 }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        rules.join("10-main.rhai"),
+        "import \"lib/a\" as a;\nrule(|msg| text(\"hi\"));\n",
+    )
+    .unwrap();
+    let out = huixin(dir.path(), &["rules", "check"], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("lib/b.rhai:2: ") && err.contains("import cycle: lib/a → lib/b → lib/a"),
+        "{err}"
+    );
+
+    let out = huixin(dir.path(), &["serve"], &[PORT0]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("import cycle"), "{}", stderr(&out));
+
+    // A module importing itself.
+    std::fs::write(
+        rules.join("10-main.rhai"),
+        "rule(|msg| { import \"lib/self\" as s; text(\"hi\") });\n",
+    )
+    .unwrap();
+    std::fs::write(rules.join("lib/self.rhai"), "import \"lib/self\" as me;\n").unwrap();
+    let out = huixin(dir.path(), &["rules", "check"], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("lib/self.rhai:1: ") && err.contains("import cycle: lib/self → lib/self"),
+        "{err}"
+    );
+}
+
+#[test]
 fn rules_test_runs_a_made_up_message_offline() {
     let dir = tempfile::tempdir().unwrap();
     // No rules folder: the built-in rules.

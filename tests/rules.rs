@@ -1712,11 +1712,15 @@ async fn imports_stay_inside_the_rules_folder() {
     #[cfg(unix)]
     {
         let linked = root.path().join("linked");
-        write(&linked, "a.rhai", "import \"link\" as x;\n");
-        std::os::unix::fs::symlink(root.path().join("outside.rhai"), linked.join("link.rhai"))
-            .unwrap();
-        // `link.rhai` is itself a rule file here; it loads (it declares nothing) but the
-        // import through it does not.
+        write(&linked, "a.rhai", "import \"lib/link\" as x;\n");
+        std::fs::create_dir_all(linked.join("lib")).unwrap();
+        std::os::unix::fs::symlink(
+            root.path().join("outside.rhai"),
+            linked.join("lib/link.rhai"),
+        )
+        .unwrap();
+        // (A rule file directly in the folder that links out is refused as a file: see
+        // `rule_files_leading_out_of_the_folder_are_refused`.)
         let errors = loader().load_dir(&linked).expect_err("the link is refused");
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(errors[0].file, "a.rhai");
@@ -2452,4 +2456,354 @@ async fn indented_top_level_imports_are_visible_to_handlers() {
     );
     let set = Arc::new(loader().load_dir(root.path()).unwrap());
     assert_eq!(reply(&set, text("x")).await, t("hi you"));
+}
+
+// --- the rules folder: cycles, odd files, confinement ---------------------------------------
+
+/// A rules folder whose `lib/a` and `lib/b` import each other, imported by `10-main.rhai`.
+fn write_import_cycle(dir: &Path) {
+    write(dir, "lib/a.rhai", "import \"lib/b\" as b;\nfn f() { 1 }\n");
+    write(
+        dir,
+        "lib/b.rhai",
+        "// b\nimport \"lib/a\" as a;\nfn g() { 2 }\n",
+    );
+    write(
+        dir,
+        "10-main.rhai",
+        "import \"lib/a\" as a;\nrule(#{ content: \"ping\" }, |msg| text(\"cycle\"));\n",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_import_cycle_is_a_load_error_and_a_reload_keeps_the_live_rules() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("rules");
+    write(&dir, "a.rhai", &rule_answering("v1"));
+    let config = RulesConfig {
+        dir: dir.clone(),
+        ..RulesConfig::default()
+    };
+    let rules = Rules::open(&config, vec![]).expect("opens");
+    let live = rules.current();
+
+    // Before cycles were caught, this reload overflowed the stack and aborted the process.
+    write_import_cycle(&dir);
+    match rules.reload() {
+        Reload::Failed(errors) => {
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert_eq!(
+                (errors[0].file.as_str(), errors[0].line),
+                ("lib/b.rhai", Some(2)),
+                "{}",
+                errors[0]
+            );
+            assert!(
+                errors[0]
+                    .message
+                    .contains("import cycle: lib/a → lib/b → lib/a"),
+                "{}",
+                errors[0]
+            );
+        }
+        other => panic!("expected Failed, got {other:?}"),
+    }
+    assert!(
+        Arc::ptr_eq(&live, &rules.current()),
+        "the set was not swapped"
+    );
+    let o = rules.run(text("ping"), Services::default()).await;
+    assert_eq!(o.reply, t("v1"));
+
+    // The same folder at start is an error, not a crash.
+    match Rules::open(&config, vec![]) {
+        Err(RulesError::Load(errors)) => {
+            assert!(errors[0].message.contains("import cycle"), "{errors:?}")
+        }
+        other => panic!("expected a load error, got {other:?}"),
+    }
+
+    // A module importing itself, imported from a handler; and a rule file importing itself.
+    let selfish = root.path().join("self");
+    write(
+        &selfish,
+        "lib/me.rhai",
+        "fn f() { 1 }\nimport \"lib/me\" as me;\n",
+    );
+    write(
+        &selfish,
+        "a.rhai",
+        "rule(|msg| { import \"lib/me\" as m; text(\"x\") });\n",
+    );
+    let errors = loader().load_dir(&selfish).expect_err("a cycle");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(
+        (errors[0].file.as_str(), errors[0].line),
+        ("lib/me.rhai", Some(2)),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[0].message.contains("import cycle: lib/me → lib/me"),
+        "{}",
+        errors[0]
+    );
+    write(&selfish, "a.rhai", "// a\nimport \"a\" as a;\n");
+    std::fs::remove_file(selfish.join("lib/me.rhai")).unwrap();
+    let errors = loader().load_dir(&selfish).expect_err("a cycle");
+    assert!(
+        errors[0].message.contains("import cycle: a → a"),
+        "{errors:?}"
+    );
+    assert_eq!(errors[0].file, "a.rhai", "{errors:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn imports_nest_a_bounded_number_of_levels() {
+    let root = tempfile::tempdir().unwrap();
+    let depth = huixin::rules::engine::MAX_IMPORT_DEPTH;
+    // lib/m1 imports lib/m2 … up to the deepest allowed: loads.
+    for i in 1..=depth {
+        let next = if i < depth {
+            format!(
+                "import \"lib/m{}\" as next;\nfn f() {{ next::f() + 1 }}\n",
+                i + 1
+            )
+        } else {
+            "fn f() { 1 }\n".to_owned()
+        };
+        write(root.path(), &format!("lib/m{i}.rhai"), &next);
+    }
+    write(
+        root.path(),
+        "a.rhai",
+        "import \"lib/m1\" as m;\nrule(|msg| text(`${m::f()}`));\n",
+    );
+    let set = Arc::new(loader().load_dir(root.path()).expect("within the depth"));
+    assert_eq!(reply(&set, text("x")).await, t(&depth.to_string()));
+
+    // One more level is refused, at the import that goes too deep.
+    write(
+        root.path(),
+        &format!("lib/m{depth}.rhai"),
+        &format!("import \"lib/m{}\" as next;\nfn f() {{ 1 }}\n", depth + 1),
+    );
+    write(
+        root.path(),
+        &format!("lib/m{}.rhai", depth + 1),
+        "fn f() { 1 }\n",
+    );
+    let errors = loader().load_dir(root.path()).expect_err("too deep");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].file, format!("lib/m{depth}.rhai"), "{errors:?}");
+    assert!(errors[0].message.contains("nest more than"), "{errors:?}");
+}
+
+/// Runs `f` on a thread of its own and waits for it: a hang fails the test instead of
+/// stalling it.
+fn without_hanging<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("{what} hung"))
+}
+
+#[cfg(unix)]
+fn mkfifo(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_in_the_rules_folder_is_an_error_not_a_hang() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("rules");
+    write(&dir, "a.rhai", &rule_answering("v1"));
+    mkfifo(&dir.join("b.rhai"));
+    let config = RulesConfig {
+        dir: dir.clone(),
+        ..RulesConfig::default()
+    };
+    let opened = without_hanging("Rules::open", {
+        let config = config.clone();
+        move || Rules::open(&config, vec![]).map(|_| ())
+    });
+    match opened {
+        Err(RulesError::Load(errors)) => {
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert_eq!(errors[0].file, "b.rhai", "{errors:?}");
+            assert!(
+                errors[0].message.contains("not a regular file"),
+                "{errors:?}"
+            );
+        }
+        other => panic!("expected a load error, got {other:?}"),
+    }
+
+    // A FIFO among the modules: harmless until imported; imported, an error.
+    std::fs::remove_file(dir.join("b.rhai")).unwrap();
+    std::fs::create_dir_all(dir.join("lib")).unwrap();
+    mkfifo(&dir.join("lib/f.rhai"));
+    let rules = without_hanging("Rules::open", {
+        let config = config.clone();
+        move || Rules::open(&config, vec![]).map(|r| r.current().rules.len())
+    });
+    assert_eq!(rules.expect("loads"), 1);
+    write(
+        &dir,
+        "c.rhai",
+        "// c\nrule(|msg| { import \"lib/f\" as f; text(\"x\") });\n",
+    );
+    let errors = without_hanging("loading", {
+        let dir = dir.clone();
+        move || loader().load_dir(&dir).map(|_| ())
+    })
+    .expect_err("the FIFO is refused");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].file, "lib/f.rhai", "{errors:?}");
+    assert!(
+        errors[0].message.contains("not a regular file"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn a_rules_dir_that_is_a_file_is_an_error() {
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("rules.rhai");
+    write(root.path(), "rules.rhai", &rule_answering("v1"));
+    let config = RulesConfig {
+        dir: file.clone(),
+        ..RulesConfig::default()
+    };
+    let err = Rules::open(&config, vec![]).expect_err("not a folder");
+    let text = err.to_string();
+    assert!(text.contains("[rules] dir"), "{text}");
+    assert!(text.contains(&file.display().to_string()), "{text}");
+    assert!(text.contains("not a folder"), "{text}");
+}
+
+#[cfg(unix)]
+#[test]
+fn rule_files_leading_out_of_the_folder_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("rules");
+    write(root.path(), "outside.rhai", &rule_answering("outside"));
+    write(
+        root.path(),
+        "outside.toml",
+        "[[reply]]\ncontent = \"ping\"\ntext = \"outside\"\n",
+    );
+    write(&dir, "lib/inside.rhai", &rule_answering("inside"));
+    std::os::unix::fs::symlink(root.path().join("outside.rhai"), dir.join("a.rhai")).unwrap();
+    std::os::unix::fs::symlink(root.path().join("outside.toml"), dir.join("b.toml")).unwrap();
+    // A link that stays inside the folder is fine.
+    std::os::unix::fs::symlink(dir.join("lib/inside.rhai"), dir.join("c.rhai")).unwrap();
+    let errors = loader().load_dir(&dir).expect_err("links out are refused");
+    let mut named: Vec<(&str, bool)> = errors
+        .iter()
+        .map(|e| {
+            (
+                e.file.as_str(),
+                e.message.contains("outside the rules folder"),
+            )
+        })
+        .collect();
+    named.sort();
+    assert_eq!(named, [("a.rhai", true), ("b.toml", true)], "{errors:?}");
+
+    std::fs::remove_file(dir.join("a.rhai")).unwrap();
+    std::fs::remove_file(dir.join("b.toml")).unwrap();
+    let set = loader().load_dir(&dir).expect("a link inside loads");
+    assert_eq!(set.rules.len(), 1);
+}
+
+// --- the sandbox: strings and regexes ---------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replace_and_pad_refuse_a_string_over_the_limit_before_making_it() {
+    // 1000 × 100 000 bytes: Rhai's own replace built all 100 MB, then found it too large.
+    let set = unhurried(
+        r#"rule(|msg| {
+    let s = "";
+    s.pad(1000, "x");
+    let big = "";
+    big.pad(100000, "y");
+    s.replace("x", big);
+    text(`${s.len()}`)
+});"#,
+    );
+    let err = script_error(&set, text("x")).await;
+    assert!(err.message.contains("too large"), "{err}");
+    assert!(err.message.contains("replace"), "{err}");
+    assert!(err.message.contains("100000000 bytes"), "{err}");
+
+    // Every form of replace is checked; within the limit, replace works as before.
+    for (call, expected) in [
+        (r#"s.replace('a', big)"#, "replace"),
+        (r#"s.replace("a", big)"#, "replace"),
+        (r#"s.pad(200000, "汉")"#, "pad"),
+        (r#"s.pad(200000, '汉')"#, "pad"),
+    ] {
+        let set = unhurried(&format!(
+            "rule(|msg| {{\n    let s = \"\"; s.pad(1000, 'a');\n    let big = \"\"; big.pad(1000, 'b');\n    {call};\n    text(`${{s.len()}}`)\n}});"
+        ));
+        let err = script_error(&set, text("x")).await;
+        assert!(err.message.contains(expected), "{call}: {err}");
+        assert!(err.message.contains("too large"), "{call}: {err}");
+    }
+    for (expr, expected) in [
+        (r#"let s = "hello"; s.replace("l", "LL"); s"#, "heLLLLo"),
+        (r#"let s = "hello"; s.replace('l', "-"); s"#, "he--o"),
+        (r#"let s = "hello"; s.replace("l", '_'); s"#, "he__o"),
+        (r#"let s = "hello"; s.replace('l', 'L'); s"#, "heLLo"),
+        (r#"let s = "ab"; s.replace("", "-"); s"#, "-a-b-"),
+        (r#"let s = ""; s.replace("", "-"); s"#, ""),
+        (r#"let s = "hi"; s.pad(7, "abc"); s"#, "hiabcab"),
+        (r#"let s = "hi"; s.pad(4, '汉'); s"#, "hi汉汉"),
+        (r#"let s = "hello"; s.pad(2, '!'); s"#, "hello"),
+        (r#"let s = "hi"; s.pad(-1, '!'); s"#, "hi"),
+    ] {
+        assert_eq!(
+            show(&format!("{{ {expr} }}"), text("x")).await,
+            expected,
+            "{expr}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pad_with_nothing_leaves_the_string_alone() {
+    // Rhai's own pad looped forever on an empty padding.
+    assert_eq!(
+        show(r#"{ let s = "hi"; s.pad(5, ""); s }"#, text("x")).await,
+        "hi"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_regex_too_large_to_match_quickly_is_refused_at_load() {
+    // About 7 MiB compiled: most of a second (many seconds unoptimised) on a 250 KB message,
+    // on an async worker.
+    let err =
+        load_error("// slow\nrule(#{ regex: \"(?:\\\\w+\\\\s*){100}x\" }, |msg| text(\"y\"));");
+    assert_eq!((err.file.as_str(), err.line), ("r.rhai", Some(2)), "{err}");
+    assert!(err.message.contains("too large"), "{err}");
+    let errors = load_errors(&[(
+        "k.toml",
+        "[[reply]]\nkey_regex = '(?:\\w+\\s*){100}x'\ntext = \"y\"\n",
+    )]);
+    assert!(errors[0].message.contains("too large"), "{errors:?}");
+    // Ordinary patterns are well within the limit.
+    let set = script(
+        "rule(#{ regex: \"^(?i:sub|订阅)\\\\s+(?P<topic>[-_A-Za-z0-9]{1,64})$\" }, |msg, caps| text(caps[\"topic\"]));",
+    );
+    assert_eq!(reply(&set, text("sub news")).await, t("news"));
+    let long = format!("{} x", "word ".repeat(50_000));
+    assert_eq!(run(&set, text(&long)).await.replied_by, None);
 }

@@ -15,6 +15,11 @@
 //!
 //! Every key given must match (a list matches when any of its values does). No keys: every
 //! message.
+//!
+//! A regex compiles to at most [`REGEX_SIZE_LIMIT`] bytes; a larger one is a load error. A
+//! rule set with a regex evaluates its conditions on the blocking thread its scripts run on,
+//! inside `[rules] max_run_ms` (see [`super::run`]): matching is linear in the text, but a
+//! long message on a large regex still takes milliseconds the async workers must not lose.
 
 use crate::bot::filter::{self, Filter, TextMatch};
 
@@ -105,8 +110,48 @@ pub fn build(pairs: &[(String, Vec<String>)]) -> Result<(Filter, String), String
     Ok((filter, summary))
 }
 
+/// How large a rule regex may compile (the `regex` crate's default is 10 MiB). Matching costs
+/// up to the text's length times this size: `(?:\w+\s*){100}x` compiles to about 7 MiB and
+/// took most of a second on a 250 KB message. (`\w`, all of Unicode, is about 90 KiB by
+/// itself: `[a-z0-9_]` is far smaller when that is what is meant.)
+pub const REGEX_SIZE_LIMIT: usize = 1024 * 1024;
+
+/// The cache each matching thread keeps for a rule regex's lazy DFA (the crate's default).
+pub const REGEX_DFA_SIZE_LIMIT: usize = 2 * 1024 * 1024;
+
 fn regex(pattern: &str) -> Result<TextMatch, String> {
-    TextMatch::regex(pattern).map_err(|e| format!("invalid regex {pattern:?}: {e}"))
+    regex::RegexBuilder::new(pattern)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_DFA_SIZE_LIMIT)
+        .build()
+        .map(TextMatch::Regex)
+        .map_err(|e| match e {
+            regex::Error::CompiledTooBig(limit) => format!(
+                "regex {pattern:?} is too large: it compiles to over {} KiB, the limit for \
+                 rules (use smaller repetitions; `\\w` covers all of Unicode, `[a-z0-9_]` is \
+                 far smaller)",
+                limit / 1024
+            ),
+            e => format!("invalid regex {pattern:?}: {e}"),
+        })
+}
+
+/// Whether `filter` matches anything by regex (matching then costs more than microseconds
+/// on a long text).
+pub fn uses_regex(filter: &Filter) -> bool {
+    match filter {
+        Filter::Content(TextMatch::Regex(_)) | Filter::EventKey(TextMatch::Regex(_)) => true,
+        Filter::All(filters) | Filter::AnyOf(filters) => filters.iter().any(uses_regex),
+        Filter::Not(inner) => uses_regex(inner),
+        // A custom predicate is not made from rule conditions; assume the worst.
+        Filter::Custom(_) => true,
+        Filter::Any
+        | Filter::MsgType(_)
+        | Filter::Event(_)
+        | Filter::EventKey(_)
+        | Filter::Content(_)
+        | Filter::User(_) => false,
+    }
 }
 
 #[cfg(test)]

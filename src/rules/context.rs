@@ -137,8 +137,13 @@ pub fn set_file(file: &Arc<str>) {
 
 /// A script runtime error with a message.
 pub fn runtime_error(message: impl Into<String>) -> Box<EvalAltResult> {
+    runtime_error_at(message, Position::NONE)
+}
+
+/// A script runtime error with a message, at `pos` in the script.
+pub fn runtime_error_at(message: impl Into<String>, pos: Position) -> Box<EvalAltResult> {
     Box::new(EvalAltResult::ErrorRuntime(
         Dynamic::from(message.into()),
-        Position::NONE,
+        pos,
     ))
 }

@@ -44,6 +44,15 @@ pub enum RulesError {
     /// `[rules] timezone` is not a zone.
     #[error("[rules] timezone: {0}")]
     Timezone(String),
+    /// `[rules] dir` exists but is not a folder, or cannot be read. (A missing folder means
+    /// the built-in rules.)
+    #[error("[rules] dir: {}: {reason}", path.display())]
+    Dir {
+        /// The configured path.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// The outcome of a reload.
@@ -113,10 +122,27 @@ impl Rules {
         let loader = loader(config, extra)?;
         let dir = config.dir.clone();
         let fingerprint = fingerprint(&dir);
-        let set = if dir.is_dir() {
-            loader.load_dir(&dir).map_err(RulesError::Load)?
-        } else {
-            builtin::load(&loader).map_err(RulesError::Load)?
+        let set = match std::fs::metadata(&dir) {
+            Ok(meta) if meta.is_dir() => loader.load_dir(&dir).map_err(RulesError::Load)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                builtin::load(&loader).map_err(RulesError::Load)?
+            }
+            // A file where the folder should be is a mistake, not a request for the built-in
+            // rules.
+            Ok(_) => {
+                return Err(RulesError::Dir {
+                    path: dir,
+                    reason: "not a folder (point it at a folder of rules, or at none for the \
+                             built-in rules)"
+                        .into(),
+                });
+            }
+            Err(e) => {
+                return Err(RulesError::Dir {
+                    path: dir,
+                    reason: e.to_string(),
+                });
+            }
         };
         Ok(Self {
             current: ArcSwap::from_pointee(set),
@@ -223,15 +249,27 @@ fn collect(root: &Path, dir: &Path, depth: usize, out: &mut Vec<(String, Vec<u8>
             return;
         }
         let path = entry.path();
-        if path.is_dir() && depth < MAX_DEPTH {
-            collect(root, &path, depth + 1, out);
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            if depth < MAX_DEPTH {
+                collect(root, &path, depth + 1, out);
+            }
         } else if path.extension().is_some_and(|x| x == "rhai" || x == "toml") {
             let name = path
                 .strip_prefix(root)
                 .unwrap_or(&path)
                 .display()
                 .to_string();
-            out.push((name, std::fs::read(&path).unwrap_or_default()));
+            // Reading a FIFO or a device would block: such a file counts by its name only
+            // (the loader refuses it, or its import).
+            let contents = if meta.is_file() {
+                std::fs::read(&path).unwrap_or_default()
+            } else {
+                b"\0not a regular file".to_vec()
+            };
+            out.push((name, contents));
         }
     }
 }

@@ -1,9 +1,10 @@
-//! Running a rule set on a message. Conditions are evaluated first, in Rust; only the handlers
-//! of matching rules run, in order, on a blocking thread (scripts never stall the async
-//! workers, and the deadline watchdog keeps running while they work), with the message's
-//! session and services in reach. The first reply wins; a
-//! handler returning nothing passes to the next matching rule; a keyword-table rule always
-//! replies.
+//! Running a rule set on a message. Conditions are evaluated first, in Rust (a set with a regex
+//! condition evaluates them on the blocking thread, counted in `[rules] max_run_ms`, since a
+//! regex on a long text may take a while); only the handlers of matching rules run, in order,
+//! on a blocking thread (scripts never stall the async workers, and the deadline watchdog
+//! keeps running while they work), with the message's session and services in reach. The
+//! first reply wins; a handler returning nothing passes to the next matching rule; a
+//! keyword-table rule always replies.
 //!
 //! A handler that fails or hits a limit ends the run: the error is logged with its file and
 //! line, session changes are dropped, and the message gets `[rules] fallback`.
@@ -59,31 +60,31 @@ impl RuleSet {
         services: Services,
         fallback: &Reply,
     ) -> Outcome {
-        // Conditions in Rust: the matching rules, up to the first that always replies.
-        let mut plan: Vec<(usize, Captures)> = Vec::new();
-        for (i, rule) in self.rules.iter().enumerate() {
-            if let Some(caps) = rule.filter.matches(&message) {
-                let last = matches!(rule.action, Action::Reply(_));
-                plan.push((i, caps));
-                if last {
-                    break;
-                }
-            }
-        }
-        if self.hooks.is_empty() {
-            match plan.first() {
-                None => return no_reply(),
-                Some((i, _)) => {
-                    if let Action::Reply(reply) = &self.rules[*i].action {
-                        return Outcome {
-                            reply: reply.clone(),
-                            replied_by: Some(self.rules[*i].origin.clone()),
-                            error: None,
-                        };
+        // Conditions in Rust. Without a regex they take microseconds: evaluated here, and a
+        // set that needs no script answers without leaving the async worker. A regex is
+        // linear in the text but can still take long on a long message, so a set with one
+        // evaluates its conditions on the blocking thread, inside the run's time budget,
+        // where the reply deadline's watchdog still answers on time.
+        let plan = if self.regex_conditions {
+            None
+        } else {
+            let plan = self.plan(&message);
+            if self.hooks.is_empty() {
+                match plan.first() {
+                    None => return no_reply(),
+                    Some((i, _)) => {
+                        if let Action::Reply(reply) = &self.rules[*i].action {
+                            return Outcome {
+                                reply: reply.clone(),
+                                replied_by: Some(self.rules[*i].origin.clone()),
+                                error: None,
+                            };
+                        }
                     }
                 }
             }
-        }
+            Some(plan)
+        };
 
         // At most a few scripts at once: bounds the memory and threads runaway scripts can
         // take together. A message waiting for a slot is still covered by the deadline.
@@ -150,11 +151,28 @@ impl RuleSet {
         outcome
     }
 
-    /// The blocking part: hooks, then the planned rules.
+    /// The rules whose conditions match `message`, in order, up to the first that always
+    /// replies; with their captures.
+    fn plan(&self, message: &Message) -> Vec<(usize, Captures)> {
+        let mut plan = Vec::new();
+        for (i, rule) in self.rules.iter().enumerate() {
+            if let Some(caps) = rule.filter.matches(message) {
+                let last = matches!(rule.action, Action::Reply(_));
+                plan.push((i, caps));
+                if last {
+                    break;
+                }
+            }
+        }
+        plan
+    }
+
+    /// The blocking part: the conditions (unless `plan` was made already), hooks, then the
+    /// planned rules.
     fn run_blocking(
         &self,
         message: &Message,
-        plan: Vec<(usize, Captures)>,
+        plan: Option<Vec<(usize, Captures)>>,
         services: Services,
         runtime: tokio::runtime::Handle,
     ) -> (Outcome, Vec<SessionChange>) {
@@ -167,6 +185,8 @@ impl RuleSet {
             session_changes: Vec::new(),
             deadline: Instant::now() + Duration::from_millis(self.limits.max_run_ms),
         });
+        // The deadline is set: time spent matching counts against the scripts' budget.
+        let plan = plan.unwrap_or_else(|| self.plan(message));
         let msg = Dynamic::from_map(message_map(message));
         let outcome = self.run_plan(&msg, plan);
         let changes = match (&outcome.error, context::take()) {
