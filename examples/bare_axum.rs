@@ -11,7 +11,7 @@ use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use huixin::config::Config;
-use huixin::wechat::signature::unix_now;
+use huixin::support::clock::unix_now;
 use huixin::wechat::{CallbackQuery, Protocol, Reply};
 use std::sync::Arc;
 

@@ -534,11 +534,13 @@ impl Config {
             ));
         }
         let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
-        if first.is_empty() || (first != "wechat" && crate::push::api::RESERVED.contains(&first)) {
+        if first.is_empty()
+            || (first != "wechat" && crate::support::routes::RESERVED.contains(&first))
+        {
             return invalid(format!(
                 "[server] path {path:?} collides with huixin's own routes; use a path whose \
                  first segment is not one of: {}",
-                crate::push::api::RESERVED.join(", ")
+                crate::support::routes::RESERVED.join(", ")
             ));
         }
         let public_url = &self.server.public_url;
@@ -624,7 +626,7 @@ impl Config {
         if !(10..=60_000).contains(&rules.max_run_ms) {
             return invalid("[rules] max_run_ms must be between 10 and 60000".into());
         }
-        if let Err(e) = crate::rules::api::time::parse_timezone(&rules.timezone) {
+        if let Err(e) = crate::support::clock::parse_timezone(&rules.timezone) {
             return invalid(format!("[rules] timezone: {e}"));
         }
         let push = &self.push;

@@ -9,6 +9,7 @@
 //!
 //! Lowest first; a module uses only those above it in this list (`tests/layers.rs` checks).
 //!
+//! - [`support`]: the clock and time zones, token buckets, the path segments huixin keeps.
 //! - [`telemetry`]: logging setup.
 //! - [`wechat`]: the callback protocol, pure: signatures, AES, XML parsing into typed
 //!   messages, reply rendering. No I/O.
@@ -65,5 +66,6 @@ pub mod rules;
 pub mod server;
 pub mod simulator;
 pub mod store;
+pub mod support;
 pub mod telemetry;
 pub mod wechat;

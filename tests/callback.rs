@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use common::{MODES, start, start_with};
 use huixin::bot::{Context, Flow, Router, echo, filter};
 use huixin::simulator::{Header, MessageSpec};
+use huixin::support::clock::unix_now;
 use huixin::wechat::reply::ParsedReply;
-use huixin::wechat::signature::unix_now;
 use huixin::wechat::{Article, Message, Mode, Reply};
 
 fn spec_xml(spec: &MessageSpec) -> String {

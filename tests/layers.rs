@@ -2,11 +2,29 @@
 //! not comments) are read from `src/`; the test fails when a module reaches one it must not
 //! know, or when two modules know each other through any path (a cycle).
 //!
-//! The layers, lowest first: `support` and `telemetry`; `wechat`; `config`; `store`; `bot`;
-//! `rules`; `outbound`; `push`; `server` beside them; `simulator`, `emulator`; `app`; `cli`.
+//! The layers, lowest first ([`ORDER`], as the tour in `src/lib.rs` lists them): a module uses
+//! only modules before it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+
+/// The top-level modules, lowest first.
+const ORDER: &[&str] = &[
+    "support",
+    "telemetry",
+    "wechat",
+    "config",
+    "store",
+    "bot",
+    "rules",
+    "server",
+    "outbound",
+    "push",
+    "simulator",
+    "emulator",
+    "app",
+    "cli",
+];
 
 /// Paths that must never appear: (module, module it must not use, why).
 const FORBIDDEN: &[(&str, &str, &str)] = &[
@@ -107,6 +125,29 @@ fn no_module_uses_one_it_must_not_know() {
     for (from, to, why) in FORBIDDEN {
         if let Some(file) = graph.get(*from).and_then(|e| e.get(*to)) {
             wrong.push(format!("src/{file} uses crate::{to} ({why})"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn every_module_uses_only_lower_layers() {
+    let graph = graph();
+    let rank = |m: &str| ORDER.iter().position(|o| *o == m);
+    let mut wrong = Vec::new();
+    for (from, edges) in &graph {
+        let Some(from_rank) = rank(from) else {
+            wrong.push(format!(
+                "src/{from}: a new module; give it its place in ORDER"
+            ));
+            continue;
+        };
+        for (to, file) in edges {
+            if rank(to).is_none_or(|r| r >= from_rank) {
+                wrong.push(format!(
+                    "src/{file} ({from}) uses crate::{to}, a layer above it"
+                ));
+            }
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));

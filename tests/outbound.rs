@@ -21,8 +21,8 @@ use huixin::outbound::qrcode::Scene;
 use huixin::outbound::{ApiError, Client, CustomBody, CustomMessage, TemplateMessage};
 use huixin::simulator::MessageSpec;
 use huixin::store::{NewToken, Store};
+use huixin::support::clock::unix_now;
 use huixin::wechat::Mode;
-use huixin::wechat::signature::unix_now;
 use serde_json::{Value, json};
 
 const USER: &str = "o_outbound_user";

@@ -150,7 +150,7 @@ async fn the_shipped_rules_answer_end_to_end_in_every_mode() {
         let stored = p
             .store
             .backend()
-            .session_load("o_user", huixin::wechat::signature::unix_now())
+            .session_load("o_user", huixin::support::clock::unix_now())
             .await
             .unwrap();
         let notes = stored

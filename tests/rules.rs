@@ -16,7 +16,7 @@ use huixin::rules::{
 };
 use huixin::simulator::{Header, MessageSpec};
 use huixin::store::{SessionChange, Store};
-use huixin::wechat::signature::unix_now;
+use huixin::support::clock::unix_now;
 use huixin::wechat::{Article, MediaId, Message, Music, Reply};
 
 // --- helpers -------------------------------------------------------------------------------
@@ -2435,7 +2435,7 @@ async fn a_session_holds_a_bounded_number_of_keys() {
     assert!(error.message.contains("at most 256 keys"), "{error}");
     let saved = store
         .backend()
-        .session_load("o_user", huixin::wechat::signature::unix_now())
+        .session_load("o_user", huixin::support::clock::unix_now())
         .await
         .unwrap();
     assert!(saved.is_empty(), "a failed run saves nothing");

@@ -14,7 +14,7 @@ use huixin::store::push::{
 use huixin::store::{
     DedupRecord, DedupState, Deferred, Follower, LogEntry, Pruned, SessionChange, Store, StoreError,
 };
-use huixin::wechat::signature::unix_now;
+use huixin::support::clock::unix_now;
 
 /// A fresh SQLite database: the temp dir that holds it (keep it alive) and its URL.
 async fn fresh_sqlite() -> (tempfile::TempDir, String) {

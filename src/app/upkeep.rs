@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::bot::tasks::Tasks;
 use crate::config::Config;
 use crate::store::Store;
-use crate::wechat::signature::unix_now;
+use crate::support::clock::unix_now;
 
 /// How often the store is pruned.
 const EVERY: Duration = Duration::from_secs(3600);

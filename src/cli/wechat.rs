@@ -67,7 +67,7 @@ pub async fn token(config: &Config, args: TokenArgs) -> Result<ExitCode, CliErro
         client.tokens().current().await?
     };
     println!("{}", token.token);
-    let left = token.expires_at - crate::wechat::signature::unix_now();
+    let left = token.expires_at - crate::support::clock::unix_now();
     eprintln!("expires in {left} s");
     Ok(ExitCode::SUCCESS)
 }

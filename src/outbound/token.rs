@@ -25,7 +25,7 @@ use serde_json::json;
 use super::{ApiError, errcode, errmsg, exchange};
 use crate::config::{Secret, TokenEndpoint};
 use crate::store::{NewToken, Store};
-use crate::wechat::signature::unix_now;
+use crate::support::clock::unix_now;
 
 /// How long a refresh lease lasts (a crashed refresher blocks the others at most this long).
 const LEASE_SECS: i64 = 30;

@@ -17,8 +17,8 @@ use super::render::{TEMPLATE_FIELD_MAX_CHARS, summary, template_value};
 use super::service::Pushes;
 use crate::outbound::{ApiError, Client, TemplateMessage};
 use crate::store::push::{Attempt, Claimed, Outcome, PushRow};
+use crate::support::clock::unix_now;
 use crate::wechat::message::SendStatus;
-use crate::wechat::signature::unix_now;
 
 /// How often the worker looks for due work when nothing woke it (other processes' pushes,
 /// retries coming due).

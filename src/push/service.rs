@@ -9,11 +9,11 @@ use tokio::sync::Notify;
 
 use super::keys::{self, generate_key, generate_push_id, key_hash, valid_key, valid_topic};
 use super::render;
-use crate::bot::middleware::rate_limit::Buckets;
 use crate::config::{Config, PushConfig};
 use crate::store::push::{KeyRow, NewPush, PushRow, RecipientRow, Tally, Topic};
 use crate::store::{Store, StoreError};
-use crate::wechat::signature::unix_now;
+use crate::support::buckets::Buckets;
+use crate::support::clock::unix_now;
 
 /// The longest title accepted, in characters.
 pub const MAX_TITLE_CHARS: usize = 256;
@@ -321,7 +321,7 @@ impl Pushes {
                 public_base: RwLock::new(base.trim_end_matches('/').to_owned()),
                 limits,
                 wake: Notify::new(),
-                timezone: crate::rules::api::time::parse_timezone(&config.rules.timezone)
+                timezone: crate::support::clock::parse_timezone(&config.rules.timezone)
                     .unwrap_or(jiff::tz::TimeZone::UTC),
                 credentials: !config.wechat.app_id.is_empty()
                     && !config.wechat.app_secret.is_empty(),
@@ -813,7 +813,7 @@ fn check_topic(name: &str) -> Result<(), PushError> {
             "{name:?} is not a topic name (1-64 letters, digits, - and _)"
         )));
     }
-    if super::api::RESERVED.contains(&name) {
+    if crate::support::routes::RESERVED.contains(&name) {
         // ntfy addresses topics by path, where these names are huixin's own routes.
         return Err(PushError::Invalid(format!(
             "{name:?} is reserved for huixin's own routes; choose another topic name"

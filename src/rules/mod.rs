@@ -94,7 +94,8 @@ pub fn loader(
     config: &RulesConfig,
     extra: Vec<Arc<dyn ScriptModule>>,
 ) -> Result<Loader, RulesError> {
-    let timezone = api::time::parse_timezone(&config.timezone).map_err(RulesError::Timezone)?;
+    let timezone =
+        crate::support::clock::parse_timezone(&config.timezone).map_err(RulesError::Timezone)?;
     let mut modules = api::builtin(timezone);
     modules.extend(extra);
     let limits = engine::Limits {

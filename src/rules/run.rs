@@ -134,7 +134,7 @@ impl RuleSet {
             && let Some(store) = store
             && let Err(e) = store
                 .backend()
-                .session_apply(&openid, &changes, crate::wechat::signature::unix_now())
+                .session_apply(&openid, &changes, crate::support::clock::unix_now())
                 .await
         {
             let error = ScriptError {

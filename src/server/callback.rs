@@ -20,7 +20,7 @@ use tracing::{debug, error, warn};
 
 use super::CallbackState;
 use crate::bot::{BotError, Context, panic_message};
-use crate::wechat::signature::unix_now;
+use crate::support::clock::unix_now;
 use crate::wechat::{CallbackError, CallbackQuery, Inbound, Reply};
 
 /// The peer address when the server was started with connect info; never rejects, so the

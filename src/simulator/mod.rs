@@ -8,8 +8,9 @@ mod spec;
 
 pub use spec::{Header, MessageSpec};
 
+use crate::support::clock::unix_now;
 use crate::wechat::reply::ParsedReply;
-use crate::wechat::signature::{sign, unix_now};
+use crate::wechat::signature::sign;
 use crate::wechat::{CryptoError, Mode, MsgCrypt, ParseError, Reply};
 
 /// Why a simulated exchange failed.

@@ -5,7 +5,7 @@
 use rand::RngExt;
 
 use super::SimError;
-use crate::wechat::signature::unix_now;
+use crate::support::clock::unix_now;
 use crate::wechat::xml::Element;
 
 /// The envelope of a simulated message.

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::wechat::signature::unix_now;
+use crate::support::clock::unix_now;
 
 /// The meta key holding a generated callback token.
 const GENERATED_TOKEN: &str = "generated_token";

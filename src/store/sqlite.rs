@@ -21,7 +21,7 @@ use super::{
     Backend, DedupRecord, DedupState, Deferred, Follower, LogEntry, NewToken, Pruned,
     SessionChange, StoreError, TokenRow,
 };
-use crate::wechat::signature::unix_now;
+use crate::support::clock::unix_now;
 
 mod push;
 

@@ -124,14 +124,6 @@ pub fn check_timestamp(timestamp: &str, now: i64, max_skew_secs: u64) -> Result<
     Ok(())
 }
 
-/// The current time in whole seconds since the epoch.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

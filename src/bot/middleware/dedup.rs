@@ -39,7 +39,7 @@ use crate::bot::late::LateReplies;
 use crate::bot::tasks::Tasks;
 use crate::bot::{BotError, BoxFuture, Context, Middleware, Next, Outcome, Trail, panic_message};
 use crate::store::{DedupRecord, DedupState, Deferred, Store};
-use crate::wechat::signature::unix_now;
+use crate::support::clock::unix_now;
 use crate::wechat::{Message, Reply};
 
 /// How often other processes' records are read.

@@ -6,8 +6,8 @@
 
 use crate::bot::{BotError, BoxFuture, Context, Middleware, Next, Outcome};
 use crate::store::{Deferred, LogEntry, Store};
+use crate::support::clock::unix_now;
 use crate::wechat::message::{Event, MessageKind};
-use crate::wechat::signature::unix_now;
 use crate::wechat::{Message, Reply};
 
 /// Longest summary kept, in characters.

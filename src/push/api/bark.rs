@@ -28,7 +28,7 @@
 //! 6. `GET` with Bark's content fields in the query: Bark (bark-server's `/:device_key`).
 //! 7. Anything else: 404 in Bark's format.
 //!
-//! A reserved first segment ([`super::RESERVED`]) is never a key or a topic: 404.
+//! A reserved first segment ([`crate::support::routes::RESERVED`]) is never a key or a topic: 404.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Path, Request, State};
@@ -38,9 +38,10 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::fields::{Fields, FieldsError, bearer_or_basic};
-use super::{RESERVED, json_response, log_error, ntfy, serverchan};
+use super::{json_response, log_error, ntfy, serverchan};
 use crate::push::service::{Accepted, PushError, PushRequest, Pushes, Sender};
-use crate::wechat::signature::unix_now;
+use crate::support::clock::unix_now;
+use crate::support::routes::RESERVED;
 
 /// The most keys one request may push to (Bark's `device_keys`, PushDeer's `pushkey`).
 pub(super) const MAX_KEYS_PER_REQUEST: usize = 100;

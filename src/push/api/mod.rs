@@ -15,7 +15,7 @@
 //! - `/{x}`: ServerChan when `x` ends with `.send` ([`serverchan`]), else Bark or ntfy by
 //!   method and content type ([`bark`] documents the order).
 //!
-//! Path segments huixin uses itself ([`RESERVED`]) are never taken for a key or a topic; keys
+//! Path segments huixin uses itself ([`crate::support::routes::RESERVED`]) are never taken for a key or a topic; keys
 //! are at least 24 characters, so none of these words can be one.
 
 pub mod bark;
@@ -32,27 +32,6 @@ use axum::response::{IntoResponse, Response};
 
 use super::service::{PushError, Pushes};
 use crate::server::callback::BODY_READ_TIMEOUT;
-
-/// First path segments the server uses itself.
-pub const RESERVED: &[&str] = &[
-    "wechat",
-    "message",
-    "push",
-    "m",
-    "api",
-    "ping",
-    "healthz",
-    "health",
-    "v1",
-    "static",
-    "admin",
-    "metrics",
-    "emulator",
-    "info",
-    "version",
-    "favicon.ico",
-    "robots.txt",
-];
 
 /// Every push route, ready to merge into the server's router.
 pub fn routes(pushes: Pushes, body_limit: usize) -> axum::Router {

@@ -35,9 +35,10 @@ use serde_json::{Map, Value, json};
 
 use super::bark::web_link;
 use super::fields::{Fields, FieldsError, bearer_or_basic, query_pairs};
-use super::{RESERVED, json_response, log_error};
+use super::{json_response, log_error};
 use crate::push::keys::valid_topic;
 use crate::push::service::{PushError, PushRequest, Pushes, Sender};
+use crate::support::routes::RESERVED;
 
 /// Second path segments of ntfy's subscribe API, which huixin answers with 404.
 pub(super) const SUBSCRIBE_SUFFIXES: &[&str] = &["json", "sse", "raw", "ws", "auth"];

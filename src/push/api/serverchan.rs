@@ -16,8 +16,9 @@ use axum::response::Response;
 use serde_json::json;
 
 use super::fields::{Fields, FieldsError};
-use super::{RESERVED, json_response, log_error};
+use super::{json_response, log_error};
 use crate::push::service::{PushError, PushRequest, Pushes, Sender};
+use crate::support::routes::RESERVED;
 
 /// A refusal in ServerChan's format.
 fn failure(status: u16, message: &str, error: Option<&PushError>) -> Response {

@@ -9,7 +9,7 @@ use rhai::{Dynamic, Engine, EvalAltResult, INT, Map};
 use super::{ScriptModule, map_of};
 use crate::rules::context::{self, ScriptContext, runtime_error};
 use crate::store::{Follower, Store};
-use crate::wechat::signature::unix_now;
+use crate::support::clock::unix_now;
 
 /// The follower and blocklist functions.
 pub struct Followers;

@@ -11,7 +11,7 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, INT};
 use super::ScriptModule;
 use crate::rules::context::{self, ScriptContext, runtime_error};
 use crate::store::SessionChange;
-use crate::wechat::signature::unix_now;
+use crate::support::clock::unix_now;
 
 /// Longest key.
 pub const MAX_KEY_LEN: usize = 128;
