@@ -749,3 +749,130 @@ fn debug_output_never_shows_the_token() {
     let sim = common::simulator("http://127.0.0.1:1/wechat", Mode::Safe, common::APP_ID);
     assert!(!format!("{sim:?}").contains(common::TOKEN));
 }
+
+// ----- /healthz and the store's health -----
+
+/// A server on a store the test holds too; the task stops when the guard drops.
+struct OnStore {
+    base: String,
+    store: huixin::store::Store,
+    db: std::path::PathBuf,
+    _task: Abort,
+    _dir: tempfile::TempDir,
+}
+
+struct Abort(tokio::task::JoinHandle<()>);
+
+impl Drop for Abort {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn start_on_store() -> OnStore {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = common::config(Mode::Plain, dir.path(), "");
+    let store = huixin::store::Store::open(&config.storage.url)
+        .await
+        .expect("store opens");
+    let server = huixin::server::Server::bind_with_store(&config, store.clone(), echo::router())
+        .await
+        .expect("binds");
+    let base = format!("http://{}", server.local_addr());
+    let task = tokio::spawn(async move {
+        let _ = server.run(std::future::pending()).await;
+    });
+    OnStore {
+        base,
+        store,
+        db: dir.path().join("huixin.db"),
+        _task: Abort(task),
+        _dir: dir,
+    }
+}
+
+async fn healthz(base: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::get(format!("{base}/healthz"))
+        .await
+        .expect("healthz");
+    let status = r.status().as_u16();
+    (status, r.json().await.expect("JSON"))
+}
+
+/// Another process's connection to `db`.
+async fn raw_connection(db: &std::path::Path) -> sqlx::SqliteConnection {
+    use sqlx::Connection;
+    sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("connects")
+}
+
+#[tokio::test]
+async fn healthz_says_unavailable_while_another_connection_holds_the_write_lock() {
+    let s = start_on_store().await;
+    assert_eq!(healthz(&s.base).await.0, 200);
+    let mut other = raw_connection(&s.db).await;
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .expect("write lock");
+    let (status, body) = healthz(&s.base).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "unavailable");
+    assert_eq!(body["store"], "locked", "{body}");
+    sqlx::query("ROLLBACK")
+        .execute(&mut other)
+        .await
+        .expect("released");
+    assert_eq!(healthz(&s.base).await.0, 200);
+}
+
+#[tokio::test]
+async fn healthz_says_unavailable_while_writes_fail_for_a_full_database() {
+    let s = start_on_store().await;
+    s.store.limit_pages(Some(1)).await.expect("page limit");
+    let large = "x".repeat(64 * 1024);
+    let write = s.store.backend().meta_get_or_insert("large", &large).await;
+    assert!(write.is_err(), "the database is full");
+    let (status, body) = healthz(&s.base).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["store"], "full", "{body}");
+    assert!(
+        body["reason"].as_str().unwrap_or_default().contains("full"),
+        "{body}"
+    );
+
+    s.store.limit_pages(None).await.expect("limit lifted");
+    s.store
+        .backend()
+        .meta_get_or_insert("large", &large)
+        .await
+        .expect("written once there is room");
+    assert_eq!(healthz(&s.base).await.0, 200);
+}
+
+#[tokio::test]
+async fn healthz_says_unavailable_for_a_corrupt_database() {
+    let s = start_on_store().await;
+    assert_eq!(healthz(&s.base).await.0, 200);
+    // Everything in the file itself, then its header overwritten.
+    let mut other = raw_connection(&s.db).await;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&mut other)
+        .await
+        .expect("checkpoint");
+    drop(other);
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&s.db)
+            .expect("open the file");
+        file.seek(SeekFrom::Start(0)).expect("seek");
+        file.write_all(b"this is no database file")
+            .expect("overwrite");
+    }
+    let (status, body) = healthz(&s.base).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["store"], "corrupt", "{body}");
+}
