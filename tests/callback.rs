@@ -876,3 +876,101 @@ async fn healthz_says_unavailable_for_a_corrupt_database() {
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["store"], "corrupt", "{body}");
 }
+
+// ----- the replay guard across requests, methods and restarts -----
+
+/// A signed query for (timestamp, nonce), as a proxy's log would show it.
+fn signed_query(timestamp: &str, nonce: &str) -> String {
+    let signature = huixin::wechat::signature::sign(&[common::TOKEN, timestamp, nonce]);
+    format!("signature={signature}&timestamp={timestamp}&nonce={nonce}")
+}
+
+fn text_xml(content: &str) -> String {
+    spec_xml(&MessageSpec::Text {
+        content: content.into(),
+    })
+}
+
+async fn post_raw(url: &str, query: &str, body: String) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{url}?{query}"))
+        .body(body)
+        .send()
+        .await
+        .expect("request")
+        .status()
+        .as_u16()
+}
+
+/// Serves the store in `dir` until the returned sender fires; the task ends after the
+/// server's graceful shutdown (which writes what the store still has queued).
+async fn serve_in(
+    dir: &std::path::Path,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let config = common::config(Mode::Plain, dir, "");
+    let server = huixin::server::Server::bind(&config, echo::router())
+        .await
+        .expect("binds");
+    let url = server.callback_url();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = server
+            .run(async move {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    (url, stop, task)
+}
+
+#[tokio::test]
+async fn a_signed_verification_url_cannot_carry_a_post() {
+    let server = start(Mode::Plain, echo::router()).await;
+    let ts = unix_now().to_string();
+    let query = signed_query(&ts, "verifynonce");
+    let r = reqwest::get(format!("{}?{query}&echostr=hello", server.url))
+        .await
+        .expect("verification");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.expect("body"), "hello");
+    let again = reqwest::get(format!("{}?{query}&echostr=hello", server.url))
+        .await
+        .expect("verification again");
+    assert_eq!(again.status(), 200, "verifying twice is harmless");
+    assert_eq!(
+        post_raw(&server.url, &query, text_xml("forged")).await,
+        403,
+        "the GET's signed query with a body"
+    );
+}
+
+#[tokio::test]
+async fn a_restart_still_refuses_a_signed_query_with_another_body() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ts = unix_now().to_string();
+    let query = signed_query(&ts, "restartnonce");
+
+    let genuine = text_xml("genuine");
+    let (url, stop, task) = serve_in(dir.path()).await;
+    assert_eq!(post_raw(&url, &query, genuine.clone()).await, 200);
+    let _ = stop.send(());
+    task.await.expect("stopped");
+
+    let (url, stop, task) = serve_in(dir.path()).await;
+    assert_eq!(
+        post_raw(&url, &query, text_xml("forged")).await,
+        403,
+        "the pair is remembered across the restart"
+    );
+    assert_eq!(
+        post_raw(&url, &query, genuine).await,
+        200,
+        "WeChat's retry of the same body still passes"
+    );
+    let _ = stop.send(());
+    task.await.expect("stopped");
+}
