@@ -1210,11 +1210,20 @@ async fn a_followers_key_sees_only_its_own_delivery_of_a_topic_push() {
     assert_eq!(status, 200, "{seen}");
     assert_eq!(openids(&seen), [MEMBER]);
     assert_eq!(seen["counts"]["pending"], 1, "{seen}");
-    // The topic's key sees every member.
-    let (_, all) = send(
+    // The topic's key sees both deliveries, not who the members are; an admin key sees them.
+    let (_, topic) = send(
         h.client
             .get(h.url(&format!("/api/v1/push/{id}")))
             .bearer_auth(&h.topic),
+    )
+    .await;
+    let rows = topic["recipients"].as_array().expect("recipients");
+    assert_eq!(rows.len(), 2, "{topic}");
+    assert!(rows.iter().all(|r| r.get("openid").is_none()), "{topic}");
+    let (_, all) = send(
+        h.client
+            .get(h.url(&format!("/api/v1/push/{id}")))
+            .bearer_auth(&h.admin),
     )
     .await;
     let mut all = openids(&all);
@@ -1410,4 +1419,41 @@ async fn full_then_freed<F, G>(
     );
     let (status, body) = send(h.get("/health")).await;
     assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn a_topic_key_sees_the_delivery_but_not_who_the_members_are() {
+    let h = start().await;
+    let (status, body) = send(
+        h.post("/api/v1/push")
+            .bearer_auth(&h.topic)
+            .json(&json!({ "title": "to ops", "body": "b" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["id"].as_str().expect("an id").to_owned();
+    let path = format!("/api/v1/push/{id}");
+
+    let (status, seen) = send(h.get(&path).bearer_auth(&h.topic)).await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(seen["counts"]["pending"], 1, "{seen}");
+    assert_eq!(seen["recipients"][0]["status"], "pending", "{seen}");
+    assert!(
+        !seen.to_string().contains(MEMBER),
+        "no OpenID for a topic key: {seen}"
+    );
+
+    let (status, seen) = send(h.get(&path).bearer_auth(&h.admin)).await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(
+        seen["recipients"][0]["openid"], MEMBER,
+        "an admin key sees who"
+    );
+
+    let (status, seen) = send(h.get(&path).bearer_auth(&h.other)).await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(
+        seen["recipients"][0]["openid"], MEMBER,
+        "the member's own key sees its own row"
+    );
 }

@@ -5,12 +5,13 @@ use async_trait::async_trait;
 use super::SqliteBackend;
 use crate::store::StoreError;
 use crate::store::push::{
-    Attempt, Claimed, KeyRow, NewPush, Outcome, PushRow, PushStore, RecipientRow, Topic,
+    Attempt, Claimed, KEY_PREFIX_LEN, KeyRow, NewPush, Outcome, PushRow, PushStore, RecipientRow,
+    Topic,
 };
 
 const TOPIC_COLUMNS: &str = "t.name, t.open, t.description, t.created_at, \
      (SELECT COUNT(*) FROM topic_members m WHERE m.topic = t.name) AS members";
-const KEY_COLUMNS: &str = "key_hash, key, kind, target, label, created_at, revoked_at";
+const KEY_COLUMNS: &str = "key_hash, key_prefix, kind, target, label, created_at, revoked_at";
 const PUSH_COLUMNS: &str =
     "seq, id, key_hash, target, title, body, url, summary, source, created_at";
 
@@ -137,18 +138,19 @@ impl PushStore for SqliteBackend {
     async fn key_insert(&self, key: &KeyRow) -> Result<(), StoreError> {
         self.tracked(async {
             sqlx::query(
-            "INSERT INTO push_keys (key_hash, key, kind, target, label, created_at, revoked_at) \
+                "INSERT INTO push_keys \
+               (key_hash, key_prefix, kind, target, label, created_at, revoked_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )
-        .bind(&key.key_hash)
-        .bind(&key.key)
-        .bind(&key.kind)
-        .bind(&key.target)
-        .bind(&key.label)
-        .bind(key.created_at)
-        .bind(key.revoked_at)
-        .execute(&self.writer)
-        .await?;
+            )
+            .bind(&key.key_hash)
+            .bind(&key.key_prefix)
+            .bind(&key.kind)
+            .bind(&key.target)
+            .bind(&key.label)
+            .bind(key.created_at)
+            .bind(key.revoked_at)
+            .execute(&self.writer)
+            .await?;
             Ok(())
         })
         .await
@@ -185,15 +187,28 @@ impl PushStore for SqliteBackend {
 
     async fn key_revoke(&self, prefix: &str, now: i64) -> Result<u64, StoreError> {
         self.tracked(async {
-            if prefix.chars().count() < 6 {
+            if prefix.chars().count() != KEY_PREFIX_LEN {
                 return Ok(0);
             }
-            // substr instead of LIKE: a key is alphanumeric, but the prefix comes from a user.
             Ok(sqlx::query(
                 "UPDATE push_keys SET revoked_at = ?2 \
-             WHERE revoked_at IS NULL AND substr(key, 1, length(?1)) = ?1",
+                 WHERE revoked_at IS NULL AND key_prefix = ?1",
             )
             .bind(prefix)
+            .bind(now)
+            .execute(&self.writer)
+            .await?
+            .rows_affected())
+        })
+        .await
+    }
+
+    async fn key_revoke_hash(&self, key_hash: &str, now: i64) -> Result<u64, StoreError> {
+        self.tracked(async {
+            Ok(sqlx::query(
+                "UPDATE push_keys SET revoked_at = ?2 WHERE revoked_at IS NULL AND key_hash = ?1",
+            )
+            .bind(key_hash)
             .bind(now)
             .execute(&self.writer)
             .await?
