@@ -232,8 +232,10 @@ async fn writer_pool(
         // is closed instead; the next write opens a fresh one.
         .after_release(|conn, _| {
             Box::pin(async move {
-                // The ping queues behind the rollback a dropped transaction sent.
-                conn.ping().await?;
+                // After a failed transaction the rollback its drop queued may not have run
+                // yet, so the connection is then usually closed even when that rollback would
+                // succeed: a reconnect after a failure, which is rare. A successful write has
+                // finished its commit before it returns, so it never pays for this.
                 let clean = !conn.is_in_transaction();
                 if !clean {
                     tracing::warn!("store writer connection left mid-transaction; reopening it");
