@@ -345,12 +345,16 @@ fn restrict(path: &Path) -> Result<(), StoreError> {
         };
         let mode = meta.permissions().mode();
         if mode & 0o077 != 0 {
-            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode & 0o700))
-                .map_err(|source| StoreError::Permissions {
-                    path: file.clone(),
-                    source,
-                })?;
-            tracing::info!(file = %file.display(), "database file was readable by others; restricted to its owner");
+            // A file this user does not own cannot be changed; it still opens (another
+            // account set it up), with a warning.
+            match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode & 0o700)) {
+                Ok(()) => {
+                    tracing::warn!(file = %file.display(), "database file was readable by others; restricted to its owner (0600)");
+                }
+                Err(e) => {
+                    tracing::warn!(file = %file.display(), error = %e, "database file is readable by others and cannot be restricted");
+                }
+            }
         }
     }
     Ok(())
