@@ -1378,7 +1378,34 @@ async fn full_then_freed<F, G>(
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["database"], "red", "{body}");
 
+    let session = |value: &str| {
+        vec![huixin::store::SessionChange::Set {
+            key: "step".into(),
+            value: format!("\"{value}{}\"", "-".repeat(8 * 1024)),
+            expires_at: None,
+        }]
+    };
+    assert!(
+        h.store
+            .backend()
+            .session_apply(USER, &session("while full"), 1)
+            .await
+            .is_err(),
+        "a session write that was not stored is an error"
+    );
     free().await;
+    // Session writes go through the same connection: stored for good once there is room.
+    h.store
+        .backend()
+        .session_apply(USER, &session("after"), 1)
+        .await
+        .expect("stored");
+    let stored = h.store.backend().session_load(USER, 1).await.expect("read");
+    assert!(
+        stored[0].1.starts_with("\"after"),
+        "{:?}",
+        &stored[0].1[..10]
+    );
     let (status, body) = send(push("after")).await;
     assert_eq!(status, 200, "{body}");
     let id = body["id"].as_str().expect("an id").to_owned();
