@@ -749,3 +749,221 @@ fn debug_output_never_shows_the_token() {
     let sim = common::simulator("http://127.0.0.1:1/wechat", Mode::Safe, common::APP_ID);
     assert!(!format!("{sim:?}").contains(common::TOKEN));
 }
+
+// ----- /healthz and the store's health -----
+
+/// A server on a store the test holds too; it stops when dropped.
+struct OnStore {
+    base: String,
+    store: huixin::store::Store,
+    db: std::path::PathBuf,
+    _server: common::TestServer,
+}
+
+async fn start_on_store() -> OnStore {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = common::config(Mode::Plain, dir.path(), "");
+    let db = dir.path().join("huixin.db");
+    let app = huixin::app::App::builder(config)
+        .bot(echo::router())
+        .build()
+        .await
+        .expect("app builds");
+    let store = app.store().clone();
+    let server = common::launch(app, dir).await;
+    OnStore {
+        base: server.base.clone(),
+        store,
+        db,
+        _server: server,
+    }
+}
+
+async fn healthz(base: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::get(format!("{base}/healthz"))
+        .await
+        .expect("healthz");
+    let status = r.status().as_u16();
+    (status, r.json().await.expect("JSON"))
+}
+
+/// Another process's connection to `db`.
+async fn raw_connection(db: &std::path::Path) -> sqlx::SqliteConnection {
+    use sqlx::Connection;
+    sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("connects")
+}
+
+#[tokio::test]
+async fn healthz_says_unavailable_while_another_connection_holds_the_write_lock() {
+    let s = start_on_store().await;
+    assert_eq!(healthz(&s.base).await.0, 200);
+    let mut other = raw_connection(&s.db).await;
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .expect("write lock");
+    let (status, body) = healthz(&s.base).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "unavailable");
+    assert_eq!(body["store"], "locked", "{body}");
+    sqlx::query("ROLLBACK")
+        .execute(&mut other)
+        .await
+        .expect("released");
+    assert_eq!(healthz(&s.base).await.0, 200);
+}
+
+#[tokio::test]
+async fn healthz_says_unavailable_while_writes_fail_for_a_full_database() {
+    let s = start_on_store().await;
+    s.store.limit_pages(Some(1)).await.expect("page limit");
+    let large = "x".repeat(64 * 1024);
+    let write = s.store.backend().meta_get_or_insert("large", &large).await;
+    assert!(write.is_err(), "the database is full");
+    let (status, body) = healthz(&s.base).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["store"], "full", "{body}");
+    assert!(
+        body["reason"].as_str().unwrap_or_default().contains("full"),
+        "{body}"
+    );
+
+    s.store.limit_pages(None).await.expect("limit lifted");
+    s.store
+        .backend()
+        .meta_get_or_insert("large", &large)
+        .await
+        .expect("written once there is room");
+    assert_eq!(healthz(&s.base).await.0, 200);
+}
+
+#[tokio::test]
+async fn healthz_says_unavailable_for_a_corrupt_database() {
+    let s = start_on_store().await;
+    assert_eq!(healthz(&s.base).await.0, 200);
+    // Everything in the file itself, then its header overwritten.
+    let mut other = raw_connection(&s.db).await;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&mut other)
+        .await
+        .expect("checkpoint");
+    drop(other);
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&s.db)
+            .expect("open the file");
+        file.seek(SeekFrom::Start(0)).expect("seek");
+        file.write_all(b"this is no database file")
+            .expect("overwrite");
+    }
+    let (status, body) = healthz(&s.base).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["store"], "corrupt", "{body}");
+}
+
+// ----- the replay guard across requests, methods and restarts -----
+
+/// A signed query for (timestamp, nonce), as a proxy's log would show it.
+fn signed_query(timestamp: &str, nonce: &str) -> String {
+    let signature = huixin::wechat::signature::sign(&[common::TOKEN, timestamp, nonce]);
+    format!("signature={signature}&timestamp={timestamp}&nonce={nonce}")
+}
+
+fn text_xml(content: &str) -> String {
+    spec_xml(&MessageSpec::Text {
+        content: content.into(),
+    })
+}
+
+async fn post_raw(url: &str, query: &str, body: String) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{url}?{query}"))
+        .body(body)
+        .send()
+        .await
+        .expect("request")
+        .status()
+        .as_u16()
+}
+
+/// Serves the store in `dir` until the returned sender fires; the task ends after the app's
+/// graceful shutdown (which writes what the store still has queued).
+async fn serve_in(
+    dir: &std::path::Path,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let config = common::config(Mode::Plain, dir, "");
+    let app = huixin::app::App::builder(config)
+        .bot(echo::router())
+        .build()
+        .await
+        .expect("app builds");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let url = format!("http://{}/wechat", listener.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = app
+            .serve(listener, async move {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    (url, stop, task)
+}
+
+#[tokio::test]
+async fn a_signed_verification_url_cannot_carry_a_post() {
+    let server = start(Mode::Plain, echo::router()).await;
+    let ts = unix_now().to_string();
+    let query = signed_query(&ts, "verifynonce");
+    let r = reqwest::get(format!("{}?{query}&echostr=hello", server.url))
+        .await
+        .expect("verification");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.expect("body"), "hello");
+    let again = reqwest::get(format!("{}?{query}&echostr=hello", server.url))
+        .await
+        .expect("verification again");
+    assert_eq!(again.status(), 200, "verifying twice is harmless");
+    assert_eq!(
+        post_raw(&server.url, &query, text_xml("forged")).await,
+        403,
+        "the GET's signed query with a body"
+    );
+}
+
+#[tokio::test]
+async fn a_restart_still_refuses_a_signed_query_with_another_body() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ts = unix_now().to_string();
+    let query = signed_query(&ts, "restartnonce");
+
+    let genuine = text_xml("genuine");
+    let (url, stop, task) = serve_in(dir.path()).await;
+    assert_eq!(post_raw(&url, &query, genuine.clone()).await, 200);
+    let _ = stop.send(());
+    task.await.expect("stopped");
+
+    let (url, stop, task) = serve_in(dir.path()).await;
+    assert_eq!(
+        post_raw(&url, &query, text_xml("forged")).await,
+        403,
+        "the pair is remembered across the restart"
+    );
+    assert_eq!(
+        post_raw(&url, &query, genuine).await,
+        200,
+        "WeChat's retry of the same body still passes"
+    );
+    let _ = stop.send(());
+    task.await.expect("stopped");
+}

@@ -210,6 +210,28 @@ fn configuration_mistakes_are_explained() {
 }
 
 #[test]
+fn a_database_in_a_missing_folder_names_the_setting_and_the_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-folder");
+    let db = missing.join("deeper").join("huixin.db");
+    std::fs::write(
+        dir.path().join("huixin.toml"),
+        format!("[storage]\nurl = \"sqlite://{}\"\n", db.display()),
+    )
+    .unwrap();
+    let out = huixin(dir.path(), &["serve"], &[PORT0]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("[storage] url"), "{err}");
+    assert!(err.contains(&db.display().to_string()), "the path: {err}");
+    assert!(
+        err.contains(&format!("{:?}", missing.display().to_string())),
+        "the first missing folder: {err}"
+    );
+    assert!(!missing.exists(), "no folder is created");
+}
+
+#[test]
 fn simulate_prints_signed_requests_and_sends_files() {
     let dir = tempfile::tempdir().unwrap();
     let env = [("HUIXIN_WECHAT_TOKEN", "printToken")];

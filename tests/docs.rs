@@ -8,15 +8,19 @@ fn read(rel: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).unwrap()
 }
 
-#[test]
-fn readme_shows_the_full_bot_example() {
-    let readme = read("README.md");
-    let example = read("examples/full_bot.rs");
-    let body: String = example
+/// Everything after an example's header comment: what the README shows verbatim.
+fn example_body(example: &str) -> String {
+    example
         .lines()
         .skip_while(|l| l.starts_with("//!"))
         .collect::<Vec<_>>()
-        .join("\n");
+        .join("\n")
+}
+
+#[test]
+fn readme_shows_the_full_bot_example() {
+    let readme = read("README.md");
+    let body = example_body(&read("examples/full_bot.rs"));
     assert!(
         readme.contains(body.trim()),
         "README's whole-product example differs from examples/full_bot.rs"
@@ -27,12 +31,7 @@ fn readme_shows_the_full_bot_example() {
 fn readme_quick_start_is_the_echo_bot_example() {
     let readme = read("README.md");
     let example = read("examples/echo_bot.rs");
-    // Everything after the example's header comment appears verbatim in the README.
-    let body: String = example
-        .lines()
-        .skip_while(|l| l.starts_with("//!"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let body = example_body(&example);
     assert!(
         readme.contains(body.trim()),
         "README's Rust quick start differs from examples/echo_bot.rs"

@@ -332,13 +332,27 @@ fn the_native_api_refuses_what_it_must() {
     let (code, _) = s.get(&format!("/api/v1/push/{first}"), Some(&admin));
     assert_eq!(code, 200);
 
-    // Revoked keys stop working.
-    s.run(&["keys", "revoke", &mine[..8]]);
+    // Revoked keys stop working. Only a key's first 6 characters are stored: more than
+    // those, short of the whole key, cannot be checked and are refused.
+    let out = huixin(s.dir.path(), &["keys", "revoke", &mine[..8]], &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("first 6 characters"),
+        "{}",
+        stderr(&out)
+    );
+    s.run(&["keys", "revoke", &mine[..6]]);
     let (code, _) = s.post("/api/v1/push", Some(&mine), push);
     assert_eq!(code, 401);
+    s.run(&["keys", "revoke", &ops]);
+    let (code, _) = s.post("/api/v1/push", Some(&ops), json!({ "title": "t" }));
+    assert_eq!(code, 401, "revoked by the whole key");
     let listed = s.run(&["keys"]);
     assert!(listed.contains("revoked"), "{listed}");
-    assert!(!listed.contains(&mine), "keys are masked unless --show");
+    assert!(!listed.contains(&mine), "keys are never listed whole");
+    let out = huixin(s.dir.path(), &["keys", "--show"], &[]);
+    assert!(!out.status.success(), "whole keys cannot be shown");
+    assert!(stderr(&out).contains("shown once"), "{}", stderr(&out));
 }
 
 #[test]
@@ -541,11 +555,17 @@ fn followers_use_the_chat_commands() {
         answer.contains(&format!("{}/{key}/Title/Body", s.base())),
         "{answer}"
     );
-    assert_eq!(
-        say("key").lines().nth(1).unwrap().trim(),
-        key,
-        "the same key again"
+    // Only the key's hash is kept: asked again, huixin says there is one, never shows it.
+    let again = say("key");
+    assert!(!again.contains(&key), "the key is shown once: {again}");
+    assert!(again.contains(&key[..6]), "its first characters: {again}");
+    assert!(again.contains("key reset"), "{again}");
+    let listed = s.run(&["keys"]);
+    assert!(
+        !listed.contains(&key),
+        "listings never show a key: {listed}"
     );
+    assert!(listed.contains(&format!("{}…", &key[..6])), "{listed}");
 
     let topics = say("topics");
     assert!(topics.contains("· news daily news"), "{topics}");

@@ -43,7 +43,13 @@ impl Drop for AbortOnDrop {
 /// as accepted) with `rate` pushes per key per minute.
 async fn start_with(rate: u32) -> Harness {
     let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("push.db").display());
+    let db = dir.path().join("push.db");
+    start_on(rate, dir, &db).await
+}
+
+/// Starts the push routes with the database at `db` (`dir` lives as long as the harness).
+async fn start_on(rate: u32, dir: tempfile::TempDir, db: &std::path::Path) -> Harness {
+    let url = format!("sqlite://{}?mode=rwc", db.display());
     let store = Store::open(&url).await.expect("store opens");
     let config = Config::from_toml(&format!(
         "[wechat]\napp_id = \"wx49f0ab532d5d035a\"\napp_secret = \"testsecret\"\n\
@@ -1330,11 +1336,20 @@ async fn a_followers_key_sees_only_its_own_delivery_of_a_topic_push() {
     assert_eq!(status, 200, "{seen}");
     assert_eq!(openids(&seen), [MEMBER]);
     assert_eq!(seen["counts"]["pending"], 1, "{seen}");
-    // The topic's key sees every member.
-    let (_, all) = send(
+    // The topic's key sees both deliveries, not who the members are; an admin key sees them.
+    let (_, topic) = send(
         h.client
             .get(h.url(&format!("/api/v1/push/{id}")))
             .bearer_auth(&h.topic),
+    )
+    .await;
+    let rows = topic["recipients"].as_array().expect("recipients");
+    assert_eq!(rows.len(), 2, "{topic}");
+    assert!(rows.iter().all(|r| r.get("openid").is_none()), "{topic}");
+    let (_, all) = send(
+        h.client
+            .get(h.url(&format!("/api/v1/push/{id}")))
+            .bearer_auth(&h.admin),
     )
     .await;
     let mut all = openids(&all);
@@ -1371,4 +1386,227 @@ async fn a_body_trickling_past_the_deadline_is_refused() {
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains("did not arrive within"), "{answer}");
     assert!(h.pushes().await.is_empty());
+}
+
+// ----- the store's failures -----
+
+/// A push body that needs new pages in the database.
+fn large_body() -> String {
+    "0123456789abcdef".repeat(3 * 1024)
+}
+
+#[tokio::test]
+async fn a_full_database_refuses_pushes_and_recovers_without_losing_one() {
+    let h = start().await;
+    let db = h._dir.path().join("push.db");
+    // As a full disk would: every write that needs a page fails.
+    full_then_freed(
+        &h,
+        &db,
+        || async { h.store.limit_pages(Some(1)).await.expect("page limit") },
+        || async { h.store.limit_pages(None).await.expect("limit lifted") },
+    )
+    .await;
+}
+
+/// A tmpfs of 2 MiB mounted on a temporary folder, unmounted on drop; None (with a note)
+/// where mounting is not allowed.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount() -> Option<Self> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if mounted {
+            Some(Self(dir))
+        } else {
+            println!("note: cannot mount a tmpfs here (not root?); the full-disk test is skipped");
+            None
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_pushes_and_recovers_without_losing_one() {
+    let Some(fs) = Tmpfs::mount() else {
+        return;
+    };
+    let db = fs.0.path().join("push.db");
+    let filler = fs.0.path().join("filler");
+    let h = start_on(1000, tempfile::tempdir().expect("temp dir"), &db).await;
+    full_then_freed(
+        &h,
+        &db,
+        || async {
+            use std::io::Write;
+            let mut file = std::fs::File::create(&filler).expect("filler");
+            let chunk = vec![0u8; 4096];
+            while file.write_all(&chunk).and_then(|()| file.flush()).is_ok() {}
+        },
+        || async { std::fs::remove_file(&filler).expect("filler removed") },
+    )
+    .await;
+    drop(h);
+}
+
+/// Pushes once, fills the database (`fill`), checks pushes are refused and the health check
+/// says so, frees it (`free`), and checks a push accepted then is stored for good.
+async fn full_then_freed<F, G>(
+    h: &Harness,
+    db: &std::path::Path,
+    fill: impl FnOnce() -> F,
+    free: impl FnOnce() -> G,
+) where
+    F: std::future::Future<Output = ()>,
+    G: std::future::Future<Output = ()>,
+{
+    let push = |title: &str| {
+        h.post("/api/v1/push")
+            .bearer_auth(&h.user)
+            .json(&json!({ "title": title, "body": large_body() }))
+    };
+    let (status, _) = send(push("before")).await;
+    assert_eq!(status, 200);
+
+    // Several failures in a row, as on a real full disk (the second one used to wedge the
+    // writer's connection).
+    fill().await;
+    // A large push, then one to many followers (its recipients fail to fit, not its body),
+    // then a large one again.
+    let many: Vec<String> = (0..1000)
+        .map(|i| format!("oManyFollowersOfTheAccount{i:06}"))
+        .collect();
+    let to_many = h
+        .post("/api/v1/push")
+        .bearer_auth(&h.admin)
+        .json(&json!({ "to": many, "title": "to many", "body": "short" }));
+    for request in [push("while full 1"), to_many, push("while full 2")] {
+        let (status, body) = send(request).await;
+        assert!(
+            status.is_server_error(),
+            "a push that was not stored is not accepted: {status} {body}"
+        );
+    }
+    let (status, body) = send(h.get("/health")).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["database"], "red", "{body}");
+
+    let session = |value: &str| {
+        vec![huixin::store::SessionChange::Set {
+            key: "step".into(),
+            value: format!("\"{value}{}\"", "-".repeat(8 * 1024)),
+            expires_at: None,
+        }]
+    };
+    assert!(
+        h.store
+            .backend()
+            .session_apply(USER, &session("while full"), 1)
+            .await
+            .is_err(),
+        "a session write that was not stored is an error"
+    );
+    free().await;
+    // Session writes go through the same connection: stored for good once there is room.
+    h.store
+        .backend()
+        .session_apply(USER, &session("after"), 1)
+        .await
+        .expect("stored");
+    let stored = h.store.backend().session_load(USER, 1).await.expect("read");
+    assert!(
+        stored[0].1.starts_with("\"after"),
+        "{:?}",
+        &stored[0].1[..10]
+    );
+    let (status, body) = send(push("after")).await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["id"].as_str().expect("an id").to_owned();
+
+    // Stored and committed: readable on the read connections, on its page, and by another
+    // process, which can also still write.
+    assert!(
+        h.store
+            .backend()
+            .push_by_id(&id)
+            .await
+            .expect("read")
+            .is_some()
+    );
+    let (status, _) = send(h.get(&format!("/m/{id}"))).await;
+    assert_eq!(
+        status, 200,
+        "the detail page of the push accepted after the disk was freed"
+    );
+    let titles: Vec<String> = h.pushes().await.into_iter().map(|p| p.title).collect();
+    assert_eq!(titles, ["before", "after"]);
+    let url = format!("sqlite://{}", db.display());
+    let other = Store::open(&url).await.expect("another process opens it");
+    assert!(
+        other
+            .backend()
+            .push_by_id(&id)
+            .await
+            .expect("read")
+            .is_some()
+    );
+    assert!(
+        other
+            .backend()
+            .topic_create("elsewhere", true, "", 1)
+            .await
+            .expect("another process can write: the lock is not held")
+    );
+    let (status, body) = send(h.get("/health")).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn a_topic_key_sees_the_delivery_but_not_who_the_members_are() {
+    let h = start().await;
+    let (status, body) = send(
+        h.post("/api/v1/push")
+            .bearer_auth(&h.topic)
+            .json(&json!({ "title": "to ops", "body": "b" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["id"].as_str().expect("an id").to_owned();
+    let path = format!("/api/v1/push/{id}");
+
+    let (status, seen) = send(h.get(&path).bearer_auth(&h.topic)).await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(seen["counts"]["pending"], 1, "{seen}");
+    assert_eq!(seen["recipients"][0]["status"], "pending", "{seen}");
+    assert!(
+        !seen.to_string().contains(MEMBER),
+        "no OpenID for a topic key: {seen}"
+    );
+
+    let (status, seen) = send(h.get(&path).bearer_auth(&h.admin)).await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(
+        seen["recipients"][0]["openid"], MEMBER,
+        "an admin key sees who"
+    );
+
+    let (status, seen) = send(h.get(&path).bearer_auth(&h.other)).await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(
+        seen["recipients"][0]["openid"], MEMBER,
+        "the member's own key sees its own row"
+    );
 }

@@ -12,7 +12,8 @@ use huixin::store::push::{
     Attempt, Claimed, KeyRow, NewPush, Outcome, PushRow, RecipientRow, Topic,
 };
 use huixin::store::{
-    DedupRecord, DedupState, Deferred, Follower, LogEntry, Pruned, SessionChange, Store, StoreError,
+    DedupRecord, DedupState, Deferred, Follower, LogEntry, Pruned, ReplayRecord, SessionChange,
+    Store, StoreError,
 };
 use huixin::support::clock::unix_now;
 
@@ -61,6 +62,7 @@ macro_rules! store_suite {
                 store_prune_by_retention,
                 push_topics_and_members,
                 push_keys_lookup_and_revoke,
+                replay_records_kept_until_they_expire,
                 push_insert_stores_recipients_once,
                 push_claim_leases_and_takes_over_expired,
                 push_settle_batch_and_only_while_sending,
@@ -858,6 +860,7 @@ mod suite {
                 log: 2,
                 dedup: 1,
                 sessions: 3,
+                replay: 0,
             }
         );
         let times: Vec<i64> = b
@@ -950,6 +953,7 @@ mod suite {
                 log: 1,
                 dedup: 1,
                 sessions: 1,
+                replay: 0,
             }
         );
         assert_eq!(
@@ -978,7 +982,7 @@ mod suite {
     fn key_row(key_hash: &str, key: &str, kind: &str, target: &str, created_at: i64) -> KeyRow {
         KeyRow {
             key_hash: key_hash.into(),
-            key: key.into(),
+            key_prefix: key.chars().take(6).collect(),
             kind: kind.into(),
             target: target.into(),
             label: format!("{kind} key"),
@@ -1249,6 +1253,37 @@ mod suite {
         assert!(members("news").await.is_empty());
     }
 
+    pub async fn replay_records_kept_until_they_expire(store: &Store) {
+        let b = store.backend();
+        let record = ReplayRecord {
+            timestamp: T.to_string(),
+            nonce: "n1".into(),
+            request_hash: "ab".repeat(20),
+            expires_at: T + 300,
+        };
+        store.defer(Deferred::Replay(record.clone()));
+        // The first request stored keeps the pair.
+        store.defer(Deferred::Replay(ReplayRecord {
+            request_hash: "cd".repeat(20),
+            ..record.clone()
+        }));
+        store.flush().await.unwrap();
+        let ts = T.to_string();
+        assert_eq!(
+            b.replay_get(&ts, "n1", T + 300).await.unwrap(),
+            Some(record.clone())
+        );
+        assert_eq!(b.replay_get(&ts, "n2", T).await.unwrap(), None);
+        assert_eq!(
+            b.replay_get(&ts, "n1", T + 301).await.unwrap(),
+            None,
+            "expired"
+        );
+        assert_eq!(b.prune(0, 0, T + 300).await.unwrap().replay, 0);
+        assert_eq!(b.prune(0, 0, T + 301).await.unwrap().replay, 1);
+        assert_eq!(b.replay_get(&ts, "n1", T).await.unwrap(), None, "pruned");
+    }
+
     pub async fn push_keys_lookup_and_revoke(store: &Store) {
         let b = store.backend();
         assert!(b.keys().await.unwrap().is_empty());
@@ -1337,9 +1372,9 @@ mod suite {
             "case matters"
         );
         assert_eq!(
-            b.key_revoke("uk7Qp2aaaa-and-more", now).await.unwrap(),
+            b.key_revoke("uk7Qp2a", now).await.unwrap(),
             0,
-            "longer than the key"
+            "only the first 6 characters are stored: 7 cannot be checked"
         );
         assert_eq!(
             b.key_for("user", "o_a").await.unwrap(),
@@ -1376,8 +1411,13 @@ mod suite {
             Some(now)
         );
 
-        // The whole key is a prefix too; the others are untouched.
-        assert_eq!(b.key_revoke("tk9Zx4cccc", now + 2).await.unwrap(), 1);
+        // By hash (a key given whole); the others are untouched.
+        assert_eq!(b.key_revoke_hash("h_t", now + 2).await.unwrap(), 1);
+        assert_eq!(
+            b.key_revoke_hash("h_t", now + 3).await.unwrap(),
+            0,
+            "revoking twice"
+        );
         assert_eq!(b.key_for("topic", "news").await.unwrap(), None);
         assert_eq!(b.key_for("admin", "").await.unwrap(), Some(admin));
         let revoked_at: Vec<Option<i64>> = b
@@ -2255,7 +2295,23 @@ async fn sqlite_file_is_wal_with_each_migration_once() {
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(versions, [1, 2, 3, 4, 5]);
+    // Every numbered file under src/store/migrations, once.
+    let mut files: Vec<i64> = std::fs::read_dir(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store/migrations"),
+    )
+    .unwrap()
+    .filter_map(|e| {
+        e.ok()?
+            .file_name()
+            .to_str()?
+            .split('_')
+            .next()?
+            .parse()
+            .ok()
+    })
+    .collect();
+    files.sort();
+    assert_eq!(versions, files);
 }
 
 /// A dedup record in a state this version does not know (a newer process's) is left out of
@@ -2306,8 +2362,8 @@ mod writer {
     };
     use huixin::store::writer::{BATCH_MAX, QUEUE_MAX, Writer};
     use huixin::store::{
-        Backend, DedupRecord, Deferred, Follower, LogEntry, NewToken, Pruned, SessionChange,
-        StoreError, TokenRow,
+        Backend, DedupRecord, Deferred, Follower, LogEntry, NewToken, Pruned, ReplayRecord,
+        SessionChange, StoreError, TokenRow, Unhealthy,
     };
     use tokio::sync::RwLock;
 
@@ -2374,6 +2430,9 @@ mod writer {
         async fn key_revoke(&self, _: &str, _: i64) -> Result<u64, StoreError> {
             unreachable!()
         }
+        async fn key_revoke_hash(&self, _: &str, _: i64) -> Result<u64, StoreError> {
+            unreachable!()
+        }
         async fn push_insert(&self, _: &NewPush<'_>) -> Result<i64, StoreError> {
             unreachable!()
         }
@@ -2422,6 +2481,17 @@ mod writer {
     impl Backend for Recording {
         async fn ping(&self) -> Result<(), StoreError> {
             Ok(())
+        }
+        async fn health(&self) -> Result<(), Unhealthy> {
+            Ok(())
+        }
+        async fn replay_get(
+            &self,
+            _: &str,
+            _: &str,
+            _: i64,
+        ) -> Result<Option<ReplayRecord>, StoreError> {
+            unreachable!()
         }
         async fn meta_get(&self, _: &str) -> Result<Option<String>, StoreError> {
             unreachable!()
@@ -2601,4 +2671,110 @@ mod writer {
         // What landed is in order: the oldest writes, the newest dropped.
         assert_eq!(written, (0..written.len()).map(seen).collect::<Vec<_>>());
     }
+}
+
+// ----- the SQLite file itself -----
+
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .expect("exists")
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_database_and_its_wal_are_readable_by_their_owner_only() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("huixin.db");
+    let store = Store::open(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("opens");
+    store
+        .backend()
+        .meta_get_or_insert("k", "v")
+        .await
+        .expect("a write, so the WAL exists");
+    for file in ["huixin.db", "huixin.db-wal", "huixin.db-shm"] {
+        assert_eq!(mode(&dir.path().join(file)), 0o600, "{file}");
+    }
+    drop(store);
+
+    // A file made before (or by another tool) that others can read is restricted.
+    let old = dir.path().join("old.db");
+    std::fs::write(&old, b"").expect("an empty file");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    Store::open(&format!("sqlite://{}", old.display()))
+        .await
+        .expect("opens");
+    assert_eq!(mode(&old), 0o600);
+}
+
+#[tokio::test]
+async fn upgrading_drops_clear_push_keys_and_keeps_them_working() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("huixin.db");
+    let url = format!("sqlite://{}", db.display());
+    // The schema as it was, with a key stored in clear.
+    let old = dir.path().join("migrations");
+    std::fs::create_dir(&old).expect("folder");
+    for name in [
+        "0001_meta.sql",
+        "0002_bot.sql",
+        "0003_access_tokens.sql",
+        "0004_push.sql",
+    ] {
+        std::fs::copy(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("src/store/migrations")
+                .join(name),
+            old.join(name),
+        )
+        .expect("copied");
+    }
+    let key = "Abc123xyzXYZ789defDEF456ghiGHI00";
+    {
+        use sqlx::sqlite::SqliteConnectOptions;
+        let options = SqliteConnectOptions::new()
+            .filename(&db)
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.expect("pool");
+        sqlx::migrate::Migrator::new(old.as_path())
+            .await
+            .expect("migrator")
+            .run(&pool)
+            .await
+            .expect("old schema");
+        sqlx::query(
+            "INSERT INTO push_keys (key_hash, key, kind, target, created_at) \
+             VALUES (?1, ?2, 'user', 'o_old', 1)",
+        )
+        .bind(huixin::push::keys::key_hash(key))
+        .bind(key)
+        .execute(&pool)
+        .await
+        .expect("a clear key");
+        pool.close().await;
+    }
+    let store = Store::open(&url).await.expect("upgrades");
+    let row = store
+        .backend()
+        .key_by_hash(&huixin::push::keys::key_hash(key))
+        .await
+        .expect("read")
+        .expect("the key still works");
+    assert_eq!(row.key_prefix, "Abc123");
+    drop(store);
+    let columns: Vec<String> = {
+        let pool = sqlx::SqlitePool::connect(&url).await.expect("pool");
+        sqlx::query_scalar("SELECT name FROM pragma_table_info('push_keys')")
+            .fetch_all(&pool)
+            .await
+            .expect("columns")
+    };
+    assert!(!columns.iter().any(|c| c == "key"), "{columns:?}");
 }

@@ -1,5 +1,6 @@
-//! Retention: old log rows, dedup records, expired sessions and old pushes are pruned every
-//! hour, as one of the app's background loops.
+//! Retention: old log rows, dedup records, expired sessions and old pushes are pruned a minute
+//! after start (startup and the first requests go first), then every hour, as one of the app's
+//! background loops.
 
 use std::time::Duration;
 
@@ -10,6 +11,8 @@ use crate::support::clock::unix_now;
 
 /// How often the store is pruned.
 const EVERY: Duration = Duration::from_secs(3600);
+/// How long after start the first pruning runs.
+const FIRST: Duration = Duration::from_secs(60);
 
 /// Starts pruning `store` by `[bot] log_retention_days` and `[push] retention_days`.
 pub(super) fn spawn(tasks: &Tasks, store: &Store, config: &Config) {
@@ -17,7 +20,7 @@ pub(super) fn spawn(tasks: &Tasks, store: &Store, config: &Config) {
     let retention_days = config.bot.log_retention_days;
     let push_retention_days = config.push.retention_days;
     tasks.spawn_loop("pruning", async move {
-        let mut tick = tokio::time::interval(EVERY);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + FIRST, EVERY);
         loop {
             tick.tick().await;
             prune(&store, retention_days, push_retention_days).await;

@@ -56,8 +56,8 @@ pub struct KeysArgs {
     /// What to do (default: list).
     #[command(subcommand)]
     pub command: Option<KeysCommand>,
-    /// Show whole keys in the list (default: the first 6 characters).
-    #[arg(long)]
+    /// No longer possible: keys are stored as hashes and shown once, when made.
+    #[arg(long, hide = true)]
     pub show: bool,
 }
 
@@ -83,9 +83,9 @@ pub enum KeysCommand {
         #[arg(long, value_name = "KEY")]
         key: Option<String>,
     },
-    /// Revoke the keys starting with PREFIX (at least 6 characters).
+    /// Revoke a key: the whole key, or its first 6 characters as the list shows them.
     Revoke {
-        /// The key, or its first characters.
+        /// The key, or its first 6 characters.
         prefix: String,
     },
 }
@@ -227,17 +227,20 @@ fn scope_text(scope: &Scope) -> String {
 pub async fn keys(config: &Config, args: KeysArgs) -> Result<ExitCode, CliError> {
     let pushes = service(config).await?;
     match args.command {
+        None if args.show => {
+            return Err(CliError::Usage(
+                "keys are shown once, when made: huixin keeps only their hash (and first 6 \
+                 characters, which `huixin keys` lists)"
+                    .into(),
+            ));
+        }
         None => {
             let keys = pushes.keys().await.map_err(push_error)?;
             if keys.is_empty() {
                 println!("no keys (`huixin keys create --user OPENID | --topic NAME | --admin`)");
             }
             for key in keys {
-                let shown = if args.show {
-                    key.key.clone()
-                } else {
-                    format!("{}…", &key.key[..6.min(key.key.len())])
-                };
+                let shown = format!("{}…", key.prefix);
                 let state = match key.revoked_at {
                     Some(_) => "revoked",
                     None => "active",

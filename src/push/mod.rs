@@ -20,4 +20,4 @@ pub mod render;
 pub mod script;
 pub mod service;
 
-pub use service::{Accepted, Key, PushError, PushRequest, Pushes, Scope, Sender};
+pub use service::{Accepted, Key, PersonalKey, PushError, PushRequest, Pushes, Scope, Sender};

@@ -7,9 +7,11 @@
 //!   changed the membership. Subscribing to a topic that does not exist is an error.
 //! - `topic_info(name)`: `#{ name, open, description, members }`, or `()` when there is none.
 //! - `topics()`: every topic, as such maps. `user_topics(openid)`: the names a user joined.
-//! - `push_key(openid)`: the follower's personal key (made on first use);
-//!   `reset_push_key(openid)` revokes it and makes another; `create_key(target)` makes a key
-//!   for `"topic:NAME"` or a user.
+//! - `push_key(openid)`: the follower's personal key, made on first use:
+//!   `#{ created: true, key: "…", prefix: "…" }` when made now, else
+//!   `#{ created: false, prefix: "…" }` (keys are stored as hashes, so an existing key cannot
+//!   be shown again; `prefix` is its first characters). `reset_push_key(openid)` revokes it
+//!   and returns a new one; `create_key(target)` makes a key for `"topic:NAME"` or a user.
 //! - `push_base_url()`: the base of the URLs huixin hands out (`[server] public_url`).
 //!
 //! Under `huixin rules test` ([`crate::outbound::script::DryRun`]), nothing is stored: pushes
@@ -17,11 +19,11 @@
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
-use super::service::{PushError, PushRequest, Pushes, Scope, Sender};
+use super::service::{PersonalKey, PushError, PushRequest, Pushes, Scope, Sender};
 use crate::outbound::script::DryRun;
 use crate::rules::api::ScriptModule;
 use crate::rules::context::{self, runtime_error};
-use crate::store::push::Topic;
+use crate::store::push::{KEY_PREFIX_LEN, Topic};
 
 /// The push functions.
 pub struct PushFunctions;
@@ -46,8 +48,8 @@ impl ScriptModule for PushFunctions {
             .register_fn("topic_info", topic_info)
             .register_fn("topics", all_topics)
             .register_fn("user_topics", user_topics)
-            .register_fn("push_key", |openid: &str| personal_key(openid, false))
-            .register_fn("reset_push_key", |openid: &str| personal_key(openid, true))
+            .register_fn("push_key", personal_key)
+            .register_fn("reset_push_key", reset_personal_key)
             .register_fn("create_key", create_key)
             .register_fn("push_base_url", base_url);
     }
@@ -181,22 +183,43 @@ fn user_topics(openid: &str) -> Result<Array, Box<EvalAltResult>> {
     }
 }
 
-fn personal_key(openid: &str, reset: bool) -> Result<String, Box<EvalAltResult>> {
-    let function = if reset { "reset_push_key" } else { "push_key" };
-    match sink(function)? {
+fn personal_key(openid: &str) -> Result<Map, Box<EvalAltResult>> {
+    let found = match sink("push_key")? {
+        Sink::DryRun(dry) => {
+            dry.record(format!("a personal push key for {openid}"));
+            PersonalKey::Created("KEY".into())
+        }
+        Sink::Live(pushes, runtime) => runtime
+            .block_on(pushes.personal_key(openid))
+            .map_err(|e| script_error("push_key", e))?,
+    };
+    let mut map = Map::new();
+    match found {
+        PersonalKey::Created(key) => {
+            map.insert("created".into(), true.into());
+            map.insert(
+                "prefix".into(),
+                key.chars().take(KEY_PREFIX_LEN).collect::<String>().into(),
+            );
+            map.insert("key".into(), key.into());
+        }
+        PersonalKey::Exists { prefix } => {
+            map.insert("created".into(), false.into());
+            map.insert("prefix".into(), prefix.into());
+        }
+    }
+    Ok(map)
+}
+
+fn reset_personal_key(openid: &str) -> Result<String, Box<EvalAltResult>> {
+    match sink("reset_push_key")? {
         Sink::DryRun(dry) => {
             dry.record(format!("a personal push key for {openid}"));
             Ok("KEY".into())
         }
         Sink::Live(pushes, runtime) => runtime
-            .block_on(async {
-                if reset {
-                    pushes.reset_personal_key(openid).await
-                } else {
-                    pushes.personal_key(openid).await
-                }
-            })
-            .map_err(|e| script_error(function, e)),
+            .block_on(pushes.reset_personal_key(openid))
+            .map_err(|e| script_error("reset_push_key", e)),
     }
 }
 

@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 use super::keys::{self, generate_key, generate_push_id, key_hash, valid_key, valid_topic};
 use super::render;
 use crate::config::{Config, PushConfig};
-use crate::store::push::{KeyRow, NewPush, PushRow, RecipientRow, Tally, Topic};
+use crate::store::push::{KEY_PREFIX_LEN, KeyRow, NewPush, PushRow, RecipientRow, Tally, Topic};
 use crate::store::{Store, StoreError};
 use crate::support::buckets::Buckets;
 use crate::support::clock::unix_now;
@@ -137,11 +137,11 @@ impl std::fmt::Debug for Key {
     }
 }
 
-/// A key as listed (`huixin keys`).
+/// A key as listed (`huixin keys`): never the key itself, which is shown once, when made.
 #[derive(Debug, Clone, Serialize)]
 pub struct KeyInfo {
-    /// The key.
-    pub key: String,
+    /// The key's first characters.
+    pub prefix: String,
     /// What it stands for.
     pub scope: Scope,
     /// A note.
@@ -150,6 +150,28 @@ pub struct KeyInfo {
     pub created_at: i64,
     /// When it was revoked.
     pub revoked_at: Option<i64>,
+}
+
+/// A follower's personal key, as [`Pushes::personal_key`] finds it.
+#[derive(Clone, PartialEq, Eq)]
+pub enum PersonalKey {
+    /// Made now: shown this once.
+    Created(String),
+    /// The follower has one; only its first characters are known.
+    Exists {
+        /// The key's first characters.
+        prefix: String,
+    },
+}
+
+impl std::fmt::Debug for PersonalKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        match self {
+            Self::Created(_) => f.write_str("Created(..)"),
+            Self::Exists { prefix } => f.debug_struct("Exists").field("prefix", prefix).finish(),
+        }
+    }
 }
 
 /// Who made a push: a key, or huixin itself (a rule, the admin CLI), which may address
@@ -215,7 +237,7 @@ pub struct PushStatus {
     pub detail_url: String,
     /// Recipients by state.
     pub counts: Counts,
-    /// Each recipient.
+    /// Each recipient (without OpenIDs for a topic key).
     pub recipients: Vec<RecipientStatus>,
 }
 
@@ -246,8 +268,10 @@ impl From<Tally> for Counts {
 /// One recipient's delivery.
 #[derive(Debug, Clone, Serialize)]
 pub struct RecipientStatus {
-    /// The follower.
-    pub openid: String,
+    /// The follower: shown to an admin key and to the follower's own key only (a topic key
+    /// sees each recipient's state, not who they are).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub openid: Option<String>,
     /// `pending`, `sent`, `delivered` or `failed` (`sending` shows as `pending`).
     pub status: String,
     /// Attempts so far.
@@ -268,7 +292,7 @@ impl From<RecipientRow> for RecipientStatus {
             r.state
         };
         Self {
-            openid: r.openid,
+            openid: Some(r.openid),
             status,
             attempts: r.attempts,
             msgid: r.msgid,
@@ -439,7 +463,7 @@ impl Pushes {
         };
         let row = KeyRow {
             key_hash: key_hash(&key),
-            key: key.clone(),
+            key_prefix: key.chars().take(KEY_PREFIX_LEN).collect(),
             kind: scope.kind().to_owned(),
             target: scope.target().to_owned(),
             label: label.to_owned(),
@@ -455,13 +479,18 @@ impl Pushes {
         }
     }
 
-    /// A follower's personal key: the one they have, else a new one.
-    pub async fn personal_key(&self, openid: &str) -> Result<String, PushError> {
+    /// A follower's personal key: a new one when they have none; else only that they have
+    /// one (keys are stored as hashes: the key itself cannot be shown again).
+    pub async fn personal_key(&self, openid: &str) -> Result<PersonalKey, PushError> {
         if let Some(row) = self.store().backend().key_for("user", openid).await? {
-            return Ok(row.key);
+            return Ok(PersonalKey::Exists {
+                prefix: row.key_prefix,
+            });
         }
-        self.create_key(&Scope::User(openid.to_owned()), "personal", None)
-            .await
+        let key = self
+            .create_key(&Scope::User(openid.to_owned()), "personal", None)
+            .await?;
+        Ok(PersonalKey::Created(key))
     }
 
     /// Revokes a follower's personal keys and makes a new one.
@@ -469,7 +498,7 @@ impl Pushes {
         while let Some(row) = self.store().backend().key_for("user", openid).await? {
             self.store()
                 .backend()
-                .key_revoke(&row.key, unix_now())
+                .key_revoke_hash(&row.key_hash, unix_now())
                 .await?;
         }
         self.create_key(&Scope::User(openid.to_owned()), "personal", None)
@@ -487,7 +516,7 @@ impl Pushes {
             .filter_map(|row| {
                 Some(KeyInfo {
                     scope: Scope::from_row(&row.kind, &row.target)?,
-                    key: row.key,
+                    prefix: row.key_prefix,
                     label: row.label,
                     created_at: row.created_at,
                     revoked_at: row.revoked_at,
@@ -496,18 +525,23 @@ impl Pushes {
             .collect())
     }
 
-    /// Revokes the keys starting with `prefix` (at least 6 characters); how many.
+    /// Revokes a key given whole, or the keys starting with `prefix` (the first
+    /// [`KEY_PREFIX_LEN`] characters, as listed); how many.
     pub async fn revoke(&self, prefix: &str) -> Result<u64, PushError> {
-        if prefix.len() < 6 {
-            return Err(PushError::Invalid(
-                "give at least the first 6 characters of the key".into(),
-            ));
+        let backend = self.store().backend();
+        if valid_key(prefix) {
+            return Ok(backend
+                .key_revoke_hash(&key_hash(prefix), unix_now())
+                .await?);
         }
-        Ok(self
-            .store()
-            .backend()
-            .key_revoke(prefix, unix_now())
-            .await?)
+        // Only the first characters are stored: a longer part of a key cannot be checked.
+        if prefix.len() != KEY_PREFIX_LEN || !prefix.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(PushError::Invalid(format!(
+                "give the key's first {KEY_PREFIX_LEN} characters (as `huixin keys` lists them), \
+                 or the whole key"
+            )));
+        }
+        Ok(backend.key_revoke(prefix, unix_now()).await?)
     }
 
     // ----- topics -----
@@ -754,6 +788,19 @@ impl Pushes {
             }
         }
         let counts = tally.into();
+        // OpenIDs identify followers across every key and topic: only an admin key sees who
+        // the members are (a follower's key sees its own row only, above).
+        let show_openids = matches!(key.scope, Scope::Admin | Scope::User(_));
+        let recipients = recipients
+            .into_iter()
+            .map(|r| {
+                let mut shown = RecipientStatus::from(r);
+                if !show_openids {
+                    shown.openid = None;
+                }
+                shown
+            })
+            .collect();
         Ok(PushStatus {
             detail_url: self.detail_url(&push.id),
             id: push.id,
@@ -763,7 +810,7 @@ impl Pushes {
             target: push.target,
             created_at: push.created_at,
             counts,
-            recipients: recipients.into_iter().map(Into::into).collect(),
+            recipients,
         })
     }
 

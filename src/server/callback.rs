@@ -51,6 +51,17 @@ pub async fn verify_url(
     };
     match state.protocol().verify_echo(&query, unix_now()) {
         Ok(echostr) => {
+            // The signed query of a verification, as seen in a log, must not carry a POST.
+            let timestamp = query.timestamp.as_deref().unwrap_or_default();
+            let nonce = query.nonce.as_deref().unwrap_or_default();
+            let request = super::replay::Request::Get;
+            if !state
+                .replay()
+                .admit(state.store(), timestamp, nonce, request)
+                .await
+            {
+                return refuse(CallbackError::Replayed, peer);
+            }
             tracing::info!("URL verification succeeded");
             plain(StatusCode::OK, echostr.to_owned())
         }
@@ -80,7 +91,12 @@ pub async fn receive(
     // verify_query ran, so timestamp and nonce are present.
     let timestamp = query.timestamp.as_deref().unwrap_or_default();
     let nonce = query.nonce.as_deref().unwrap_or_default();
-    if !state.replay().admit(timestamp, nonce, &body) {
+    let request = super::replay::Request::Post(&body);
+    if !state
+        .replay()
+        .admit(state.store(), timestamp, nonce, request)
+        .await
+    {
         return refuse(CallbackError::Replayed, peer);
     }
     let inbound = match protocol.open(&query, &body) {

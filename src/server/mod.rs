@@ -6,7 +6,8 @@
 //! Routes:
 //! - `GET {path}`: URL verification (echoes `echostr`).
 //! - `POST {path}`: messages.
-//! - `GET /healthz`: liveness and store reachability, as JSON.
+//! - `GET /healthz`: liveness and whether the store can take writes, as JSON (503 with a
+//!   reason when it is locked, full or corrupt).
 
 pub mod callback;
 pub mod listen;
@@ -144,16 +145,18 @@ pub fn routes(state: CallbackState) -> axum::Router {
 }
 
 async fn healthz(State(state): State<CallbackState>) -> impl IntoResponse {
-    match state.store().ping().await {
+    match state.store().health().await {
         Ok(()) => (
             StatusCode::OK,
             Json(serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") })),
         ),
         Err(e) => {
-            tracing::error!(error = %e, "health check: store unreachable");
+            tracing::error!(reason = e.kind(), error = %e, "health check: store unhealthy");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({ "status": "unavailable", "store": "unreachable" })),
+                Json(serde_json::json!({
+                    "status": "unavailable", "store": e.kind(), "reason": e.to_string()
+                })),
             )
         }
     }

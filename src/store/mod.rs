@@ -37,6 +37,72 @@ pub enum StoreError {
     /// The background writer has stopped (the server is shutting down).
     #[error("the store's writer has stopped")]
     WriterGone,
+    /// `[storage] url` names a file in a folder that does not exist (huixin creates the file,
+    /// never its folders).
+    #[error(
+        "[storage] url names the database {path:?}, but its folder {folder:?} does not exist: \
+         create the folder or change [storage] url"
+    )]
+    MissingFolder {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// The first missing folder on its path.
+        folder: std::path::PathBuf,
+    },
+    /// The database file could not be created or restricted to its owner.
+    #[error("[storage] url: cannot restrict {path:?} to its owner: {source}")]
+    Permissions {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The backend has no such facility.
+    #[error("{0} is not supported by this store")]
+    Unsupported(&'static str),
+}
+
+/// Why the store cannot be relied on now ([`Store::health`]). `/healthz` answers 503 with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unhealthy {
+    /// Another connection holds the write lock longer than the probe waits.
+    Locked,
+    /// The last write failed because the disk (or the database's size limit) is full; clears
+    /// with the next write that succeeds.
+    Full(String),
+    /// The file is not a database, or fails its integrity check.
+    Corrupt(String),
+    /// The last write failed otherwise (I/O error, read-only file); clears with the next write
+    /// that succeeds.
+    WriteFailing(String),
+    /// The database cannot be opened or answered an unexpected error.
+    Unreachable(String),
+}
+
+impl Unhealthy {
+    /// A one-word reason, for monitors (`locked`, `full`, `corrupt`, `write_failing`,
+    /// `unreachable`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Locked => "locked",
+            Self::Full(_) => "full",
+            Self::Corrupt(_) => "corrupt",
+            Self::WriteFailing(_) => "write_failing",
+            Self::Unreachable(_) => "unreachable",
+        }
+    }
+}
+
+impl std::fmt::Display for Unhealthy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Locked => f.write_str("the database is locked by another connection"),
+            Self::Full(e) => write!(f, "the database or its disk is full: {e}"),
+            Self::Corrupt(e) => write!(f, "the database is corrupt: {e}"),
+            Self::WriteFailing(e) => write!(f, "writes are failing: {e}"),
+            Self::Unreachable(e) => write!(f, "the database is unreachable: {e}"),
+        }
+    }
 }
 
 /// What is known about a user.
@@ -207,6 +273,21 @@ pub enum Deferred {
         /// When.
         at: i64,
     },
+    /// Remember which request a signed (timestamp, nonce) came with, for the replay guard.
+    Replay(ReplayRecord),
+}
+
+/// What the replay guard remembers of one signed (timestamp, nonce).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ReplayRecord {
+    /// The query's `timestamp`, as sent.
+    pub timestamp: String,
+    /// The query's `nonce`.
+    pub nonce: String,
+    /// Hex SHA-1 of what it came with (the POST body, or a marker for a `GET`).
+    pub request_hash: String,
+    /// When the timestamp leaves the skew window, and the record can go (Unix seconds).
+    pub expires_at: i64,
 }
 
 /// Rows removed by [`Store::prune`].
@@ -218,6 +299,8 @@ pub struct Pruned {
     pub dedup: u64,
     /// Expired session keys.
     pub sessions: u64,
+    /// Expired replay guard records.
+    pub replay: u64,
 }
 
 /// A database huixin can keep its state in.
@@ -225,6 +308,22 @@ pub struct Pruned {
 pub trait Backend: push::PushStore + Send + Sync + 'static {
     /// Checks the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Checks the database can be written now: not locked, corrupt or full; `Ok(())` when
+    /// healthy.
+    async fn health(&self) -> Result<(), Unhealthy>;
+    /// Caps the database at `pages` pages as a full disk would (SQLite's `max_page_count`,
+    /// on every connection that writes), or lifts the cap (`None`). For tests and drills.
+    #[doc(hidden)]
+    async fn limit_pages(&self, _pages: Option<u32>) -> Result<(), StoreError> {
+        Err(StoreError::Unsupported("a page limit"))
+    }
+    /// The replay guard's record of (timestamp, nonce), if unexpired at `now`.
+    async fn replay_get(
+        &self,
+        timestamp: &str,
+        nonce: &str,
+        now: i64,
+    ) -> Result<Option<ReplayRecord>, StoreError>;
     /// A value from huixin's settings table.
     async fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Stores `value` under `key` unless a value is there; returns the stored value.
@@ -300,7 +399,8 @@ pub trait Backend: push::PushStore + Send + Sync + 'static {
     /// true when it was.
     async fn token_invalidate(&self, app_id: &str, token: &str) -> Result<bool, StoreError>;
 
-    /// Removes log rows and dedup records older than the given times and expired sessions.
+    /// Removes log rows and dedup records older than the given times, and expired sessions
+    /// and replay records.
     async fn prune(
         &self,
         log_before: i64,
@@ -351,9 +451,24 @@ impl Store {
         self.writer.flush().await
     }
 
-    /// Checks the database answers (for `/healthz`).
+    /// Checks the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.backend.ping().await
+    }
+
+    /// Checks the database can be written now (for `/healthz`): not locked by another
+    /// connection, not corrupt, and the last write did not fail for a full disk or an I/O
+    /// error.
+    pub async fn health(&self) -> Result<(), Unhealthy> {
+        self.backend.health().await
+    }
+
+    /// Caps the database at `pages` pages, as a full disk would, or lifts the cap (`None`):
+    /// writes that need more pages fail with SQLite's "database or disk is full". For tests
+    /// and drills.
+    #[doc(hidden)]
+    pub async fn limit_pages(&self, pages: Option<u32>) -> Result<(), StoreError> {
+        self.backend.limit_pages(pages).await
     }
 
     /// A value from huixin's settings table.
@@ -381,7 +496,7 @@ impl Store {
         Ok((stored, created))
     }
 
-    /// Removes old log rows and dedup records and expired sessions.
+    /// Removes old log rows and dedup records, and expired sessions and replay records.
     pub async fn prune(&self, log_retention_days: u32) -> Result<Pruned, StoreError> {
         let now = unix_now();
         // 0 keeps the log forever.

@@ -25,13 +25,17 @@ pub struct Topic {
     pub members: i64,
 }
 
+/// How many of a key's first characters are kept in clear.
+pub const KEY_PREFIX_LEN: usize = 6;
+
 /// A push key as stored.
 #[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct KeyRow {
-    /// SHA-256 of the key, hex: how it is looked up.
+    /// SHA-256 of the key, hex: how it is looked up. The key itself is not kept: it is shown
+    /// once, when made.
     pub key_hash: String,
-    /// The key itself.
-    pub key: String,
+    /// The key's first [`KEY_PREFIX_LEN`] characters, for listings and revoking.
+    pub key_prefix: String,
     /// `user`, `topic` or `admin`.
     pub kind: String,
     /// The openid or topic name (empty for admin keys).
@@ -48,6 +52,7 @@ impl std::fmt::Debug for KeyRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the key.
         f.debug_struct("KeyRow")
+            .field("key_prefix", &self.key_prefix)
             .field("kind", &self.kind)
             .field("target", &self.target)
             .field("label", &self.label)
@@ -219,9 +224,11 @@ pub trait PushStore: Send + Sync {
     async fn key_for(&self, kind: &str, target: &str) -> Result<Option<KeyRow>, StoreError>;
     /// Every key, newest first.
     async fn keys(&self) -> Result<Vec<KeyRow>, StoreError>;
-    /// Revokes the unrevoked keys whose key starts with `prefix` (at least 6 characters);
+    /// Revokes the unrevoked keys whose first [`KEY_PREFIX_LEN`] characters are `prefix`;
     /// how many.
     async fn key_revoke(&self, prefix: &str, now: i64) -> Result<u64, StoreError>;
+    /// Revokes the key with this hash unless it is revoked; how many (0 or 1).
+    async fn key_revoke_hash(&self, key_hash: &str, now: i64) -> Result<u64, StoreError>;
 
     /// Stores a push and its recipients in one transaction; its `seq`.
     async fn push_insert(&self, push: &NewPush<'_>) -> Result<i64, StoreError>;

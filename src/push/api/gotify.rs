@@ -11,8 +11,8 @@
 //! - `GET /message?limit=&since=`: the pushes the token's target received, newest first, with
 //!   `since` returning only ids below it, in Gotify's `{"paging": {"size", "since", "limit",
 //!   "next"?}, "messages": [...]}` (`limit` 1-200, default 100).
-//! - `GET /health`: `{"health":"green","database":"green"}` (500 with `orange`/`red` when the
-//!   store is unreachable).
+//! - `GET /health`: `{"health":"green","database":"green"}`; 503 with `orange`/`red` and a
+//!   `reason` when the store cannot take writes (locked, full, corrupt: [`crate::store::Store::health`]).
 //!
 //! Errors: `{"error":"Unauthorized","errorCode":401,"errorDescription":"…"}`, with the HTTP
 //! status's reason as `error`: 400 Bad Request, 401 Unauthorized, 403 Forbidden, 404 Not
@@ -291,11 +291,15 @@ fn message_json(row: &PushRow) -> Value {
 }
 
 async fn health(State(pushes): State<Pushes>) -> Response {
-    match pushes.store().ping().await {
+    match pushes.store().health().await {
         Ok(()) => json_response(200, json!({ "health": "green", "database": "green" }), None),
         Err(e) => {
-            tracing::error!(error = %e, "gotify health: store unreachable");
-            json_response(500, json!({ "health": "orange", "database": "red" }), None)
+            tracing::error!(reason = e.kind(), error = %e, "gotify health: store unhealthy");
+            json_response(
+                503,
+                json!({ "health": "orange", "database": "red", "reason": e.to_string() }),
+                None,
+            )
         }
     }
 }

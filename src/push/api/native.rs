@@ -4,7 +4,8 @@
 //!   the key as `Authorization: Bearer KEY` or a `key` parameter; answers
 //!   `{"id", "recipients", "detail_url"}`. Errors: the HTTP status and
 //!   `{"error": "…", "status": N}`.
-//! - `GET /api/v1/push/{id}`: the push and each recipient's status.
+//! - `GET /api/v1/push/{id}`: the push and each recipient's status (OpenIDs to an admin key
+//!   only; a follower's key sees its own row).
 //! - `GET /api/v1/push?since=UNIX&after=SEQ&limit=N`: the pushes the key's target received,
 //!   oldest first, with `next` to continue from.
 //! - `POST /message`: `receiver`, `title`, `body`, `url` as a form, multipart or JSON; answers

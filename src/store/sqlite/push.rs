@@ -5,12 +5,13 @@ use async_trait::async_trait;
 use super::SqliteBackend;
 use crate::store::StoreError;
 use crate::store::push::{
-    Attempt, Claimed, KeyRow, NewPush, Outcome, PushRow, PushStore, RecipientRow, Topic,
+    Attempt, Claimed, KEY_PREFIX_LEN, KeyRow, NewPush, Outcome, PushRow, PushStore, RecipientRow,
+    Topic,
 };
 
 const TOPIC_COLUMNS: &str = "t.name, t.open, t.description, t.created_at, \
      (SELECT COUNT(*) FROM topic_members m WHERE m.topic = t.name) AS members";
-const KEY_COLUMNS: &str = "key_hash, key, kind, target, label, created_at, revoked_at";
+const KEY_COLUMNS: &str = "key_hash, key_prefix, kind, target, label, created_at, revoked_at";
 const PUSH_COLUMNS: &str =
     "seq, id, key_hash, target, title, body, url, summary, source, created_at";
 
@@ -26,33 +27,39 @@ impl PushStore for SqliteBackend {
         description: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let created = sqlx::query(
-            "INSERT INTO topics (name, open, description, created_at) VALUES (?1, ?2, ?3, ?4) \
+        self.tracked(async {
+            let created = sqlx::query(
+                "INSERT INTO topics (name, open, description, created_at) VALUES (?1, ?2, ?3, ?4) \
              ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name)
-        .bind(open)
-        .bind(description)
-        .bind(now)
-        .execute(&self.writer)
-        .await?
-        .rows_affected();
-        Ok(created == 1)
+            )
+            .bind(name)
+            .bind(open)
+            .bind(description)
+            .bind(now)
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+            Ok(created == 1)
+        })
+        .await
     }
 
     async fn topic_delete(&self, name: &str) -> Result<bool, StoreError> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query("DELETE FROM push_keys WHERE kind = 'topic' AND target = ?1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        let deleted = sqlx::query("DELETE FROM topics WHERE name = ?1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        tx.commit().await?;
-        Ok(deleted == 1)
+        self.tracked(async {
+            let mut tx = self.writer.begin().await?;
+            sqlx::query("DELETE FROM push_keys WHERE kind = 'topic' AND target = ?1")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            let deleted = sqlx::query("DELETE FROM topics WHERE name = ?1")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok(deleted == 1)
+        })
+        .await
     }
 
     async fn topic(&self, name: &str) -> Result<Option<Topic>, StoreError> {
@@ -73,27 +80,33 @@ impl PushStore for SqliteBackend {
     }
 
     async fn topic_join(&self, topic: &str, openid: &str, now: i64) -> Result<bool, StoreError> {
-        let joined = sqlx::query(
-            "INSERT INTO topic_members (topic, openid, joined_at) VALUES (?1, ?2, ?3) \
+        self.tracked(async {
+            let joined = sqlx::query(
+                "INSERT INTO topic_members (topic, openid, joined_at) VALUES (?1, ?2, ?3) \
              ON CONFLICT (topic, openid) DO NOTHING",
-        )
-        .bind(topic)
-        .bind(openid)
-        .bind(now)
-        .execute(&self.writer)
-        .await?
-        .rows_affected();
-        Ok(joined == 1)
-    }
-
-    async fn topic_leave(&self, topic: &str, openid: &str) -> Result<bool, StoreError> {
-        let left = sqlx::query("DELETE FROM topic_members WHERE topic = ?1 AND openid = ?2")
+            )
             .bind(topic)
             .bind(openid)
+            .bind(now)
             .execute(&self.writer)
             .await?
             .rows_affected();
-        Ok(left == 1)
+            Ok(joined == 1)
+        })
+        .await
+    }
+
+    async fn topic_leave(&self, topic: &str, openid: &str) -> Result<bool, StoreError> {
+        self.tracked(async {
+            let left = sqlx::query("DELETE FROM topic_members WHERE topic = ?1 AND openid = ?2")
+                .bind(topic)
+                .bind(openid)
+                .execute(&self.writer)
+                .await?
+                .rows_affected();
+            Ok(left == 1)
+        })
+        .await
     }
 
     async fn topics_of(&self, openid: &str) -> Result<Vec<String>, StoreError> {
@@ -123,20 +136,24 @@ impl PushStore for SqliteBackend {
     }
 
     async fn key_insert(&self, key: &KeyRow) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO push_keys (key_hash, key, kind, target, label, created_at, revoked_at) \
+        self.tracked(async {
+            sqlx::query(
+                "INSERT INTO push_keys \
+               (key_hash, key_prefix, kind, target, label, created_at, revoked_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )
-        .bind(&key.key_hash)
-        .bind(&key.key)
-        .bind(&key.kind)
-        .bind(&key.target)
-        .bind(&key.label)
-        .bind(key.created_at)
-        .bind(key.revoked_at)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+            )
+            .bind(&key.key_hash)
+            .bind(&key.key_prefix)
+            .bind(&key.kind)
+            .bind(&key.target)
+            .bind(&key.label)
+            .bind(key.created_at)
+            .bind(key.revoked_at)
+            .execute(&self.writer)
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn key_by_hash(&self, key_hash: &str) -> Result<Option<KeyRow>, StoreError> {
@@ -169,22 +186,39 @@ impl PushStore for SqliteBackend {
     }
 
     async fn key_revoke(&self, prefix: &str, now: i64) -> Result<u64, StoreError> {
-        if prefix.chars().count() < 6 {
-            return Ok(0);
-        }
-        // substr instead of LIKE: a key is alphanumeric, but the prefix comes from a user.
-        Ok(sqlx::query(
-            "UPDATE push_keys SET revoked_at = ?2 \
-             WHERE revoked_at IS NULL AND substr(key, 1, length(?1)) = ?1",
-        )
-        .bind(prefix)
-        .bind(now)
-        .execute(&self.writer)
-        .await?
-        .rows_affected())
+        self.tracked(async {
+            if prefix.chars().count() != KEY_PREFIX_LEN {
+                return Ok(0);
+            }
+            Ok(sqlx::query(
+                "UPDATE push_keys SET revoked_at = ?2 \
+                 WHERE revoked_at IS NULL AND key_prefix = ?1",
+            )
+            .bind(prefix)
+            .bind(now)
+            .execute(&self.writer)
+            .await?
+            .rows_affected())
+        })
+        .await
+    }
+
+    async fn key_revoke_hash(&self, key_hash: &str, now: i64) -> Result<u64, StoreError> {
+        self.tracked(async {
+            Ok(sqlx::query(
+                "UPDATE push_keys SET revoked_at = ?2 WHERE revoked_at IS NULL AND key_hash = ?1",
+            )
+            .bind(key_hash)
+            .bind(now)
+            .execute(&self.writer)
+            .await?
+            .rows_affected())
+        })
+        .await
     }
 
     async fn push_insert(&self, push: &NewPush<'_>) -> Result<i64, StoreError> {
+        self.tracked(async {
         let mut tx = self.writer.begin().await?;
         let seq: i64 = sqlx::query_scalar(
             "INSERT INTO pushes (id, key_hash, target, title, body, url, summary, source, created_at) \
@@ -217,6 +251,7 @@ impl PushStore for SqliteBackend {
         }
         tx.commit().await?;
         Ok(seq)
+        }).await
     }
 
     async fn push_by_id(&self, id: &str) -> Result<Option<PushRow>, StoreError> {
@@ -303,10 +338,11 @@ impl PushStore for SqliteBackend {
         lease_until_ms: i64,
         limit: u32,
     ) -> Result<Vec<Claimed>, StoreError> {
-        // One statement: SQLite runs it under the write lock, so two processes never claim
-        // the same row.
-        Ok(sqlx::query_as::<_, Claimed>(
-            "UPDATE push_recipients \
+        self.tracked(async {
+            // One statement: SQLite runs it under the write lock, so two processes never claim
+            // the same row.
+            Ok(sqlx::query_as::<_, Claimed>(
+                "UPDATE push_recipients \
              SET state = 'sending', lease_owner = ?1, lease_until = ?3, attempts = attempts + 1, \
                  updated_at = ?4 \
              WHERE rowid IN ( \
@@ -315,14 +351,16 @@ impl PushStore for SqliteBackend {
                  SELECT rowid FROM push_recipients WHERE state = 'sending' AND lease_until <= ?2 \
                  LIMIT ?5) \
              RETURNING push_seq, openid, client_msg_id, attempts",
-        )
-        .bind(owner)
-        .bind(now_ms)
-        .bind(lease_until_ms)
-        .bind(now_ms / 1000)
-        .bind(limit)
-        .fetch_all(&self.writer)
-        .await?)
+            )
+            .bind(owner)
+            .bind(now_ms)
+            .bind(lease_until_ms)
+            .bind(now_ms / 1000)
+            .bind(limit)
+            .fetch_all(&self.writer)
+            .await?)
+        })
+        .await
     }
 
     async fn push_settle(
@@ -331,64 +369,67 @@ impl PushStore for SqliteBackend {
         outcomes: &[Outcome],
         now: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await?;
-        for Outcome {
-            push_seq,
-            openid,
-            attempt,
-        } in outcomes
-        {
-            // Only while still being sent: a recipient that a finished job already settled is
-            // left as it is. A failure or a retry counts only under our own lease: another
-            // process may have taken the recipient over after our lease ran out.
-            let query = match attempt {
-                Attempt::Sent { msgid } => sqlx::query(
-                    "UPDATE push_recipients SET state = 'sent', msgid = ?3, error = NULL, \
+        self.tracked(async {
+            let mut tx = self.writer.begin().await?;
+            for Outcome {
+                push_seq,
+                openid,
+                attempt,
+            } in outcomes
+            {
+                // Only while still being sent: a recipient that a finished job already settled is
+                // left as it is. A failure or a retry counts only under our own lease: another
+                // process may have taken the recipient over after our lease ran out.
+                let query = match attempt {
+                    Attempt::Sent { msgid } => sqlx::query(
+                        "UPDATE push_recipients SET state = 'sent', msgid = ?3, error = NULL, \
                        lease_owner = NULL, updated_at = ?4 \
                      WHERE push_seq = ?1 AND openid = ?2 AND state = 'sending'",
-                )
-                .bind(push_seq)
-                .bind(openid)
-                .bind(*msgid)
-                .bind(now),
-                Attempt::Retry { next_at, error } => sqlx::query(
-                    "UPDATE push_recipients SET state = 'pending', next_at = ?3, error = ?5, \
+                    )
+                    .bind(push_seq)
+                    .bind(openid)
+                    .bind(*msgid)
+                    .bind(now),
+                    Attempt::Retry { next_at, error } => sqlx::query(
+                        "UPDATE push_recipients SET state = 'pending', next_at = ?3, error = ?5, \
                        lease_owner = NULL, updated_at = ?4 \
                      WHERE push_seq = ?1 AND openid = ?2 AND state = 'sending' \
                        AND lease_owner = ?6",
-                )
-                .bind(push_seq)
-                .bind(openid)
-                .bind(*next_at)
-                .bind(now)
-                .bind(error.as_str())
-                .bind(owner),
-                Attempt::Failed { error } => sqlx::query(
-                    "UPDATE push_recipients SET state = 'failed', error = ?3, \
+                    )
+                    .bind(push_seq)
+                    .bind(openid)
+                    .bind(*next_at)
+                    .bind(now)
+                    .bind(error.as_str())
+                    .bind(owner),
+                    Attempt::Failed { error } => sqlx::query(
+                        "UPDATE push_recipients SET state = 'failed', error = ?3, \
                        lease_owner = NULL, updated_at = ?4 \
                      WHERE push_seq = ?1 AND openid = ?2 AND state = 'sending' \
                        AND lease_owner = ?5",
-                )
-                .bind(push_seq)
-                .bind(openid)
-                .bind(error.as_str())
-                .bind(now)
-                .bind(owner),
-                Attempt::Released => sqlx::query(
-                    "UPDATE push_recipients SET state = 'pending', next_at = 0, \
+                    )
+                    .bind(push_seq)
+                    .bind(openid)
+                    .bind(error.as_str())
+                    .bind(now)
+                    .bind(owner),
+                    Attempt::Released => sqlx::query(
+                        "UPDATE push_recipients SET state = 'pending', next_at = 0, \
                        attempts = MAX(attempts - 1, 0), lease_owner = NULL, updated_at = ?3 \
                      WHERE push_seq = ?1 AND openid = ?2 AND state = 'sending' \
                        AND lease_owner = ?4",
-                )
-                .bind(push_seq)
-                .bind(openid)
-                .bind(now)
-                .bind(owner),
-            };
-            query.execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+                    )
+                    .bind(push_seq)
+                    .bind(openid)
+                    .bind(now)
+                    .bind(owner),
+                };
+                query.execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn push_finished(
@@ -398,22 +439,25 @@ impl PushStore for SqliteBackend {
         status: &str,
         now: i64,
     ) -> Result<u64, StoreError> {
-        let (state, error) = if delivered {
-            ("delivered", None)
-        } else {
-            ("failed", Some(status))
-        };
-        Ok(sqlx::query(
-            "UPDATE push_recipients SET state = ?2, error = ?3, updated_at = ?4 \
+        self.tracked(async {
+            let (state, error) = if delivered {
+                ("delivered", None)
+            } else {
+                ("failed", Some(status))
+            };
+            Ok(sqlx::query(
+                "UPDATE push_recipients SET state = ?2, error = ?3, updated_at = ?4 \
              WHERE msgid = ?1 AND state IN ('sent', 'delivered', 'failed')",
-        )
-        .bind(msgid)
-        .bind(state)
-        .bind(error)
-        .bind(now)
-        .execute(&self.writer)
-        .await?
-        .rows_affected())
+            )
+            .bind(msgid)
+            .bind(state)
+            .bind(error)
+            .bind(now)
+            .execute(&self.writer)
+            .await?
+            .rows_affected())
+        })
+        .await
     }
 
     async fn push_next_due(&self) -> Result<Option<i64>, StoreError> {
@@ -428,11 +472,14 @@ impl PushStore for SqliteBackend {
     }
 
     async fn push_purge(&self, before: i64) -> Result<u64, StoreError> {
-        Ok(sqlx::query("DELETE FROM pushes WHERE created_at < ?1")
-            .bind(before)
-            .execute(&self.writer)
-            .await?
-            .rows_affected())
+        self.tracked(async {
+            Ok(sqlx::query("DELETE FROM pushes WHERE created_at < ?1")
+                .bind(before)
+                .execute(&self.writer)
+                .await?
+                .rows_affected())
+        })
+        .await
     }
 }
 
