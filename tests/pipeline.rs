@@ -846,3 +846,41 @@ async fn retries_are_logged_as_retries() {
     outcomes.sort();
     assert_eq!(outcomes, ["answered:text", "retry:text", "retry:text"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_push_key_is_answered_but_never_stored_for_retries() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    let p = start_rules(Mode::Plain, "", &shipped).await;
+    let prepared = p
+        .server
+        .sim
+        .prepare(xml(&text("key"), "o_secret"), "o_secret");
+    let first = reply(&p.server.sim.send_prepared(&prepared).await.unwrap());
+    let Reply::Text { content } = &first else {
+        panic!("a text with the key: {first:?}");
+    };
+    let key = content
+        .lines()
+        .nth(1)
+        .expect("the key on its own line")
+        .to_owned();
+    assert!(key.len() >= 24, "{content}");
+    // A retry reaching this process gets the same answer, from memory.
+    let again = reply(&p.server.sim.send_prepared(&prepared).await.unwrap());
+    assert_eq!(again, first);
+    // What the other processes read has no key in it.
+    p.store.flush().await.unwrap();
+    let records = p
+        .store
+        .backend()
+        .dedup_changes(0, "another process")
+        .await
+        .unwrap();
+    assert!(!records.is_empty());
+    for r in &records {
+        assert!(
+            !r.reply.as_deref().unwrap_or_default().contains(&key),
+            "{r:?}"
+        );
+    }
+}

@@ -44,6 +44,7 @@ use std::time::Duration;
 use axum::http::Extensions;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::bot::late::{LateReplies, LogLateReplies};
 use crate::bot::tasks::Tasks;
@@ -271,9 +272,15 @@ impl Builder {
             .merge(push::api::routes(pushes.clone(), config.server.body_limit))
             .merge(self.http);
         let worker = match &client {
-            Some(client) if self.push_worker && !config.push.template_id.is_empty() => Some(
-                push::deliver::spawn(pushes.clone(), client.clone(), tasks.stopping()),
-            ),
+            Some(client) if self.push_worker && !config.push.template_id.is_empty() => {
+                let stop = CancellationToken::new();
+                let worker = push::deliver::spawn(
+                    pushes.clone(),
+                    client.clone(),
+                    stop.clone().cancelled_owned(),
+                );
+                Some(Worker { stop, worker })
+            }
             _ => None,
         };
         Ok(App {
@@ -304,7 +311,13 @@ pub struct App {
     token: String,
     token_source: TokenSource,
     limits: Limits,
-    worker: Mutex<Option<JoinHandle<()>>>,
+    worker: Mutex<Option<Worker>>,
+}
+
+/// The push delivery worker and what tells it to stop.
+struct Worker {
+    stop: CancellationToken,
+    worker: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for App {
@@ -407,10 +420,7 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
-        let addr = listener.local_addr()?;
-        if self.config.server.public_url.is_empty() {
-            self.pushes.set_public_base(&format!("http://{addr}"));
-        }
+        self.use_address(listener.local_addr()?);
         let served = listen::serve(listener, self.router.clone(), shutdown, self.limits).await;
         self.shutdown().await;
         served.map_err(AppError::Io)
@@ -421,9 +431,7 @@ impl App {
     pub async fn serve_until_signal(self) -> Result<(), AppError> {
         let listener = self.bind().await?;
         let addr = listener.local_addr()?;
-        if self.config.server.public_url.is_empty() {
-            self.pushes.set_public_base(&format!("http://{addr}"));
-        }
+        self.use_address(addr);
         self.print_banner(addr);
         tracing::info!(%addr, mode = self.config.wechat.mode.as_str(), "serving");
         self.serve(listener, server::shutdown_signal()).await?;
@@ -443,18 +451,25 @@ impl App {
             );
         }
         let worker = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
-        // Stopping the loops also tells the worker to hand back what it has not started.
-        self.tasks.stop();
-        if let Some(worker) = worker
-            && tokio::time::timeout(WORKER_GRACE, worker).await.is_err()
-        {
-            tracing::warn!("push sends still in flight at shutdown are abandoned");
+        if let Some(Worker { stop, worker }) = worker {
+            // It lets sends in flight finish and hands back what it claimed but did not start.
+            stop.cancel();
+            if tokio::time::timeout(WORKER_GRACE, worker).await.is_err() {
+                tracing::warn!("push sends still in flight at shutdown are abandoned");
+            }
         }
         if !self.tasks.stop_loops(LOOPS_GRACE).await {
             tracing::warn!("background tasks did not stop in time");
         }
         if let Err(e) = self.store.flush().await {
             tracing::error!(error = %e, "queued store writes could not be flushed at shutdown");
+        }
+    }
+
+    /// With `[server] public_url` empty, links to detail pages use the bound address.
+    fn use_address(&self, addr: SocketAddr) {
+        if self.config.server.public_url.is_empty() {
+            self.pushes.set_public_base(&format!("http://{addr}"));
         }
     }
 

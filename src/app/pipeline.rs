@@ -95,6 +95,9 @@ pub fn with_rules(router: Router, rules: Arc<Rules>, services: Services) -> Rout
             if let Some(origin) = &outcome.replied_by {
                 ctx.trail.set_replied_by(origin.to_string());
             }
+            if outcome.secret {
+                ctx.trail.set_secret();
+            }
             Flow::Reply(outcome.reply)
         }
     })

@@ -200,6 +200,7 @@ impl std::fmt::Display for Outcome {
 pub struct Trail {
     late: AtomicBool,
     outcome: Mutex<Option<Outcome>>,
+    secret: AtomicBool,
     replied_by: Mutex<Option<String>>,
     create_time: Mutex<Option<i64>>,
 }
@@ -213,6 +214,17 @@ impl Trail {
     /// Whether the reply missed the deadline.
     pub fn is_late(&self) -> bool {
         self.late.load(Ordering::SeqCst)
+    }
+
+    /// The reply carries a secret (a push key just made): answered once, never stored for
+    /// replaying it to a retry.
+    pub fn set_secret(&self) {
+        self.secret.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the reply carries a secret.
+    pub fn is_secret(&self) -> bool {
+        self.secret.load(Ordering::SeqCst)
     }
 
     /// A layer answered for the message ([`Outcome::Retry`], [`Outcome::Blocked`],

@@ -22,7 +22,7 @@ pub fn routes(router: Router, pushes: Pushes) -> Router {
                     if let MessageKind::Event(Event::TemplateSendJobFinish(done)) =
                         &ctx.message.kind
                     {
-                        job_finished(&pushes, done.msg_id.0, done.status.clone());
+                        job_finished(&pushes, &ctx.tasks, done.msg_id.0, done.status.clone());
                     }
                     Flow::Next
                 }

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use super::render::{TEMPLATE_FIELD_MAX_CHARS, summary, template_value};
 use super::service::Pushes;
+use crate::bot::tasks::Tasks;
 use crate::outbound::{ApiError, Client, TemplateMessage};
 use crate::store::push::{Attempt, Claimed, Outcome, PushRow};
 use crate::support::clock::unix_now;
@@ -380,14 +381,15 @@ async fn settle(pushes: &Pushes, owner: &str, batch: &[Outcome]) {
 
 /// Applies a `TEMPLATESENDJOBFINISH` event: a recipient is delivered on
 /// [`SendStatus::Success`], else failed with WeChat's spelling of the status as its error.
-/// When it arrives before the send's answer was recorded, it is applied again a little later.
-pub fn job_finished(pushes: &Pushes, msgid: u64, status: SendStatus) {
+/// When it arrives before the send's answer was recorded, it is applied again a little later,
+/// as work of `tasks` (the app that received the event waits for it at shutdown).
+pub fn job_finished(pushes: &Pushes, tasks: &Tasks, msgid: u64, status: SendStatus) {
     let Ok(msgid) = i64::try_from(msgid) else {
         return;
     };
     let delivered = status.is_success();
     let pushes = pushes.clone();
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         for delay in [0u64, 200, 1_000, 3_000, 10_000] {
             tokio::time::sleep(Duration::from_millis(delay)).await;
             match pushes

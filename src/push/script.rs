@@ -196,6 +196,7 @@ fn personal_key(openid: &str) -> Result<Map, Box<EvalAltResult>> {
     let mut map = Map::new();
     match found {
         PersonalKey::Created(key) => {
+            context::mark_secret();
             map.insert("created".into(), true.into());
             map.insert(
                 "prefix".into(),
@@ -217,9 +218,13 @@ fn reset_personal_key(openid: &str) -> Result<String, Box<EvalAltResult>> {
             dry.record(format!("a personal push key for {openid}"));
             Ok("KEY".into())
         }
-        Sink::Live(pushes, runtime) => runtime
-            .block_on(pushes.reset_personal_key(openid))
-            .map_err(|e| script_error("reset_push_key", e)),
+        Sink::Live(pushes, runtime) => {
+            let key = runtime
+                .block_on(pushes.reset_personal_key(openid))
+                .map_err(|e| script_error("reset_push_key", e))?;
+            context::mark_secret();
+            Ok(key)
+        }
     }
 }
 
@@ -233,9 +238,13 @@ fn create_key(target: &str) -> Result<String, Box<EvalAltResult>> {
             dry.record(format!("a push key for {target}"));
             Ok("KEY".into())
         }
-        Sink::Live(pushes, runtime) => runtime
-            .block_on(pushes.create_key(&scope, "rule", None))
-            .map_err(|e| script_error("create_key", e)),
+        Sink::Live(pushes, runtime) => {
+            let key = runtime
+                .block_on(pushes.create_key(&scope, "rule", None))
+                .map_err(|e| script_error("create_key", e))?;
+            context::mark_secret();
+            Ok(key)
+        }
     }
 }
 

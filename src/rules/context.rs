@@ -68,6 +68,19 @@ pub struct ScriptContext {
     pub session_changes: Vec<SessionChange>,
     /// When the run must stop (`[rules] max_run_ms`).
     pub deadline: Instant,
+    /// A function put a secret within reach of the reply (a new push key): the reply must
+    /// not be stored for replaying it ([`mark_secret`]).
+    pub secret: bool,
+}
+
+/// Marks the current run's reply as carrying a secret (a script function that hands out a
+/// new key calls it): answered once, never written to the store for retries.
+pub fn mark_secret() {
+    CURRENT.with(|c| {
+        if let Some(ctx) = c.borrow_mut().as_mut() {
+            ctx.secret = true;
+        }
+    });
 }
 
 thread_local! {

@@ -21,6 +21,17 @@ use crate::bot::Captures;
 use crate::store::SessionChange;
 use crate::wechat::{Message, Reply};
 
+/// The longest text (content and event key together, in bytes) whose regex conditions are
+/// matched on the async worker. Rule regexes are capped at 1 MiB compiled (the crafted worst
+/// case took about 3 µs a byte at 7 MiB), so this much text costs a millisecond at most;
+/// longer texts go to the blocking thread.
+const INLINE_REGEX_TEXT: usize = 512;
+
+/// The bytes regex conditions look at: the text's content and the event key.
+fn matched_text_len(message: &Message) -> usize {
+    message.content().map_or(0, str::len) + message.event_key().map_or(0, str::len)
+}
+
 /// What running the rules produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -30,6 +41,9 @@ pub struct Outcome {
     pub replied_by: Option<Origin>,
     /// A script failure, with where it happened; the reply is then the fallback.
     pub error: Option<ScriptError>,
+    /// The reply may carry a secret a script function handed out (a new push key): it is
+    /// answered once and never stored for replaying it to a retry.
+    pub secret: bool,
 }
 
 /// A script failure at run time.
@@ -60,12 +74,12 @@ impl RuleSet {
         services: Services,
         fallback: &Reply,
     ) -> Outcome {
-        // Conditions in Rust. Without a regex they take microseconds: evaluated here, and a
-        // set that needs no script answers without leaving the async worker. A regex is
-        // linear in the text but can still take long on a long message, so a set with one
-        // evaluates its conditions on the blocking thread, inside the run's time budget,
-        // where the reply deadline's watchdog still answers on time.
-        let plan = if self.regex_conditions {
+        // Conditions in Rust. Without a regex, or on a short text, they take microseconds:
+        // evaluated here, and a set that needs no script answers without leaving the async
+        // worker. A regex is linear in the text but can still take long on a long message, so
+        // a set with one evaluates a long message's conditions on the blocking thread, inside
+        // the run's time budget, where the reply deadline's watchdog still answers on time.
+        let plan = if self.regex_conditions && matched_text_len(&message) > INLINE_REGEX_TEXT {
             None
         } else {
             let plan = self.plan(&message);
@@ -78,6 +92,7 @@ impl RuleSet {
                                 reply: reply.clone(),
                                 replied_by: Some(self.rules[*i].origin.clone()),
                                 error: None,
+                                secret: false,
                             };
                         }
                     }
@@ -184,13 +199,17 @@ impl RuleSet {
             session: None,
             session_changes: Vec::new(),
             deadline: Instant::now() + Duration::from_millis(self.limits.max_run_ms),
+            secret: false,
         });
         // The deadline is set: time spent matching counts against the scripts' budget.
         let plan = plan.unwrap_or_else(|| self.plan(message));
         let msg = Dynamic::from_map(message_map(message));
-        let outcome = self.run_plan(&msg, plan);
+        let mut outcome = self.run_plan(&msg, plan);
         let changes = match (&outcome.error, context::take()) {
-            (None, Some(ctx)) => ctx.session_changes,
+            (None, Some(ctx)) => {
+                outcome.secret = ctx.secret;
+                ctx.session_changes
+            }
             _ => Vec::new(),
         };
         (outcome, changes)
@@ -205,6 +224,7 @@ impl RuleSet {
                         reply,
                         replied_by: Some(hook.origin.clone()),
                         error: None,
+                        secret: false,
                     };
                 }
                 Err(error) => return errored(error),
@@ -223,6 +243,7 @@ impl RuleSet {
                         reply,
                         replied_by: Some(rule.origin.clone()),
                         error: None,
+                        secret: false,
                     };
                 }
                 Err(error) => return errored(error),
@@ -298,6 +319,7 @@ fn no_reply() -> Outcome {
         reply: Reply::Success,
         replied_by: None,
         error: None,
+        secret: false,
     }
 }
 
@@ -306,6 +328,7 @@ fn errored(error: ScriptError) -> Outcome {
         reply: Reply::Success,
         replied_by: None,
         error: Some(error),
+        secret: false,
     }
 }
 
@@ -314,5 +337,6 @@ fn failed(error: ScriptError, fallback: &Reply) -> Outcome {
         reply: fallback.clone(),
         replied_by: None,
         error: Some(error),
+        secret: false,
     }
 }

@@ -263,6 +263,17 @@ impl Inner {
         }
     }
 
+    /// Records an answered key for the other processes. A reply carrying a secret (a push key
+    /// just made) is kept in this process's memory only: the store says `late`, so a retry
+    /// reaching another process gets `success` rather than the secret from the database.
+    fn persist_answer(&self, key: &str, answer: &Answer, trail: &Trail) {
+        if trail.is_secret() {
+            self.persist(key, DedupState::Late, None);
+        } else {
+            self.persist(key, DedupState::Answered, Some(answer));
+        }
+    }
+
     fn persist(&self, key: &str, state: DedupState, answer: Option<&Answer>) {
         if let Some(store) = &self.store {
             store.defer(Deferred::Dedup(DedupRecord {
@@ -312,7 +323,7 @@ impl Inner {
 
     /// The first attempt answered in time: every waiting retry gets the same reply, and so
     /// does every later one. Returns the reply's `CreateTime`.
-    fn settle(&self, key: &str, reply: &Reply) -> Option<i64> {
+    fn settle(&self, key: &str, reply: &Reply, trail: &Trail) -> Option<i64> {
         let answer = Answer::now(reply.clone());
         let mut table = self.table();
         if let Some(entry) = table.entries.get_mut(key) {
@@ -324,12 +335,12 @@ impl Inner {
             entry.state = State::Answered(answer.clone());
         }
         drop(table);
-        self.persist(key, DedupState::Answered, Some(&answer));
+        self.persist_answer(key, &answer, trail);
         answer.create_time
     }
 
     /// The reply came after the deadline: hand it to the waiting retries, else to `late`.
-    async fn deliver_late(&self, key: &str, message: &Message, reply: Reply) {
+    async fn deliver_late(&self, key: &str, message: &Message, reply: Reply, trail: &Trail) {
         let answer = Answer::now(reply);
         let handed = {
             let mut table = self.table();
@@ -358,7 +369,7 @@ impl Inner {
             if handed {
                 tracing::info!("late reply handed to WeChat's waiting retry");
             }
-            self.persist(key, DedupState::Answered, Some(&answer));
+            self.persist_answer(key, &answer, trail);
         } else {
             self.persist(key, DedupState::Late, None);
             self.late.deliver(message, answer.reply).await;
@@ -481,11 +492,15 @@ impl Middleware for Dedup {
                     let sink_inner = Arc::clone(&inner);
                     let sink_key = key.clone();
                     let message = ctx.message.clone();
+                    let sink_trail = ctx.trail.clone();
                     ctx.extensions.insert(LateSink(Arc::new(move |reply| {
                         let inner = Arc::clone(&sink_inner);
                         let key = sink_key.clone();
                         let message = message.clone();
-                        Box::pin(async move { inner.deliver_late(&key, &message, reply).await })
+                        let trail = sink_trail.clone();
+                        Box::pin(
+                            async move { inner.deliver_late(&key, &message, reply, &trail).await },
+                        )
                     })));
                     // The first attempt runs as a task of its own: if WeChat drops the
                     // connection (or a handler panics), the rules still finish once and the
@@ -513,8 +528,8 @@ impl Middleware for Dedup {
                                         result.as_ref().map_or(Reply::Success, Clone::clone);
                                     if abandoned.load(Ordering::SeqCst) {
                                         // Nobody holds this attempt's connection any more.
-                                        inner.deliver_late(&key, &message, reply).await;
-                                    } else if let Some(at) = inner.settle(&key, &reply) {
+                                        inner.deliver_late(&key, &message, reply, &trail).await;
+                                    } else if let Some(at) = inner.settle(&key, &reply, &trail) {
                                         trail.set_create_time(at);
                                     }
                                 }
