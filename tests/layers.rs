@@ -77,22 +77,37 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The modules `text` names as `crate::NAME`, outside comments.
+/// The modules `text` names as `crate::NAME` or in a group `crate::{NAME, …}`, outside
+/// comments (` // ` ends a line's code, `//` at its start makes it a comment, so a URL in a
+/// string does not hide what follows it).
 fn uses(text: &str, known: &BTreeSet<String>) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
-    for line in text.lines() {
-        let code = line.split("//").next().unwrap_or("");
-        let mut rest = code;
-        while let Some(at) = rest.find("crate::") {
-            rest = &rest[at + "crate::".len()..];
-            let name: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-            if known.contains(&name) {
-                found.insert(name);
-            }
-        }
+    let code: String = text
+        .lines()
+        .map(|line| match line.trim_start().starts_with("//") {
+            true => "",
+            false => line.split(" // ").next().unwrap_or(""),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let name_at = |s: &str| -> String {
+        s.trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut rest = code.as_str();
+    while let Some(at) = rest.find("crate::") {
+        rest = &rest[at + "crate::".len()..];
+        let names: Vec<String> = match rest.strip_prefix('{') {
+            // `crate::{a, b::c, d}`: the first segment of each item (groups span lines).
+            Some(group) => group[..group.find('}').unwrap_or(group.len())]
+                .split(',')
+                .map(name_at)
+                .collect(),
+            None => vec![name_at(rest)],
+        };
+        found.extend(names.into_iter().filter(|n| known.contains(n)));
     }
     found
 }
@@ -195,8 +210,36 @@ fn modules_form_no_cycle() {
 
 #[test]
 fn the_checker_sees_real_uses_and_skips_comments() {
-    let known: BTreeSet<String> = ["push", "rules"].iter().map(|s| s.to_string()).collect();
+    let known: BTreeSet<String> = ["push", "rules", "outbound", "app"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let text =
         "use crate::push::Pushes;\n/// [`crate::rules::Rules`]\nlet x = 1; // crate::rules\n";
     assert_eq!(uses(text, &known), ["push".to_owned()].into());
+    let grouped = "use crate::{\n    outbound::Client,\n    push,\n};\n\
+                   let u = \"http://x\"; crate::app::App::builder;\n";
+    assert_eq!(
+        uses(grouped, &known),
+        ["app".to_owned(), "outbound".to_owned(), "push".to_owned()].into()
+    );
+}
+
+#[test]
+fn the_tour_in_lib_rs_lists_the_layers_in_order() {
+    let lib = std::fs::read_to_string(src().join("lib.rs")).unwrap();
+    let tour: Vec<String> = lib
+        .lines()
+        .skip_while(|l| !l.starts_with("//! ## Layout"))
+        .take_while(|l| !l.starts_with("//! ## A bot"))
+        .filter_map(|l| l.strip_prefix("//! - [`"))
+        .map(|l| l.split('`').next().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(
+        tour, ORDER,
+        "src/lib.rs's tour and ORDER list the layers alike"
+    );
+    let declared: BTreeSet<String> = modules().keys().cloned().collect();
+    let ordered: BTreeSet<String> = ORDER.iter().map(|s| s.to_string()).collect();
+    assert_eq!(declared, ordered, "every module of src/ has its place");
 }

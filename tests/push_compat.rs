@@ -428,6 +428,32 @@ async fn bark_paths_accept_a_trailing_slash() {
     // The slash changes nothing else: an unknown key is still refused in Bark's shape.
     let (status, body) = send(h.get("/nosuchkeynosuchkeynosuchkey/body/")).await;
     assert_bark_error(status, &body, 401);
+
+    // Bark's own endpoints take the slash too.
+    let (status, body) = send(h.post("/push/").json(&json!({
+        "device_key": h.user,
+        "title": "slash",
+        "body": "to /push/",
+    })))
+    .await;
+    assert_bark_ok(status, &body);
+    assert_eq!(h.last().await.body, "to /push/");
+    let (status, body) = send(h.get("/ping/")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["message"], "pong");
+}
+
+#[tokio::test]
+async fn ntfy_json_markdown_false_wins_over_a_header() {
+    let h = start().await;
+    let (status, body) = send(
+        h.post("/")
+            .header("X-Markdown", "yes")
+            .json(&json!({ "topic": h.user, "message": "plain *text*", "markdown": false })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_ne!(body["content_type"], "text/markdown", "{body}");
 }
 
 #[tokio::test]

@@ -149,8 +149,9 @@ impl Builder {
     }
 
     /// Replaces the whole bot with `router`: none of the configured middleware, no push
-    /// routes (template reports do not settle pushes), no rules. For a bot written entirely in
-    /// Rust; the store, push APIs and worker still run.
+    /// routes (template reports do not settle pushes), no rules (so no [`Builder::module`]).
+    /// For a bot written entirely in Rust; the store, push APIs and worker still run. What
+    /// [`Builder::route`] and [`Builder::layer`] add goes after `router`'s own.
     pub fn bot(mut self, router: Router) -> Self {
         self.replace_bot = Some(router);
         self
@@ -230,7 +231,7 @@ impl Builder {
         });
 
         let (bot, rules) = match self.replace_bot {
-            Some(router) => (router, None),
+            Some(router) => (router.merge(self.user), None),
             None => {
                 let rules = if self.rules {
                     let mut modules = script_modules();

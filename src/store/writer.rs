@@ -2,9 +2,11 @@
 //! transactions of up to [`BATCH_MAX`], so a burst of messages costs one commit, not one per
 //! message, and queueing a write never wakes a thread.
 //!
-//! The queue holds [`QUEUE_MAX`] writes. Deferred writes are the log and bookkeeping, never
-//! something a user is owed, so when the database falls that far behind, new writes are dropped
-//! and counted (and the count logged) rather than letting memory grow or the hot path wait.
+//! The queue holds [`QUEUE_MAX`] writes. Deferred writes are the log, bookkeeping and records
+//! other processes read (dedup records, the replay guard's), never something a user is owed:
+//! when the database falls that far behind, new writes are dropped and counted (and the count
+//! logged) rather than letting memory grow or the hot path wait. A dropped dedup or replay
+//! record weakens only what other processes know; this process still has it in memory.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

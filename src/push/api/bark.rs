@@ -66,6 +66,8 @@ pub(super) fn routes() -> axum::Router<Pushes> {
         .route("/{key}/{p1}/{p2}", get(path3).post(path3))
         .route("/{key}/{p1}/{p2}/{p3}", get(path4).post(path4))
         // bark-server's router ignores a trailing slash; `/{key}/` is `/{key}` in every way.
+        .route("/ping/", get(ping))
+        .route("/push/", post(push))
         .route("/{key}/", get(single).post(single).put(single))
         .route("/{key}/{p1}/", get(path2).post(path2))
         .route("/{key}/{p1}/{p2}/", get(path3).post(path3))

@@ -326,7 +326,10 @@ async fn publish_json(State(pushes): State<Pushes>, request: Request) -> Respons
             tags,
             click: fields.get("click").or_else(|| params.click()),
             icon: fields.get("icon").or_else(|| params.icon()),
-            markdown: fields.get("markdown").is_some_and(|m| truthy(&m)) || params.markdown(),
+            // As every field: the JSON's own value, `false` included, wins over a header.
+            markdown: fields
+                .get("markdown")
+                .map_or_else(|| params.markdown(), |m| truthy(&m)),
         })
     }
     .await;
