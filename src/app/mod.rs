@@ -321,6 +321,24 @@ struct Worker {
     worker: JoinHandle<()>,
 }
 
+/// An app dropped without [`App::shutdown`] (a mounted router's app going away, a test
+/// ending) still stops what it started: its loops end at their next step, and the push worker
+/// hands back what it claimed. Nothing is waited for, and the store's queue is written only if
+/// the runtime lives on long enough.
+impl Drop for App {
+    fn drop(&mut self) {
+        self.tasks.stop();
+        if let Some(worker) = self
+            .worker
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            worker.stop.cancel();
+        }
+    }
+}
+
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App")

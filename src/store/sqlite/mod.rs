@@ -92,6 +92,10 @@ struct WriteState {
     last_failure: Mutex<Option<Unhealthy>>,
     /// When `PRAGMA quick_check` last ran, and what it found.
     quick_check: Mutex<Option<(Instant, Option<String>)>>,
+    /// Held while a health probe runs: probes (the health endpoints answer anyone) run one at
+    /// a time, so a flood of them costs one connection and one lock attempt at a time, and a
+    /// due `quick_check` runs once.
+    probing: tokio::sync::Mutex<()>,
 }
 
 impl SqliteBackend {
@@ -409,6 +413,7 @@ impl Backend for SqliteBackend {
     }
 
     async fn health(&self) -> Result<(), Unhealthy> {
+        let _one_at_a_time = self.state.probing.lock().await;
         if self.in_memory {
             let mut conn = self.pool.acquire().await.map_err(|e| probe_failure(&e))?;
             self.probe(&mut conn).await?;
