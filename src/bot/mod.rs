@@ -140,19 +140,19 @@ impl Context {
 
     /// A context for a shared message.
     pub fn from_arc(message: Arc<Message>) -> Self {
+        Self::in_tasks(message, tasks::Tasks::default())
+    }
+
+    /// A context for a shared message whose late work goes to `tasks` (the tasks of the app
+    /// that received it).
+    pub fn in_tasks(message: Arc<Message>, tasks: tasks::Tasks) -> Self {
         Self {
             message,
             captures: Captures::default(),
             extensions: Extensions::new(),
             trail: Arc::new(Trail::default()),
-            tasks: tasks::Tasks::default(),
+            tasks,
         }
-    }
-
-    /// The same context with its late work going to `tasks`.
-    pub fn with_tasks(mut self, tasks: tasks::Tasks) -> Self {
-        self.tasks = tasks;
-        self
     }
 }
 

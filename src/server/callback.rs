@@ -120,7 +120,7 @@ pub async fn receive(
 
 /// Dispatches the message and seals the reply. Our own failures become `success`.
 async fn answer(state: &CallbackState, query: &CallbackQuery, inbound: &Inbound) -> Response {
-    let ctx = Context::from_arc(Arc::clone(&inbound.message)).with_tasks(state.tasks().clone());
+    let ctx = Context::in_tasks(Arc::clone(&inbound.message), state.tasks().clone());
     let trail = Arc::clone(&ctx.trail);
     let reply = match std::panic::AssertUnwindSafe(state.router().dispatch(ctx))
         .catch_unwind()
