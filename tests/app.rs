@@ -219,3 +219,41 @@ async fn two_apps_in_one_process_shut_down_independently() {
     );
     drop(dir_a);
 }
+
+/// Script functions of the app's user, next to the built-in ones.
+struct Shout;
+
+impl huixin::rules::api::ScriptModule for Shout {
+    fn name(&self) -> &'static str {
+        "shout"
+    }
+
+    fn register(&self, engine: &mut rhai::Engine) {
+        engine.register_fn("shout", |s: &str| format!("{}!", s.to_uppercase()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rules_call_script_functions_the_builder_adds() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = tempfile::tempdir().unwrap();
+    std::fs::write(
+        rules.path().join("10-shout.rhai"),
+        "rule(#{ prefix: \"shout \" }, |msg| text(shout(msg.content.sub_string(6))));\n",
+    )
+    .unwrap();
+    let mut config = common::config(Mode::Plain, dir.path(), "");
+    config.rules.dir = rules.path().to_path_buf();
+    let app = App::builder(config)
+        .module(Arc::new(Shout))
+        .build()
+        .await
+        .unwrap();
+    let server = common::launch(app, dir).await;
+    let e = server
+        .sim
+        .send(text_xml("shout hello", "o_app_3"), "o_app_3")
+        .await
+        .unwrap();
+    assert_eq!(reply(&e), Reply::text("HELLO!"));
+}
