@@ -11,7 +11,9 @@
 #   replays    huixin serve as configured by default (rate limit off): the requests repeat,
 #              so after the first pass they are WeChat retries answered by dedup
 #
-# The requests are pre-signed text messages from one user (1000 distinct, cycled).
+# The requests are pre-signed text messages from one user (1000 distinct, cycled). For traffic
+# as WeChat sends it (distinct users and messages, current timestamps, nothing repeated), see
+# scripts/bench-traffic.sh.
 #
 #   scripts/bench.sh                      # DURATION=10s CONNECTIONS=32 ROUNDS=3 by default
 #   DURATION=20s ROUNDS=5 scripts/bench.sh
