@@ -25,6 +25,18 @@ fn loader_with(config: &RulesConfig) -> Loader {
     huixin::rules::loader(config, huixin::app::script_modules()).expect("the config is valid")
 }
 
+/// `errors` is one error, at `file` and `line`, whose message contains `needle`.
+fn assert_one_error(errors: &[LoadError], file: &str, line: Option<usize>, needle: &str) {
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(
+        (errors[0].file.as_str(), errors[0].line),
+        (file, line),
+        "{}",
+        errors[0]
+    );
+    assert!(errors[0].message.contains(needle), "{}", errors[0]);
+}
+
 fn loader() -> Loader {
     loader_with(&RulesConfig::default())
 }
@@ -1739,18 +1751,7 @@ async fn imports_stay_inside_the_rules_folder() {
         "// line 1\nrule(|msg| { import \"../outside\" as x; x::greet(1) });\n",
     );
     let errors = loader().load_dir(&runtime).expect_err("refused at load");
-    assert_eq!(errors.len(), 1, "{errors:?}");
-    assert_eq!(
-        (errors[0].file.as_str(), errors[0].line),
-        ("a.rhai", Some(2)),
-        "{}",
-        errors[0]
-    );
-    assert!(
-        errors[0].message.contains("Module not found"),
-        "{}",
-        errors[0]
-    );
+    assert_one_error(&errors, "a.rhai", Some(2), "Module not found");
 
     // Rules loaded from memory have no folder: every import is refused.
     let err = load_error("import \"lib/util\" as util;");
@@ -1792,14 +1793,7 @@ async fn errors_inside_a_module_name_the_module() {
     let errors = loader()
         .load_dir(root.path())
         .expect_err("the module is broken");
-    assert_eq!(errors.len(), 1, "{errors:?}");
-    assert_eq!(
-        (errors[0].file.as_str(), errors[0].line),
-        ("lib/syntax.rhai", Some(1)),
-        "{}",
-        errors[0]
-    );
-    assert!(errors[0].message.contains("Syntax error"), "{}", errors[0]);
+    assert_one_error(&errors, "lib/syntax.rhai", Some(1), "Syntax error");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -2491,19 +2485,11 @@ async fn an_import_cycle_is_a_load_error_and_a_reload_keeps_the_live_rules() {
     write_import_cycle(&dir);
     match rules.reload() {
         Reload::Failed(errors) => {
-            assert_eq!(errors.len(), 1, "{errors:?}");
-            assert_eq!(
-                (errors[0].file.as_str(), errors[0].line),
-                ("lib/b.rhai", Some(2)),
-                "{}",
-                errors[0]
-            );
-            assert!(
-                errors[0]
-                    .message
-                    .contains("import cycle: lib/a → lib/b → lib/a"),
-                "{}",
-                errors[0]
+            assert_one_error(
+                &errors,
+                "lib/b.rhai",
+                Some(2),
+                "import cycle: lib/a → lib/b → lib/a",
             );
         }
         other => panic!("expected Failed, got {other:?}"),
@@ -2536,17 +2522,11 @@ async fn an_import_cycle_is_a_load_error_and_a_reload_keeps_the_live_rules() {
         "rule(|msg| { import \"lib/me\" as m; text(\"x\") });\n",
     );
     let errors = loader().load_dir(&selfish).expect_err("a cycle");
-    assert_eq!(errors.len(), 1, "{errors:?}");
-    assert_eq!(
-        (errors[0].file.as_str(), errors[0].line),
-        ("lib/me.rhai", Some(2)),
-        "{}",
-        errors[0]
-    );
-    assert!(
-        errors[0].message.contains("import cycle: lib/me → lib/me"),
-        "{}",
-        errors[0]
+    assert_one_error(
+        &errors,
+        "lib/me.rhai",
+        Some(2),
+        "import cycle: lib/me → lib/me",
     );
     write(&selfish, "a.rhai", "// a\nimport \"a\" as a;\n");
     std::fs::remove_file(selfish.join("lib/me.rhai")).unwrap();
