@@ -2650,7 +2650,7 @@ mod writer {
     async fn a_full_queue_drops_and_counts() {
         let (backend, writer) = spawn();
         let stalled = backend.gate.write().await;
-        let total = QUEUE_MAX + 1_000;
+        let total = QUEUE_MAX + BATCH_MAX + 1_000;
         for n in 0..total {
             writer.defer(seen(n));
         }

@@ -13,6 +13,8 @@
 //! rule run in a test) tracks its work the same way; nobody has to wait for it.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -40,6 +42,21 @@ impl Tasks {
         F::Output: Send + 'static,
     {
         self.work.spawn(task)
+    }
+
+    /// Runs `task` in place, as part of the awaiting future; if that future is dropped before
+    /// `task` ends (WeChat closed the connection), what is left of `task` is spawned as work
+    /// and runs to its end. The same guarantee as [`Tasks::spawn`] without a task per call
+    /// when it ends in time.
+    pub fn finish_if_dropped<F>(&self, task: F) -> Finish<F>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        Finish {
+            task: Some(Box::pin(task)),
+            tasks: self.clone(),
+        }
     }
 
     /// Work running now.
@@ -131,5 +148,49 @@ mod tests {
         assert!(!tasks.is_stopping());
         assert!(tasks.stop_loops(Duration::from_secs(5)).await);
         stopping.await;
+    }
+}
+
+/// A task run in place that finishes as work if dropped early ([`Tasks::finish_if_dropped`]).
+pub struct Finish<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    task: Option<Pin<Box<F>>>,
+    tasks: Tasks,
+}
+
+impl<F> Future for Finish<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let Some(task) = self.task.as_mut() else {
+            panic!("`Finish` polled after it completed");
+        };
+        let output = std::task::ready!(task.as_mut().poll(cx));
+        self.task = None;
+        Poll::Ready(output)
+    }
+}
+
+impl<F> Drop for Finish<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            // Outside a runtime (it is being torn down) nothing can run it any more.
+            if tokio::runtime::Handle::try_current().is_ok() {
+                self.tasks.spawn(async move {
+                    task.await;
+                });
+            }
+        }
     }
 }

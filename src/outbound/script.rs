@@ -116,7 +116,7 @@ fn send(openid: &str, reply: &Reply) -> Result<(), Box<EvalAltResult>> {
             }
         };
         let file = ctx.file.clone();
-        let _entered = ctx.runtime.enter();
+        let _entered = ctx.runtime()?.enter();
         ctx.services.tasks.spawn(async move {
             if let Err(e) = client.send_custom(&message).await {
                 tracing::warn!(rule = %file, openid = %message.touser, error = %e, "send from a rule failed");
@@ -165,7 +165,7 @@ fn send_template(
             }
         };
         let file = ctx.file.clone();
-        let _entered = ctx.runtime.enter();
+        let _entered = ctx.runtime()?.enter();
         ctx.services.tasks.spawn(async move {
             if let Err(e) = client.send_template(&message).await {
                 tracing::warn!(rule = %file, openid = %message.touser, error = %e, "template send from a rule failed");

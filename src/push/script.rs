@@ -67,7 +67,7 @@ fn sink(function: &str) -> Result<Sink, Box<EvalAltResult>> {
             return Ok(Sink::DryRun(dry.clone()));
         }
         match ctx.services.extensions.get::<Pushes>() {
-            Some(pushes) => Ok(Sink::Live(pushes.clone(), ctx.runtime.clone())),
+            Some(pushes) => Ok(Sink::Live(pushes.clone(), ctx.runtime()?.clone())),
             None => Err(runtime_error(format!(
                 "{function}: the push service is not available here"
             ))),

@@ -80,7 +80,11 @@ pub fn build(
         .disable_symbol("curry");
     // Wall clock, checked every 1024 operations: a script waiting on nothing but burning
     // time is stopped even if its operation budget is large.
+    // An inline run (on an async worker) yields to a thread once it has had its share.
     engine.on_progress(|ops| {
+        if context::inline_spent(ops) {
+            return Some(context::yield_token());
+        }
         if ops % 1024 == 0 && context::past_deadline() {
             Some(Dynamic::from(
                 "the time limit for rules ([rules] max_run_ms) was reached",
@@ -89,14 +93,7 @@ pub fn build(
             None
         }
     });
-    engine.on_print(|text| {
-        let file = context::current_file();
-        tracing::info!(
-            rule = file.as_deref().unwrap_or("rules"),
-            "{}",
-            text.escape_debug()
-        );
-    });
+    engine.on_print(context::print);
     engine.on_debug(|text, source, pos| {
         let file = source
             .map(str::to_owned)

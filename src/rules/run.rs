@@ -9,13 +9,16 @@
 //! A handler that fails or hits a limit ends the run: the error is logged with its file and
 //! line, session changes are dropped, and the message gets `[rules] fallback`.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use rhai::{Dynamic, EvalAltResult};
 
 use super::api::message::message_map;
-use super::context::{self, ScriptContext, Services};
+use super::api::session;
+use super::context::{self, Need, ScriptContext, Services};
 use super::load::{Action, Origin, RuleSet, ScriptFn};
 use crate::bot::Captures;
 use crate::store::SessionChange;
@@ -66,8 +69,24 @@ impl std::fmt::Display for ScriptError {
     }
 }
 
+/// A run's plan: the matching rules, in order, with their captures.
+type Plan = Vec<(usize, Captures)>;
+
+/// How one attempt at running a plan ended.
+enum Attempt {
+    /// The run went to its end (or failed): the outcome and the session changes to apply.
+    Done(Outcome, Vec<SessionChange>),
+    /// An inline run stopped for `need` in script `slot` (see [`Hints`]); nothing happened.
+    Yielded { need: Need, slot: usize },
+}
+
 impl RuleSet {
     /// Runs the rules on `message`. `fallback` answers a failed run.
+    ///
+    /// Conditions first, in Rust; a plan without scripts answers at once. Scripts then run in
+    /// place on this async worker, with the user's session loaded first when the rules are
+    /// known to read it; a run that must wait on something, or takes long, yields and runs
+    /// again on a blocking thread (see [`super::context`]).
     pub async fn run(
         self: &Arc<Self>,
         message: Arc<Message>,
@@ -101,8 +120,38 @@ impl RuleSet {
             Some(plan)
         };
 
-        // At most a few scripts at once: bounds the memory and threads runaway scripts can
-        // take together. A message waiting for a slot is still covered by the deadline.
+        let mut session = None;
+        if let Some(plan) = &plan
+            && self.hints.inline_first(self.slots(plan))
+        {
+            if self.hints.wants_session(self.slots(plan)) {
+                session = prefetch(&services, &message).await;
+            }
+            loop {
+                let ctx = self.context(&message, &services, session.clone());
+                match self.attempt(&message, Some(plan), ctx, true) {
+                    Attempt::Done(outcome, changes) => {
+                        self.hints.ran_inline(self.slots(plan));
+                        return self.settle(outcome, changes, &message, &services, fallback).await;
+                    }
+                    Attempt::Yielded { need, slot } => {
+                        self.hints
+                            .note(self.hooks.len() + self.rules.len(), slot, need);
+                        if need == Need::Session && session.is_none() {
+                            session = prefetch(&services, &message).await;
+                            if session.is_some() {
+                                continue;
+                            }
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+
+        // At most a few scripts at once on threads: bounds the memory and threads runaway
+        // scripts can take together. A message waiting for a slot is still covered by the
+        // deadline.
         let slots = Arc::clone(&services.script_slots.0);
         let Ok(_slot) = slots.acquire().await else {
             return failed(
@@ -115,14 +164,16 @@ impl RuleSet {
             );
         };
         let set = Arc::clone(self);
-        let store = services.store.clone();
-        let openid = message.from.as_str().to_owned();
-        let runtime = tokio::runtime::Handle::current();
-        // Scripts block (they may wait on the store), so they run on the blocking pool. Not
-        // in place with `block_in_place`: this task must stay free to notice the reply
+        let ctx = self.context(&message, &services, session);
+        let ran_on = Arc::clone(&message);
+        // Not in place with `block_in_place`: this task must stay free to notice the reply
         // deadline while a script takes long, or the watchdog could not answer in time.
         let ran = tokio::task::spawn_blocking(move || {
-            set.run_blocking(&message, plan, services, runtime)
+            match set.attempt(&ran_on, plan.as_deref(), ctx, false) {
+                Attempt::Done(outcome, changes) => (outcome, changes),
+                // Only inline runs yield.
+                Attempt::Yielded { .. } => (no_reply(), Vec::new()),
+            }
         })
         .await
         .map_err(|join| format!("the rules panicked: {join}"));
@@ -137,6 +188,20 @@ impl RuleSet {
                 (failed(error, fallback), Vec::new())
             }
         };
+        self.settle(outcome, changes, &message, &services, fallback)
+            .await
+    }
+
+    /// The end of a run: a failure logged and answered with the fallback; the session changes
+    /// written before the reply goes out.
+    async fn settle(
+        &self,
+        outcome: Outcome,
+        changes: Vec<SessionChange>,
+        message: &Message,
+        services: &Services,
+        fallback: &Reply,
+    ) -> Outcome {
         let outcome = match outcome.error {
             Some(error) => {
                 tracing::error!(rule = %error, "rule failed; answered the fallback");
@@ -146,10 +211,14 @@ impl RuleSet {
         };
         // A reply that says "recorded" must not go out when the recording failed.
         if !changes.is_empty()
-            && let Some(store) = store
+            && let Some(store) = &services.store
             && let Err(e) = store
                 .backend()
-                .session_apply(&openid, &changes, crate::support::clock::unix_now())
+                .session_apply(
+                    message.from.as_str(),
+                    &changes,
+                    crate::support::clock::unix_now(),
+                )
                 .await
         {
             let error = ScriptError {
@@ -166,9 +235,39 @@ impl RuleSet {
         outcome
     }
 
+    /// A fresh context for a run on `message`, starting from `session` when it was loaded.
+    fn context(
+        &self,
+        message: &Message,
+        services: &Services,
+        session: Option<HashMap<String, Dynamic>>,
+    ) -> ScriptContext {
+        ScriptContext {
+            openid: message.from.as_str().to_owned(),
+            file: Arc::from(""),
+            services: services.clone(),
+            handle: tokio::runtime::Handle::current(),
+            session,
+            session_changes: Vec::new(),
+            deadline: Instant::now() + Duration::from_millis(self.limits.max_run_ms),
+            secret: false,
+            printed: Vec::new(),
+        }
+    }
+
+    /// The script slots ([`Hints`]) a plan runs: every hook, then the planned rules.
+    fn slots<'a>(&'a self, plan: &'a [(usize, Captures)]) -> impl Iterator<Item = usize> + 'a {
+        let hooks = self.hooks.len();
+        (0..hooks).chain(
+            plan.iter()
+                .filter(|(i, _)| matches!(self.rules[*i].action, Action::Script(_)))
+                .map(move |(i, _)| hooks + i),
+        )
+    }
+
     /// The rules whose conditions match `message`, in order, up to the first that always
     /// replies; with their captures.
-    fn plan(&self, message: &Message) -> Vec<(usize, Captures)> {
+    fn plan(&self, message: &Message) -> Plan {
         let mut plan = Vec::new();
         for (i, rule) in self.rules.iter().enumerate() {
             if let Some(caps) = rule.filter.matches(message) {
@@ -182,74 +281,91 @@ impl RuleSet {
         plan
     }
 
-    /// The blocking part: the conditions (unless `plan` was made already), hooks, then the
-    /// planned rules.
-    fn run_blocking(
+    /// One run of the hooks and the plan (made here when `None`), in `ctx`: in place on an
+    /// async worker (`inline`, which may yield) or on a blocking thread.
+    fn attempt(
         &self,
         message: &Message,
-        plan: Option<Vec<(usize, Captures)>>,
-        services: Services,
-        runtime: tokio::runtime::Handle,
-    ) -> (Outcome, Vec<SessionChange>) {
-        let _entered = context::enter(ScriptContext {
-            openid: message.from.as_str().to_owned(),
-            file: Arc::from(""),
-            services,
-            runtime,
-            session: None,
-            session_changes: Vec::new(),
-            deadline: Instant::now() + Duration::from_millis(self.limits.max_run_ms),
-            secret: false,
-        });
-        // The deadline is set: time spent matching counts against the scripts' budget.
-        let plan = plan.unwrap_or_else(|| self.plan(message));
-        let msg = Dynamic::from_map(message_map(message));
-        let mut outcome = self.run_plan(&msg, plan);
-        let changes = match (&outcome.error, context::take()) {
-            (None, Some(ctx)) => {
-                outcome.secret = ctx.secret;
-                ctx.session_changes
-            }
-            _ => Vec::new(),
+        plan: Option<&[(usize, Captures)]>,
+        ctx: ScriptContext,
+        inline: bool,
+    ) -> Attempt {
+        let _entered = if inline {
+            context::enter_inline(ctx)
+        } else {
+            context::enter(ctx)
         };
-        (outcome, changes)
+        // The deadline is set: time spent matching counts against the scripts' budget.
+        let made;
+        let plan = match plan {
+            Some(plan) => plan,
+            None => {
+                made = self.plan(message);
+                &made
+            }
+        };
+        let msg = Dynamic::from_map(message_map(message));
+        let (mut outcome, slot) = self.run_plan(&msg, plan);
+        if let Some(need) = context::yielded() {
+            return Attempt::Yielded { need, slot };
+        }
+        let changes = match context::take() {
+            Some(mut ctx) => {
+                ctx.flush_printed();
+                if outcome.error.is_none() {
+                    outcome.secret = ctx.secret;
+                    ctx.session_changes
+                } else {
+                    Vec::new()
+                }
+            }
+            None => Vec::new(),
+        };
+        Attempt::Done(outcome, changes)
     }
 
-    fn run_plan(&self, msg: &Dynamic, plan: Vec<(usize, Captures)>) -> Outcome {
-        for hook in &self.hooks {
+    /// Runs the hooks, then the planned rules; with the slot of the last script called.
+    fn run_plan(&self, msg: &Dynamic, plan: &[(usize, Captures)]) -> (Outcome, usize) {
+        for (slot, hook) in self.hooks.iter().enumerate() {
             match self.call(&hook.script, &hook.origin, msg, None) {
                 Ok(None) => {}
                 Ok(Some(reply)) => {
-                    return Outcome {
+                    let outcome = Outcome {
                         reply,
                         replied_by: Some(hook.origin.clone()),
                         error: None,
                         secret: false,
                     };
+                    return (outcome, slot);
                 }
-                Err(error) => return errored(error),
+                Err(error) => return (errored(error), slot),
             }
         }
+        let mut last = 0;
         for (i, caps) in plan {
-            let rule = &self.rules[i];
+            let rule = &self.rules[*i];
             let result = match &rule.action {
                 Action::Reply(reply) => Ok(Some(reply.clone())),
-                Action::Script(script) => self.call(script, &rule.origin, msg, Some(caps)),
+                Action::Script(script) => {
+                    last = self.hooks.len() + i;
+                    self.call(script, &rule.origin, msg, Some(caps.clone()))
+                }
             };
             match result {
                 Ok(None) => {}
                 Ok(Some(reply)) => {
-                    return Outcome {
+                    let outcome = Outcome {
                         reply,
                         replied_by: Some(rule.origin.clone()),
                         error: None,
                         secret: false,
                     };
+                    return (outcome, last);
                 }
-                Err(error) => return errored(error),
+                Err(error) => return (errored(error), last),
             }
         }
-        no_reply()
+        (no_reply(), last)
     }
 
     /// Calls one handler and reads what it returned.
@@ -312,6 +428,84 @@ fn interpret(value: Dynamic) -> Result<Option<Reply>, String> {
         "a rule returns a reply (text(…), image(…), news(…), success(), …), a string, or nothing; this one returned {}",
         value.type_name()
     ))
+}
+
+/// The user's session for a run about to read it; `None` when there is no store to read, or
+/// it could not be read (the run then reads it itself, on a thread, and reports the error at
+/// the script's line).
+async fn prefetch(services: &Services, message: &Message) -> Option<HashMap<String, Dynamic>> {
+    let store = services.store.as_ref()?;
+    session::load(store, message.from.as_str()).await.ok()
+}
+
+/// Inline runs of a rule that yields to a thread: one in this many still tries in place, in
+/// case what needed the thread was rare.
+const RETRY_INLINE: u32 = 64;
+
+/// What a rule set learned about its scripts from earlier runs, so a message takes the right
+/// way at once: scripts that read the session have it loaded before an inline run, and scripts
+/// that yielded to a thread go to one directly. One slot per hook, then one per rule.
+#[derive(Debug, Default)]
+pub struct Hints(OnceLock<Box<[Hint]>>);
+
+#[derive(Debug, Default)]
+struct Hint {
+    session: AtomicBool,
+    thread: AtomicBool,
+    skipped: AtomicU32,
+}
+
+impl Hints {
+    /// Whether one of `slots` reads the session.
+    fn wants_session(&self, slots: impl Iterator<Item = usize>) -> bool {
+        let Some(hints) = self.0.get() else {
+            return false;
+        };
+        slots
+            .filter_map(|s| hints.get(s))
+            .any(|h| h.session.load(Ordering::Relaxed))
+    }
+
+    /// Whether to try `slots` in place first: none yielded to a thread lately.
+    fn inline_first(&self, slots: impl Iterator<Item = usize>) -> bool {
+        let Some(hints) = self.0.get() else {
+            return true;
+        };
+        let mut inline = true;
+        for hint in slots.filter_map(|s| hints.get(s)) {
+            if hint.thread.load(Ordering::Relaxed) {
+                let n = hint.skipped.fetch_add(1, Ordering::Relaxed);
+                inline &= n % RETRY_INLINE == RETRY_INLINE - 1;
+            }
+        }
+        inline
+    }
+
+    /// `slots` ran in place to their end.
+    fn ran_inline(&self, slots: impl Iterator<Item = usize>) {
+        let Some(hints) = self.0.get() else {
+            return;
+        };
+        for hint in slots.filter_map(|s| hints.get(s)) {
+            if hint.thread.load(Ordering::Relaxed) {
+                hint.thread.store(false, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The script in `slot` of `slots` yielded for `need`.
+    fn note(&self, slots: usize, slot: usize, need: Need) {
+        // Made on the first yield: a set whose scripts never yield keeps none.
+        let hints = self
+            .0
+            .get_or_init(|| (0..slots).map(|_| Hint::default()).collect());
+        if let Some(hint) = hints.get(slot) {
+            match need {
+                Need::Session => hint.session.store(true, Ordering::Relaxed),
+                Need::Thread => hint.thread.store(true, Ordering::Relaxed),
+            }
+        }
+    }
 }
 
 fn no_reply() -> Outcome {

@@ -9,6 +9,7 @@
 //! written directly.
 
 pub mod push;
+pub mod reads;
 pub mod sqlite;
 pub mod writer;
 
@@ -37,6 +38,12 @@ pub enum StoreError {
     /// The background writer has stopped (the server is shutting down).
     #[error("the store's writer has stopped")]
     WriterGone,
+    /// The batched reader has stopped (the server is shutting down).
+    #[error("the store's reader has stopped")]
+    ReaderGone,
+    /// A batched read failed; every lookup in the batch gets the reason.
+    #[error("{0}")]
+    Batch(String),
     /// `[storage] url` names a file in a folder that does not exist (huixin creates the file,
     /// never its folders).
     #[error(
@@ -277,6 +284,89 @@ pub enum Deferred {
     Replay(ReplayRecord),
 }
 
+/// A batch of deferred writes, by table, with what a later write in the batch makes moot
+/// left out: a dedup key's last record, a user's latest sighting, a (timestamp, nonce)'s first
+/// record. Every backend writes a batch from this, so all agree on what a batch means.
+#[derive(Debug, Default)]
+pub struct Batch<'a> {
+    /// Log rows, in order.
+    pub log: Vec<&'a LogEntry>,
+    /// The last record of each dedup key.
+    pub dedup: Vec<&'a DedupRecord>,
+    /// The latest sighting of each user.
+    pub seen: Vec<(&'a str, i64)>,
+    /// The first record of each (timestamp, nonce).
+    pub replay: Vec<&'a ReplayRecord>,
+}
+
+impl<'a> Batch<'a> {
+    /// Sorts `writes` by table and drops the moot ones.
+    pub fn of(writes: &'a [Deferred]) -> Self {
+        use std::collections::HashMap;
+        use std::collections::hash_map::Entry;
+        let mut batch = Batch::default();
+        let mut dedup: HashMap<&str, usize> = HashMap::new();
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        let mut replay: HashMap<(&str, &str), ()> = HashMap::new();
+        for write in writes {
+            match write {
+                Deferred::Log(e) => batch.log.push(e),
+                Deferred::Dedup(r) => match dedup.entry(&r.key) {
+                    Entry::Occupied(at) => batch.dedup[*at.get()] = r,
+                    Entry::Vacant(slot) => {
+                        slot.insert(batch.dedup.len());
+                        batch.dedup.push(r);
+                    }
+                },
+                Deferred::Seen { openid, at } => match seen.entry(openid) {
+                    Entry::Occupied(i) => {
+                        let latest = &mut batch.seen[*i.get()].1;
+                        *latest = (*latest).max(*at);
+                    }
+                    Entry::Vacant(slot) => {
+                        slot.insert(batch.seen.len());
+                        batch.seen.push((openid, *at));
+                    }
+                },
+                Deferred::Replay(r) => {
+                    if replay.insert((&r.timestamp, &r.nonce), ()).is_none() {
+                        batch.replay.push(r);
+                    }
+                }
+            }
+        }
+        batch
+    }
+}
+
+/// Rows per multi-row statement, largest first: a batch of any size is written with a few
+/// statements of these sizes, so each table needs at most this many prepared statements.
+pub const ROWS_PER_STATEMENT: [usize; 5] = [256, 64, 16, 4, 1];
+
+/// `keys` for one `IN (…)` read of at most 256 keys, padded (by repeating the last, which
+/// changes nothing in an `IN` list) to the next size in [`ROWS_PER_STATEMENT`]: one statement
+/// per batch, and a few prepared statements in all.
+pub fn padded_keys<T>(keys: &[T]) -> impl Iterator<Item = &T> {
+    let size = ROWS_PER_STATEMENT
+        .into_iter()
+        .rev()
+        .find(|&n| n >= keys.len())
+        .unwrap_or(keys.len());
+    keys.iter().chain(std::iter::repeat_n(keys.last(), size - keys.len()).flatten())
+}
+
+/// `rows` cut into chunks of [`ROWS_PER_STATEMENT`] sizes.
+pub fn statement_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        let size = ROWS_PER_STATEMENT
+            .into_iter()
+            .find(|&n| n <= rows.len())?;
+        let (chunk, rest) = rows.split_at(size);
+        rows = rest;
+        Some(chunk)
+    })
+}
+
 /// What the replay guard remembers of one signed (timestamp, nonce).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ReplayRecord {
@@ -324,6 +414,12 @@ pub trait Backend: push::PushStore + Send + Sync + 'static {
         nonce: &str,
         now: i64,
     ) -> Result<Option<ReplayRecord>, StoreError>;
+    /// The unexpired records of any of `pairs` (timestamp, nonce), in one read.
+    async fn replay_get_many(
+        &self,
+        pairs: &[(String, String)],
+        now: i64,
+    ) -> Result<Vec<ReplayRecord>, StoreError>;
     /// A value from huixin's settings table.
     async fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Stores `value` under `key` unless a value is there; returns the stored value.
@@ -349,6 +445,12 @@ pub trait Backend: push::PushStore + Send + Sync + 'static {
         openid: &str,
         now: i64,
     ) -> Result<Vec<(String, String)>, StoreError>;
+    /// The unexpired session entries of any of `openids`, in one read: (openid, key, JSON).
+    async fn sessions_load(
+        &self,
+        openids: &[String],
+        now: i64,
+    ) -> Result<Vec<(String, String, String)>, StoreError>;
     /// Applies changes to a user's session in one transaction.
     async fn session_apply(
         &self,
@@ -414,6 +516,7 @@ pub trait Backend: push::PushStore + Send + Sync + 'static {
 pub struct Store {
     backend: Arc<dyn Backend>,
     writer: writer::Writer,
+    reads: reads::Reads,
 }
 
 impl std::fmt::Debug for Store {
@@ -432,12 +535,36 @@ impl Store {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
         };
         let writer = writer::Writer::spawn(Arc::clone(&backend));
-        Ok(Self { backend, writer })
+        let reads = reads::Reads::spawn(&backend);
+        Ok(Self {
+            backend,
+            writer,
+            reads,
+        })
     }
 
     /// The backend, for reads and direct writes.
     pub fn backend(&self) -> &dyn Backend {
         self.backend.as_ref()
+    }
+
+    /// The replay guard's unexpired record of (timestamp, nonce), read together with the
+    /// other lookups waiting ([`reads`]).
+    pub async fn replay_record(
+        &self,
+        timestamp: &str,
+        nonce: &str,
+    ) -> Result<Option<ReplayRecord>, StoreError> {
+        self.reads
+            .replay
+            .get((timestamp.to_owned(), nonce.to_owned()))
+            .await
+    }
+
+    /// A user's unexpired session entries (key, JSON value), read together with the other
+    /// lookups waiting ([`reads`]).
+    pub async fn session(&self, openid: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.reads.session.get(openid.to_owned()).await
     }
 
     /// Queues a write for the next batch. Never waits; see [`writer`] for what happens when the

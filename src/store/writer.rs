@@ -19,7 +19,7 @@ use super::{Backend, Deferred, StoreError};
 /// Writes queued before new ones are dropped.
 pub const QUEUE_MAX: usize = 65_536;
 /// Most writes in one transaction.
-pub const BATCH_MAX: usize = 512;
+pub const BATCH_MAX: usize = 4_096;
 /// Longest a write waits for company.
 pub const BATCH_DELAY: Duration = Duration::from_millis(100);
 

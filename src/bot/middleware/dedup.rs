@@ -502,9 +502,10 @@ impl Middleware for Dedup {
                             async move { inner.deliver_late(&key, &message, reply, &trail).await },
                         )
                     })));
-                    // The first attempt runs as a task of its own: if WeChat drops the
-                    // connection (or a handler panics), the rules still finish once and the
-                    // entry is settled; a retry is never left waiting on a dead attempt.
+                    // The first attempt runs to its end even if WeChat drops the connection (it
+                    // then continues as a task of its own), and a handler's panic is caught:
+                    // the rules finish once and the entry is settled; a retry is never left
+                    // waiting on a dead attempt.
                     let trail = ctx.trail.clone();
                     let message = ctx.message.clone();
                     let abandoned = Arc::new(AtomicBool::new(false));
@@ -513,7 +514,7 @@ impl Middleware for Dedup {
                         let key = key.clone();
                         let abandoned = Arc::clone(&abandoned);
                         let tasks = ctx.tasks.clone();
-                        tasks.spawn(
+                        tasks.finish_if_dropped(
                             async move {
                                 let result =
                                     match AssertUnwindSafe(next.run(ctx)).catch_unwind().await {
@@ -538,10 +539,10 @@ impl Middleware for Dedup {
                             .in_current_span(),
                         )
                     };
+                    // Dropped before `attempt` (declared after it): an attempt finishing on
+                    // its own knows nobody waits for it.
                     let _abandon = SetOnDrop(abandoned);
-                    attempt
-                        .await
-                        .unwrap_or_else(|join| Err(BotError::Panic(join.to_string())))
+                    attempt.await
                 }
                 claim => {
                     ctx.trail.set_outcome(Outcome::Retry);

@@ -30,8 +30,7 @@ impl ScriptModule for Followers {
             .register_fn("follower_count", || {
                 context::with(|ctx| {
                     let store = store(ctx)?;
-                    let n = ctx
-                        .runtime
+                    let n = ctx.runtime()?
                         .block_on(store.backend().follower_count())
                         .map_err(|e| runtime_error(format!("followers unavailable: {e}")))?;
                     Ok(INT::try_from(n).unwrap_or(INT::MAX))
@@ -63,8 +62,7 @@ fn lookup(ctx: &mut ScriptContext, openid: &str) -> Result<Dynamic, Box<EvalAltR
     let Some(store) = ctx.services.store.clone() else {
         return Ok(Dynamic::UNIT);
     };
-    let follower = ctx
-        .runtime
+    let follower = ctx.runtime()?
         .block_on(store.backend().follower(openid))
         .map_err(|e| runtime_error(format!("followers unavailable: {e}")))?;
     Ok(follower.map_or(Dynamic::UNIT, |f| Dynamic::from_map(follower_map(&f))))
@@ -95,7 +93,7 @@ fn block(openid: &str, reason: &str) -> Result<(), Box<EvalAltResult>> {
     }
     context::with(|ctx| {
         let store = store(ctx)?;
-        ctx.runtime
+        ctx.runtime()?
             .block_on(store.backend().block_user(openid, reason, unix_now()))
             .map_err(|e| runtime_error(format!("blocklist unavailable: {e}")))?;
         if let Some(list) = &ctx.services.blocklist {
@@ -109,7 +107,7 @@ fn block(openid: &str, reason: &str) -> Result<(), Box<EvalAltResult>> {
 fn unblock(openid: &str) -> Result<(), Box<EvalAltResult>> {
     context::with(|ctx| {
         let store = store(ctx)?;
-        ctx.runtime
+        ctx.runtime()?
             .block_on(store.backend().unblock_user(openid))
             .map_err(|e| runtime_error(format!("blocklist unavailable: {e}")))?;
         if let Some(list) = &ctx.services.blocklist {

@@ -10,7 +10,7 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, INT};
 
 use super::ScriptModule;
 use crate::rules::context::{self, ScriptContext, runtime_error};
-use crate::store::SessionChange;
+use crate::store::{SessionChange, Store, StoreError};
 use crate::support::clock::unix_now;
 
 /// Longest key.
@@ -55,20 +55,33 @@ fn check_key(key: &str) -> Result<(), Box<EvalAltResult>> {
     Ok(())
 }
 
-/// The user's session, loading it on first use.
+/// The user's session as stored now (expired keys left out): what a run starts from. Loaded
+/// before a run whose rules read it, or on first use.
+pub async fn load(
+    store: &Store,
+    openid: &str,
+) -> Result<HashMap<String, Dynamic>, StoreError> {
+    let rows = store.session(openid).await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(k, json)| serde_json::from_str::<Dynamic>(&json).ok().map(|v| (k, v)))
+        .collect())
+}
+
+/// The user's session, loading it on first use (an inline run yields for it instead).
 fn loaded(ctx: &mut ScriptContext) -> Result<&mut HashMap<String, Dynamic>, Box<EvalAltResult>> {
     if ctx.session.is_none() {
-        let rows = match &ctx.services.store {
-            Some(store) => ctx
-                .runtime
-                .block_on(store.backend().session_load(&ctx.openid, unix_now()))
-                .map_err(|e| runtime_error(format!("session unavailable: {e}")))?,
-            None => Vec::new(),
+        let map = match &ctx.services.store {
+            Some(store) => {
+                if context::inline() {
+                    return Err(context::yield_for(context::Need::Session));
+                }
+                ctx.runtime()?
+                    .block_on(load(store, &ctx.openid))
+                    .map_err(|e| runtime_error(format!("session unavailable: {e}")))?
+            }
+            None => HashMap::new(),
         };
-        let map = rows
-            .into_iter()
-            .filter_map(|(k, json)| serde_json::from_str::<Dynamic>(&json).ok().map(|v| (k, v)))
-            .collect();
         ctx.session = Some(map);
     }
     Ok(ctx.session.get_or_insert_with(HashMap::new))

@@ -108,6 +108,8 @@ pub struct RuleSet {
     /// Whether a rule matches by regex: its conditions are then evaluated on the blocking
     /// thread, inside the time budget (see [`super::run`]).
     pub regex_conditions: bool,
+    /// What runs learned about the scripts (see [`super::run::Hints`]).
+    pub hints: super::run::Hints,
 }
 
 impl fmt::Debug for RuleSet {
@@ -247,6 +249,7 @@ impl Loader {
             source,
             limits: self.limits,
             regex_conditions: false,
+            hints: Default::default(),
         };
         for (file, ast) in files.iter().zip(compiled) {
             let before = (set.rules.len(), set.hooks.len());

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use sqlx::Connection;
+use sqlx::{Connection, QueryBuilder, Sqlite};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -23,9 +23,10 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    Backend, DedupRecord, DedupState, Deferred, Follower, LogEntry, NewToken, Pruned, ReplayRecord,
+    Backend, Batch, DedupRecord, DedupState, Deferred, Follower, LogEntry, NewToken, Pruned, ReplayRecord,
     SessionChange, StoreError, TokenRow, Unhealthy,
 };
+use super::{padded_keys, statement_chunks};
 use crate::support::clock::unix_now;
 
 mod push;
@@ -469,6 +470,38 @@ impl Backend for SqliteBackend {
         .await?)
     }
 
+    async fn replay_get_many(
+        &self,
+        pairs: &[(String, String)],
+        now: i64,
+    ) -> Result<Vec<ReplayRecord>, StoreError> {
+        let mut found = Vec::new();
+        for pairs in pairs.chunks(256) {
+            let mut select = QueryBuilder::<Sqlite>::new(
+                "SELECT timestamp, nonce, request_hash, expires_at FROM replay_guard \
+                 WHERE expires_at >= ",
+            );
+            select.push_bind(now).push(" AND (timestamp, nonce) IN (VALUES ");
+            let mut values = select.separated(", ");
+            for (timestamp, nonce) in padded_keys(pairs) {
+                values
+                    .push("(")
+                    .push_bind_unseparated(timestamp)
+                    .push_unseparated(", ")
+                    .push_bind_unseparated(nonce)
+                    .push_unseparated(")");
+            }
+            select.push(")");
+            found.extend(
+                select
+                    .build_query_as::<ReplayRecord>()
+                    .fetch_all(&self.pool)
+                    .await?,
+            );
+        }
+        Ok(found)
+    }
+
     async fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(
             sqlx::query_scalar::<_, String>("SELECT value FROM huixin_meta WHERE key = ?1")
@@ -579,6 +612,33 @@ impl Backend for SqliteBackend {
         .await?)
     }
 
+    async fn sessions_load(
+        &self,
+        openids: &[String],
+        now: i64,
+    ) -> Result<Vec<(String, String, String)>, StoreError> {
+        let mut found = Vec::new();
+        for openids in openids.chunks(256) {
+            let mut select = QueryBuilder::<Sqlite>::new(
+                "SELECT openid, key, value FROM sessions \
+                 WHERE (expires_at IS NULL OR expires_at > ",
+            );
+            select.push_bind(now).push(") AND openid IN (");
+            let mut values = select.separated(", ");
+            for openid in padded_keys(openids) {
+                values.push_bind(openid);
+            }
+            select.push(")");
+            found.extend(
+                select
+                    .build_query_as::<(String, String, String)>()
+                    .fetch_all(&self.pool)
+                    .await?,
+            );
+        }
+        Ok(found)
+    }
+
     async fn session_apply(
         &self,
         openid: &str,
@@ -625,74 +685,76 @@ impl Backend for SqliteBackend {
     }
 
     async fn write_batch(&self, batch: &[Deferred]) -> Result<(), StoreError> {
+        let batch = Batch::of(batch);
         self.tracked(async {
-        let mut tx = self.writer.begin().await?;
-        for write in batch {
-            match write {
-                Deferred::Log(e) => {
-                    sqlx::query(
-                        "INSERT INTO inbound_log \
-                           (received_at, openid, msg_type, event, msg_id, summary, reply_type, outcome) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    )
-                    .bind(e.received_at)
-                    .bind(&e.openid)
-                    .bind(&e.msg_type)
-                    .bind(&e.event)
-                    .bind(&e.msg_id)
-                    .bind(&e.summary)
-                    .bind(&e.reply_type)
-                    .bind(&e.outcome)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                Deferred::Dedup(r) => {
-                    sqlx::query(
-                        "INSERT INTO dedup (key, owner, state, reply, reply_time, updated_at) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-                         ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, \
-                           state = excluded.state, reply = excluded.reply, \
-                           reply_time = excluded.reply_time, updated_at = excluded.updated_at",
-                    )
-                    .bind(&r.key)
-                    .bind(&r.owner)
-                    .bind(r.state.as_str())
-                    .bind(&r.reply)
-                    .bind(r.reply_time)
-                    .bind(r.updated_at)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                Deferred::Replay(r) => {
-                    // The first request seen keeps the record: another process may have
-                    // stored the pair since this one looked.
-                    sqlx::query(
-                        "INSERT INTO replay_guard (timestamp, nonce, request_hash, expires_at) \
-                         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (timestamp, nonce) DO NOTHING",
-                    )
-                    .bind(&r.timestamp)
-                    .bind(&r.nonce)
-                    .bind(&r.request_hash)
-                    .bind(r.expires_at)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                Deferred::Seen { openid, at } => {
-                    sqlx::query(
-                        "INSERT INTO followers (openid, last_seen_at) VALUES (?1, ?2) \
-                         ON CONFLICT (openid) DO UPDATE SET \
-                           last_seen_at = MAX(COALESCE(followers.last_seen_at, 0), excluded.last_seen_at)",
-                    )
-                    .bind(openid)
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+            let mut tx = self.writer.begin().await?;
+            for rows in statement_chunks(&batch.log) {
+                let mut insert = QueryBuilder::<Sqlite>::new(
+                    "INSERT INTO inbound_log \
+                       (received_at, openid, msg_type, event, msg_id, summary, reply_type, outcome) ",
+                );
+                insert.push_values(rows, |mut row, e| {
+                    row.push_bind(e.received_at)
+                        .push_bind(&e.openid)
+                        .push_bind(&e.msg_type)
+                        .push_bind(&e.event)
+                        .push_bind(&e.msg_id)
+                        .push_bind(&e.summary)
+                        .push_bind(&e.reply_type)
+                        .push_bind(&e.outcome);
+                });
+                insert.build().execute(&mut *tx).await?;
             }
-        }
-        tx.commit().await?;
-        Ok(())
-        }).await
+            for rows in statement_chunks(&batch.dedup) {
+                let mut insert = QueryBuilder::<Sqlite>::new(
+                    "INSERT INTO dedup (key, owner, state, reply, reply_time, updated_at) ",
+                );
+                insert.push_values(rows, |mut row, r| {
+                    row.push_bind(&r.key)
+                        .push_bind(&r.owner)
+                        .push_bind(r.state.as_str())
+                        .push_bind(&r.reply)
+                        .push_bind(r.reply_time)
+                        .push_bind(r.updated_at);
+                });
+                insert.push(
+                    " ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, \
+                       state = excluded.state, reply = excluded.reply, \
+                       reply_time = excluded.reply_time, updated_at = excluded.updated_at",
+                );
+                insert.build().execute(&mut *tx).await?;
+            }
+            for rows in statement_chunks(&batch.replay) {
+                // The first request seen keeps the record: another process may have stored
+                // the pair since this one looked.
+                let mut insert = QueryBuilder::<Sqlite>::new(
+                    "INSERT INTO replay_guard (timestamp, nonce, request_hash, expires_at) ",
+                );
+                insert.push_values(rows, |mut row, r| {
+                    row.push_bind(&r.timestamp)
+                        .push_bind(&r.nonce)
+                        .push_bind(&r.request_hash)
+                        .push_bind(r.expires_at);
+                });
+                insert.push(" ON CONFLICT (timestamp, nonce) DO NOTHING");
+                insert.build().execute(&mut *tx).await?;
+            }
+            for rows in statement_chunks(&batch.seen) {
+                let mut insert =
+                    QueryBuilder::<Sqlite>::new("INSERT INTO followers (openid, last_seen_at) ");
+                insert.push_values(rows, |mut row, (openid, at)| {
+                    row.push_bind(*openid).push_bind(*at);
+                });
+                insert.push(
+                    " ON CONFLICT (openid) DO UPDATE SET \
+                       last_seen_at = MAX(COALESCE(followers.last_seen_at, 0), excluded.last_seen_at)",
+                );
+                insert.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn dedup_changes(&self, since: i64, owner: &str) -> Result<Vec<DedupRecord>, StoreError> {
