@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Load test with traffic as WeChat sends it (wrk on loopback, plain mode): every request a
-# distinct text message from a distinct user (distinct MsgId and nonce, the current timestamp),
-# none repeated, so none is a retry. Two targets, measured in turn in each round:
+# Load test with traffic as WeChat sends it (wrk on loopback), in plain and safe mode: every
+# request a distinct text message from a distinct user (distinct MsgId and nonce, the current
+# timestamp), none repeated, so none is a retry. Two targets, measured in turn in each round:
 #
 #   reference  examples/bare_axum: the protocol work in one bare axum handler
 #   serve      `huixin serve` as shipped: default middleware, the shipped rules, a fresh
 #              SQLite file for every round
 #
-#   scripts/bench-traffic.sh              # DURATION=10s CONNECTIONS=32 ROUNDS=3 COUNT=150000
+#   scripts/bench-traffic.sh       # DURATION=10s CONNECTIONS=32 ROUNDS=3 COUNT=150000 MODES="plain safe"
 #
-# Each round signs COUNT new requests just before it runs (they stay inside the 300 s clock
-# window). Prints requests per second and p99 latency per target (median of the rounds).
+# Each round signs (and in safe mode encrypts) COUNT new requests just before it runs (they
+# stay inside the 300 s clock window). Safe mode needs Python's `cryptography`
+# (`apt-get install python3-cryptography`). Prints, per mode and target, requests per second,
+# p99 latency and the server's CPU time per request (user + system, from /proc; median of
+# the rounds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +21,10 @@ DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-32}
 ROUNDS=${ROUNDS:-3}
 COUNT=${COUNT:-150000}
+MODES=${MODES:-plain safe}
 TOKEN=benchToken
+AES_KEY=kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR
+APP_ID=wx49f0ab532d5d035a
 
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 cargo build --release --quiet --bin huixin --example bare_axum
@@ -45,7 +51,7 @@ wait_port() {
   exit 1
 }
 
-config() { # port db file
+config() { # port db file mode
   cat >"$3" <<TOML
 [server]
 listen = "127.0.0.1:$1"
@@ -53,6 +59,9 @@ listen = "127.0.0.1:$1"
 url = "sqlite://$2"
 [wechat]
 token = "$TOKEN"
+app_id = "$APP_ID"
+encoding_aes_key = "$AES_KEY"
+mode = "$4"
 [rules]
 dir = "$PWD/rules"
 [log]
@@ -61,22 +70,38 @@ TOML
 }
 
 # COUNT signed requests, one per line: "path?query<TAB>body", users and MsgIds from `seed`.
-sign() { # seed out
-  python3 - "$1" "$2" "$COUNT" "$TOKEN" <<'PY'
-import hashlib, secrets, sys, time
-seed, out, count, token = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+sign() { # seed out mode
+  python3 - "$1" "$2" "$COUNT" "$TOKEN" "$3" "$AES_KEY" "$APP_ID" <<'PY'
+import base64, hashlib, os, secrets, struct, sys, time
+seed, out, count, token, mode = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+aes_key, app_id = base64.b64decode(sys.argv[6] + "="), sys.argv[7].encode()
+if mode == "safe":
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+def sha1(*parts):
+    return hashlib.sha1("".join(sorted(parts)).encode()).hexdigest()
+def encrypt(xml):
+    plain = os.urandom(16) + struct.pack(">I", len(xml)) + xml + app_id
+    pad = 32 - len(plain) % 32
+    plain += bytes([pad]) * pad
+    enc = Cipher(algorithms.AES(aes_key), modes.CBC(aes_key[:16])).encryptor()
+    return base64.b64encode(enc.update(plain) + enc.finalize()).decode()
 ts = str(int(time.time()))
 with open(out, "w", encoding="utf-8") as f:
     for i in range(count):
         n = seed * count + i
         nonce = secrets.token_hex(8)
-        sig = hashlib.sha1("".join(sorted([token, ts, nonce])).encode()).hexdigest()
         user = f"o_bench_{n:09d}"
         body = (f"<xml><ToUserName><![CDATA[gh_bench]]></ToUserName>"
                 f"<FromUserName><![CDATA[{user}]]></FromUserName><CreateTime>{ts}</CreateTime>"
                 f"<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hello huixin {n}]]></Content>"
                 f"<MsgId>{7000000000000000000 + n}</MsgId></xml>")
-        f.write(f"/wechat?signature={sig}&timestamp={ts}&nonce={nonce}&openid={user}\t{body}\n")
+        query = f"signature={sha1(token, ts, nonce)}&timestamp={ts}&nonce={nonce}&openid={user}"
+        if mode == "safe":
+            encrypted = encrypt(body.encode())
+            body = (f"<xml><ToUserName><![CDATA[gh_bench]]></ToUserName>"
+                    f"<Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>")
+            query += f"&encrypt_type=aes&msg_signature={sha1(token, ts, nonce, encrypted)}"
+        f.write(f"/wechat?{query}\t{body}\n")
 PY
 }
 
@@ -95,37 +120,48 @@ function request()
 end
 LUA
 
-run() { # port requests -> "req/s p99"
-  local out
+run() { # port requests pid -> "req/s p99 cpu_us_per_req"
+  local out cpu0 cpu1 rps p99 total
+  cpu0=$(awk '{print $14 + $15}' "/proc/$3/stat")
   out=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$work/traffic.lua" "http://127.0.0.1:$1" -- "$2")
+  cpu1=$(awk '{print $14 + $15}' "/proc/$3/stat")
   if grep -q "Non-2xx" <<<"$out"; then echo "$out" >&2; echo "non-2xx answers" >&2; exit 1; fi
-  echo "$(awk '/Requests\/sec/ {print $2}' <<<"$out") $(awk '$1 == "99%" {print $2}' <<<"$out")"
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  total=$(awk '/requests in/ {print $1}' <<<"$out")
+  echo "$rps $p99 $(awk -v c="$((cpu1 - cpu0))" -v t="$total" -v k="$(getconf CLK_TCK)" 'BEGIN {printf "%.0f", c * 1e6 / k / t}')"
 }
 median() { sort -g | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'; }
 
-ref_port=$(free_port)
-config "$ref_port" "$work/ref.db" "$work/ref.toml"
-HUIXIN_CONFIG="$work/ref.toml" "$REF" >/dev/null 2>&1 & pids+=($!)
-wait_port "$ref_port"
-
-ref_runs=() serve_runs=()
-for round in $(seq "$ROUNDS"); do
-  sign "$round" "$work/req.txt"
-  ref_runs+=("$(run "$ref_port" "$work/req.txt")")
-  port=$(free_port)
-  config "$port" "$work/serve-$round.db" "$work/serve.toml"
-  "$BIN" serve --config "$work/serve.toml" >/dev/null 2>&1 & serve=$!
-  wait_port "$port"
-  serve_runs+=("$(run "$port" "$work/req.txt")")
-  kill "$serve" && wait "$serve" 2>/dev/null || true
-  echo "  round $round: reference ${ref_runs[-1]}, serve ${serve_runs[-1]} (req/s, p99)" >&2
-done
-
-ref=$(printf '%s\n' "${ref_runs[@]}" | median)
-srv=$(printf '%s\n' "${serve_runs[@]}" | median)
-echo "# huixin traffic load test: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, wrk -t1 -c$CONNECTIONS -d$DURATION, $ROUNDS rounds, plain mode"
+echo "# huixin traffic load test: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, wrk -t1 -c$CONNECTIONS -d$DURATION, $ROUNDS rounds, $COUNT distinct users per round"
 echo
-echo "| target | req/s | p99 |"
-echo "|---|---:|---:|"
-echo "| reference (bare axum) | ${ref% *} | ${ref#* } |"
-awk -v s="${srv% *}" -v r="${ref% *}" -v p="${srv#* }" 'BEGIN {printf "| huixin serve, defaults | %s (%.2f×) | %s |\n", s, s / r, p}'
+echo "| mode | target | req/s | p99 | server CPU µs/req |"
+echo "|---|---|---:|---:|---:|"
+for mode in $MODES; do
+  ref_port=$(free_port)
+  config "$ref_port" "$work/ref.db" "$work/ref.toml" "$mode"
+  HUIXIN_CONFIG="$work/ref.toml" "$REF" >/dev/null 2>&1 & ref_pid=$!
+  pids+=("$ref_pid")
+  wait_port "$ref_port"
+
+  ref_runs=() serve_runs=()
+  for round in $(seq "$ROUNDS"); do
+    sign "$round" "$work/req.txt" "$mode"
+    ref_runs+=("$(run "$ref_port" "$work/req.txt" "$ref_pid")")
+    port=$(free_port)
+    rm -f "$work"/serve.db*
+    config "$port" "$work/serve.db" "$work/serve.toml" "$mode"
+    "$BIN" serve --config "$work/serve.toml" >/dev/null 2>&1 & serve=$!
+    wait_port "$port"
+    serve_runs+=("$(run "$port" "$work/req.txt" "$serve")")
+    kill "$serve" && wait "$serve" 2>/dev/null || true
+    echo "  $mode round $round: reference ${ref_runs[-1]}, serve ${serve_runs[-1]} (req/s, p99, CPU µs/req)" >&2
+  done
+  kill "$ref_pid" && wait "$ref_pid" 2>/dev/null || true
+
+  read -r r_rps r_p99 r_cpu <<<"$(printf '%s\n' "${ref_runs[@]}" | median)"
+  read -r s_rps s_p99 s_cpu <<<"$(printf '%s\n' "${serve_runs[@]}" | median)"
+  echo "| $mode | reference (bare axum) | $r_rps | $r_p99 | $r_cpu |"
+  awk -v s="$s_rps" -v r="$r_rps" -v p="$s_p99" -v c="$s_cpu" -v m="$mode" \
+    'BEGIN {printf "| %s | huixin serve, defaults | %s (%.2f×) | %s | %s |\n", m, s, s / r, p, c}'
+done

@@ -2519,6 +2519,38 @@ mod writer {
         async fn session_load(&self, _: &str, _: i64) -> Result<Vec<(String, String)>, StoreError> {
             unreachable!()
         }
+        async fn sessions_load(
+            &self,
+            _: &[String],
+            _: i64,
+        ) -> Result<Vec<huixin::store::SessionRow>, StoreError> {
+            unreachable!()
+        }
+        async fn replay_get_many(
+            &self,
+            _: &[(String, String)],
+            _: i64,
+        ) -> Result<Vec<ReplayRecord>, StoreError> {
+            unreachable!()
+        }
+        async fn peers_beat(
+            &self,
+            _: &str,
+            _: i64,
+            _: i64,
+            _: i64,
+        ) -> Result<Vec<(String, i64)>, StoreError> {
+            unreachable!()
+        }
+        async fn peers_leave(&self, _: &str) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn replay_recent(&self, _: u32, _: i64) -> Result<Vec<ReplayRecord>, StoreError> {
+            unreachable!()
+        }
+        async fn meta_set(&self, _: &str, _: &str) -> Result<(), StoreError> {
+            unreachable!()
+        }
         async fn session_apply(
             &self,
             _: &str,

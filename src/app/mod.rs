@@ -260,6 +260,7 @@ impl Builder {
             }
         };
 
+        tasks.spawn_loop("peers", store.join().await);
         upkeep::spawn(&tasks, &store, &config);
         let state = CallbackState::new(
             protocol,
@@ -269,6 +270,7 @@ impl Builder {
             &config.server.path,
             config.server.body_limit,
         );
+        state.replay().preload(&store).await;
         let router = server::routes(state)
             .merge(push::api::routes(pushes.clone(), config.server.body_limit))
             .merge(self.http);
@@ -480,6 +482,7 @@ impl App {
         if !self.tasks.stop_loops(LOOPS_GRACE).await {
             tracing::warn!("background tasks did not stop in time");
         }
+        self.store.leave().await;
         if let Err(e) = self.store.flush().await {
             tracing::error!(error = %e, "queued store writes could not be flushed at shutdown");
         }

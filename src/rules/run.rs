@@ -132,7 +132,9 @@ impl RuleSet {
                 match self.attempt(&message, Some(plan), ctx, true) {
                     Attempt::Done(outcome, changes) => {
                         self.hints.ran_inline(self.slots(plan));
-                        return self.settle(outcome, changes, &message, &services, fallback).await;
+                        return self
+                            .settle(outcome, changes, &message, &services, fallback)
+                            .await;
                     }
                     Attempt::Yielded { need, slot } => {
                         self.hints
@@ -213,7 +215,6 @@ impl RuleSet {
         if !changes.is_empty()
             && let Some(store) = &services.store
             && let Err(e) = store
-                .backend()
                 .session_apply(
                     message.from.as_str(),
                     &changes,

@@ -8,9 +8,13 @@
 //! A pair is remembered until its timestamp leaves the skew window (`timestamp +
 //! max_clock_skew_secs`, at least five minutes from now), in memory and in the store (table
 //! `replay_guard`), so a restarted process, or another one on the same database, refuses it
-//! too. The hot path stays in memory: a pair this process has seen is answered there; a new
-//! one costs one indexed read, and its record is written with the next batch of deferred
-//! writes (within [`crate::store::writer::BATCH_DELAY`], and at shutdown).
+//! too. The hot path stays in memory: a pair this process has seen is answered there; its
+//! record is written with the next batch of deferred writes (within
+//! [`crate::store::writer::BATCH_DELAY`], and at shutdown). At start the store's unexpired
+//! records are loaded ([`ReplayGuard::preload`]). A new pair then costs no read while the
+//! process is alone on its database ([`crate::store::peers`]): memory holds everything the
+//! store does. With other processes, or for a pair older than what memory still holds, it
+//! costs one indexed read, shared with the other lookups waiting ([`crate::store::reads`]).
 //!
 //! What is not covered: a process that crashes loses the records of its last batch (up to
 //! 100 ms of requests); two processes that see the same pair within one batch delay of each
@@ -80,11 +84,25 @@ pub struct ReplayGuard {
     state: Mutex<State>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     seen: HashMap<Key, (Hash, i64)>,
     /// Pairs by expiry, soonest first.
     order: BinaryHeap<Reverse<(i64, Key)>>,
+    /// Memory holds every pair this process admitted, or loaded at start, that expires after
+    /// this: one expiring sooner may have been dropped to stay within [`MAX_ENTRIES`], or not
+    /// loaded. Until [`ReplayGuard::preload`] ran, nothing is covered.
+    floor: i64,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            seen: HashMap::new(),
+            order: BinaryHeap::new(),
+            floor: i64::MAX,
+        }
+    }
 }
 
 /// What memory says of a pair.
@@ -129,10 +147,18 @@ impl ReplayGuard {
     ) -> bool {
         let hash = request.hash();
         let key = key_of(timestamp, nonce);
-        if let Local::Seen(same) = self.local(&key, &hash, now) {
-            return same;
-        }
-        match store.replay_record(timestamp, nonce).await {
+        let covered = match self.local(&key, &hash, now) {
+            Local::Seen(same) => return same,
+            Local::New => self.covered(timestamp, now) && store.alone(),
+        };
+        // Alone on the database, with the pair in the span memory covers: nobody else can
+        // have seen it, and the store would say nothing memory does not.
+        let stored = if covered {
+            Ok(None)
+        } else {
+            store.replay_record(timestamp, nonce).await
+        };
+        match stored {
             Ok(Some(record)) => {
                 let same = record.request_hash == hex::encode(hash);
                 let stored = decode(&record.request_hash).unwrap_or([0xff; 20]);
@@ -158,6 +184,44 @@ impl ReplayGuard {
                 true
             }
         }
+    }
+
+    /// Loads the unexpired pairs the store has (an earlier run's, up to [`MAX_ENTRIES`]), after
+    /// which memory covers every pair this process sees.
+    pub async fn preload(&self, store: &Store) {
+        let now = unix_now();
+        let limit = u32::try_from(MAX_ENTRIES + 1).unwrap_or(u32::MAX);
+        let mut records = match store.backend().replay_recent(limit, now).await {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::warn!(error = %e, "replay guard: the store's records cannot be read; each new pair is looked up");
+                return;
+            }
+        };
+        let mut state = self.lock();
+        state.floor = if records.len() > MAX_ENTRIES {
+            records.truncate(MAX_ENTRIES + 1);
+            records.pop().map_or(i64::MIN, |r| r.expires_at)
+        } else {
+            i64::MIN
+        };
+        for r in records {
+            let Some(hash) = decode(&r.request_hash) else {
+                continue;
+            };
+            let key = key_of(&r.timestamp, &r.nonce);
+            if state.seen.insert(key, (hash, r.expires_at)).is_none() {
+                state.order.push(Reverse((r.expires_at, key)));
+            }
+        }
+    }
+
+    /// Whether memory holds the pair if anyone saw it: the earliest it could expire, had it
+    /// been seen (at its own timestamp, at the soonest), is after the span memory may have
+    /// dropped.
+    fn covered(&self, timestamp: &str, now: i64) -> bool {
+        let ts = timestamp.trim().parse::<i64>().unwrap_or(now);
+        ts.saturating_add(self.window) > self.lock().floor
     }
 
     /// When the pair's timestamp leaves the window: `timestamp + window`, and never sooner
@@ -202,8 +266,12 @@ impl State {
             if *at >= now && self.order.len() < MAX_ENTRIES {
                 break;
             }
-            if let Some(Reverse((_, key))) = self.order.pop() {
+            if let Some(Reverse((at, key))) = self.order.pop() {
                 self.seen.remove(&key);
+                if at >= now {
+                    // Dropped for room, not expired: memory no longer covers its span.
+                    self.floor = self.floor.max(at);
+                }
             }
         }
     }

@@ -8,6 +8,7 @@
 //! throughput; writes a handler needs to read back at once (sessions, follower changes) are
 //! written directly.
 
+pub mod peers;
 pub mod push;
 pub mod reads;
 pub mod sqlite;
@@ -18,6 +19,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::support::clock::unix_now;
+
+/// Milliseconds since the Unix epoch.
+fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
 
 /// The meta key holding a generated callback token.
 const GENERATED_TOKEN: &str = "generated_token";
@@ -284,6 +292,9 @@ pub enum Deferred {
     Replay(ReplayRecord),
 }
 
+/// One session entry as read: (openid, key, JSON value, expiry in Unix seconds).
+pub type SessionRow = (String, String, String, Option<i64>);
+
 /// A batch of deferred writes, by table, with what a later write in the batch makes moot
 /// left out: a dedup key's last record, a user's latest sighting, a (timestamp, nonce)'s first
 /// record. Every backend writes a batch from this, so all agree on what a batch means.
@@ -352,15 +363,14 @@ pub fn padded_keys<T>(keys: &[T]) -> impl Iterator<Item = &T> {
         .rev()
         .find(|&n| n >= keys.len())
         .unwrap_or(keys.len());
-    keys.iter().chain(std::iter::repeat_n(keys.last(), size - keys.len()).flatten())
+    keys.iter()
+        .chain(std::iter::repeat_n(keys.last(), size - keys.len()).flatten())
 }
 
 /// `rows` cut into chunks of [`ROWS_PER_STATEMENT`] sizes.
 pub fn statement_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
     std::iter::from_fn(move || {
-        let size = ROWS_PER_STATEMENT
-            .into_iter()
-            .find(|&n| n <= rows.len())?;
+        let size = ROWS_PER_STATEMENT.into_iter().find(|&n| n <= rows.len())?;
         let (chunk, rest) = rows.split_at(size);
         rows = rest;
         Some(chunk)
@@ -445,12 +455,28 @@ pub trait Backend: push::PushStore + Send + Sync + 'static {
         openid: &str,
         now: i64,
     ) -> Result<Vec<(String, String)>, StoreError>;
-    /// The unexpired session entries of any of `openids`, in one read: (openid, key, JSON).
+    /// The unexpired session entries of any of `openids`, in one read: (openid, key, JSON,
+    /// expiry).
     async fn sessions_load(
         &self,
         openids: &[String],
         now: i64,
-    ) -> Result<Vec<(String, String, String)>, StoreError>;
+    ) -> Result<Vec<SessionRow>, StoreError>;
+    /// Records that process `owner` (started at `started_ms`) is alive at `now_ms`, and lists
+    /// the other processes that beat since `now_ms - stale_ms`: (owner, last beat).
+    async fn peers_beat(
+        &self,
+        owner: &str,
+        started_ms: i64,
+        now_ms: i64,
+        stale_ms: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Removes process `owner` (it stops).
+    async fn peers_leave(&self, owner: &str) -> Result<(), StoreError>;
+    /// The replay guard's unexpired records, latest expiry first, at most `limit`.
+    async fn replay_recent(&self, limit: u32, now: i64) -> Result<Vec<ReplayRecord>, StoreError>;
+    /// Sets a value in huixin's settings table.
+    async fn meta_set(&self, key: &str, value: &str) -> Result<(), StoreError>;
     /// Applies changes to a user's session in one transaction.
     async fn session_apply(
         &self,
@@ -517,6 +543,12 @@ pub struct Store {
     backend: Arc<dyn Backend>,
     writer: writer::Writer,
     reads: reads::Reads,
+    peers: Arc<peers::Peers>,
+    /// Set once a serving app joined ([`Store::join`]); other handles (the CLI) tell serving
+    /// processes when they write sessions.
+    serving: Arc<std::sync::atomic::AtomicBool>,
+    /// This process's row in the processes table, once joined.
+    owner: Arc<std::sync::OnceLock<String>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -540,7 +572,100 @@ impl Store {
             backend,
             writer,
             reads,
+            peers: Arc::default(),
+            serving: Arc::default(),
+            owner: Arc::default(),
         })
+    }
+
+    /// Registers this process as one serving from the database (see [`peers`]); waits, when
+    /// other processes serve, until they have seen this one (at most [`peers::JOIN_WAIT`]).
+    /// Returns the loop that beats every [`peers::BEAT_EVERY`] from now on: run it beside the
+    /// server, and call [`Store::leave`] when it stops.
+    pub async fn join(&self) -> impl Future<Output = ()> + Send + 'static {
+        use std::sync::atomic::Ordering;
+        self.serving.store(true, Ordering::Release);
+        let owner = format!("{}-{:016x}", std::process::id(), rand::random::<u64>());
+        let started = unix_millis();
+        let stale = i64::try_from(peers::STALE_AFTER.as_millis()).unwrap_or(i64::MAX);
+        if let Ok(others) = self.beat(&owner, started, stale).await
+            && !others.is_empty()
+        {
+            // The others trust their memory until they see this process: wait for each to
+            // beat once more.
+            let until = std::time::Instant::now() + peers::JOIN_WAIT;
+            loop {
+                tokio::time::sleep(peers::BEAT_EVERY / 4).await;
+                match self.beat(&owner, started, stale).await {
+                    Ok(others) if others.iter().all(|(_, beat)| *beat > started) => break,
+                    Err(_) => break,
+                    Ok(_) if std::time::Instant::now() >= until => {
+                        tracing::warn!(
+                            "another process on the database did not beat within {:?}; serving anyway",
+                            peers::JOIN_WAIT
+                        );
+                        break;
+                    }
+                    Ok(_) => {}
+                }
+            }
+        }
+        let _ = self.owner.set(owner.clone());
+        let store = self.clone();
+        async move {
+            let mut tick = tokio::time::interval(peers::BEAT_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = store.beat(&owner, started, stale).await {
+                    tracing::warn!(error = %e, "beating in the processes table failed");
+                }
+            }
+        }
+    }
+
+    /// Takes this process out of the processes table (at shutdown, once the loops stopped).
+    pub async fn leave(&self) {
+        if let Some(owner) = self.owner.get() {
+            self.peers.beat(false, None);
+            if let Err(e) = self.backend.peers_leave(owner).await {
+                tracing::warn!(error = %e, "leaving the processes table failed");
+            }
+        }
+    }
+
+    /// One beat: records this process, reads the others and the sessions marker.
+    async fn beat(
+        &self,
+        owner: &str,
+        started: i64,
+        stale: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let result = async {
+            let others = self
+                .backend
+                .peers_beat(owner, started, unix_millis(), stale)
+                .await?;
+            let marker = self.backend.meta_get(peers::SESSIONS_CHANGED).await?;
+            Ok::<_, StoreError>((others, marker))
+        }
+        .await;
+        match result {
+            Ok((others, marker)) => {
+                self.peers.beat(others.is_empty(), marker);
+                Ok(others)
+            }
+            Err(e) => {
+                // Unsure who else is there: trust nothing in memory.
+                self.peers.beat(false, None);
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether this process serves alone from the database (see [`peers`]).
+    pub fn alone(&self) -> bool {
+        self.peers.alone()
     }
 
     /// The backend, for reads and direct writes.
@@ -561,10 +686,47 @@ impl Store {
             .await
     }
 
-    /// A user's unexpired session entries (key, JSON value), read together with the other
-    /// lookups waiting ([`reads`]).
+    /// A user's unexpired session entries (key, JSON value): from the cache while this
+    /// process is alone ([`peers`]), else read together with the other lookups waiting
+    /// ([`reads`]).
     pub async fn session(&self, openid: &str) -> Result<Vec<(String, String)>, StoreError> {
-        self.reads.session.get(openid.to_owned()).await
+        let now = unix_now();
+        if let Some(rows) = self.peers.cached(openid, now) {
+            return Ok(rows);
+        }
+        let generation = self.peers.generation();
+        let rows = self.reads.session.get(openid.to_owned()).await?;
+        let session = rows
+            .iter()
+            .filter(|(_, _, expires)| expires.is_none_or(|at| at > now))
+            .map(|(k, v, _)| (k.clone(), v.clone()))
+            .collect();
+        self.peers.cache(openid, rows, generation);
+        Ok(session)
+    }
+
+    /// Applies changes to a user's session in one transaction (the cache follows).
+    pub async fn session_apply(
+        &self,
+        openid: &str,
+        changes: &[SessionChange],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        match self.backend.session_apply(openid, changes, now).await {
+            Ok(()) => self.peers.written(openid, changes),
+            Err(e) => {
+                self.peers.forget(openid);
+                return Err(e);
+            }
+        }
+        if !self.serving.load(std::sync::atomic::Ordering::Acquire) {
+            // Serving processes cache sessions: tell them this one changed under them.
+            let marker = format!("{}-{:08x}", unix_millis(), rand::random::<u32>());
+            self.backend
+                .meta_set(peers::SESSIONS_CHANGED, &marker)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Queues a write for the next batch. Never waits; see [`writer`] for what happens when the

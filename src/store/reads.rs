@@ -18,6 +18,9 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Backend, ReplayRecord, StoreError};
+
+/// A user's session rows as read: (key, JSON value, expiry).
+pub type Rows = Vec<(String, String, Option<i64>)>;
 use crate::support::clock::unix_now;
 
 /// Most lookups answered by one query.
@@ -99,8 +102,8 @@ where
 pub struct Reads {
     /// The replay guard's record of a (timestamp, nonce), if it has one that has not expired.
     pub replay: Batched<(String, String), Option<ReplayRecord>>,
-    /// A user's session: its unexpired (key, JSON value) pairs.
-    pub session: Batched<String, Vec<(String, String)>>,
+    /// A user's session: its unexpired (key, JSON value, expiry) rows.
+    pub session: Batched<String, Rows>,
 }
 
 impl Reads {
@@ -122,9 +125,12 @@ impl Reads {
             let backend = Arc::clone(&on);
             Box::pin(async move {
                 let rows = backend.sessions_load(&openids, unix_now()).await?;
-                let mut sessions: HashMap<String, Vec<(String, String)>> = HashMap::new();
-                for (openid, key, value) in rows {
-                    sessions.entry(openid).or_default().push((key, value));
+                let mut sessions: HashMap<String, Rows> = HashMap::new();
+                for (openid, key, value, expires) in rows {
+                    sessions
+                        .entry(openid)
+                        .or_default()
+                        .push((key, value, expires));
                 }
                 Ok(sessions)
             })

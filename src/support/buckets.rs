@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Buckets kept before idle full ones are forgotten.
+/// Buckets kept at most: beyond, full ones are forgotten, then the longest idle.
 const MAX_BUCKETS: usize = 100_000;
 
 struct Bucket {
@@ -36,8 +36,16 @@ impl Buckets {
         let rate = self.per_minute / 60.0;
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() >= MAX_BUCKETS {
+            // Full buckets say nothing a new one would not. When too many keys are busy at
+            // once, the ones idle longest are forgotten too (they start again with a full
+            // bucket): the map never holds more than MAX_BUCKETS.
             let full = self.per_minute;
             buckets.retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < full);
+            let mut idle = Duration::from_secs(60);
+            while buckets.len() >= MAX_BUCKETS * 3 / 4 && !idle.is_zero() {
+                idle /= 4;
+                buckets.retain(|_, b| now.duration_since(b.at) < idle);
+            }
         }
         let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
             tokens: self.per_minute,

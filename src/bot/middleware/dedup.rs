@@ -23,6 +23,12 @@
 //! Several processes on one database: records are written to the store in batches and every
 //! process reads the others' every second, far inside WeChat's 5 s between tries, so a retry
 //! reaching another process is recognised too (and waits for, or replays, the owner's reply).
+//! A process alone on its database ([`crate::store::peers`]) has nobody's records to read.
+//!
+//! Memory is bounded: a key is kept for `[bot] dedup_window_secs`, and at most
+//! [`MAX_KEYS`] keys at once (the oldest answered ones go first; a retry of a key dropped that
+//! way is still recognised through the store when other processes share it, and otherwise
+//! runs the rules again).
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
@@ -31,6 +37,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
+use sha1::{Digest, Sha1};
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
@@ -147,30 +154,69 @@ struct Entry {
     state: State,
 }
 
+/// Keys remembered at once, at most. At 40,000 new messages a second this still covers WeChat's
+/// 5 s between tries; each takes about 100 bytes plus its reply.
+pub const MAX_KEYS: usize = 200_000;
+
+/// A key as remembered in memory: the first 16 bytes of its SHA-1 (no copy of the key per
+/// message; two keys colliding, about one in 2^90 among [`MAX_KEYS`], is beyond concern).
+type Slot = [u8; 16];
+
+fn slot_of(key: &str) -> Slot {
+    let digest: [u8; 20] = Sha1::digest(key.as_bytes()).into();
+    let mut slot = [0; 16];
+    slot.copy_from_slice(&digest[..16]);
+    slot
+}
+
 #[derive(Default)]
 struct Table {
-    entries: HashMap<String, Entry>,
-    order: VecDeque<(Instant, String)>,
+    entries: HashMap<Slot, Entry>,
+    order: VecDeque<(Instant, Slot)>,
 }
 
 impl Table {
+    /// Forgets keys older than `window`, and the oldest beyond [`MAX_KEYS`] (a first attempt
+    /// still running is kept: retries may be waiting on it).
     fn prune(&mut self, now: Instant, window: Duration) {
-        while let Some((at, _)) = self.order.front() {
-            if now.duration_since(*at) <= window {
+        // Each queued key is looked at once at most: when every key is a running first
+        // attempt, there is nothing to drop.
+        let mut budget = self.order.len();
+        while budget > 0
+            && let Some(&(at, slot)) = self.order.front()
+        {
+            budget -= 1;
+            let old = now.duration_since(at) > window;
+            if !old && self.entries.len() <= MAX_KEYS {
                 break;
             }
-            if let Some((at, key)) = self.order.pop_front()
-                && self.entries.get(&key).is_some_and(|e| e.at == at)
-            {
-                self.entries.remove(&key);
+            self.order.pop_front();
+            match self.entries.get(&slot) {
+                // A later insert of the key has its own place in the queue.
+                Some(entry) if entry.at != at => {}
+                Some(entry) if !old && matches!(entry.state, State::Running { .. }) => {
+                    self.order.push_back((at, slot));
+                }
+                Some(_) => {
+                    self.entries.remove(&slot);
+                }
+                None => {}
             }
         }
     }
 
+    fn get(&self, key: &str) -> Option<&Entry> {
+        self.entries.get(&slot_of(key))
+    }
+
+    fn get_mut(&mut self, key: &str) -> Option<&mut Entry> {
+        self.entries.get_mut(&slot_of(key))
+    }
+
     fn insert(&mut self, key: &str, state: State, now: Instant) {
-        self.entries
-            .insert(key.to_owned(), Entry { at: now, state });
-        self.order.push_back((now, key.to_owned()));
+        let slot = slot_of(key);
+        self.entries.insert(slot, Entry { at: now, state });
+        self.order.push_back((now, slot));
     }
 }
 
@@ -291,7 +337,7 @@ impl Inner {
         let now = Instant::now();
         let mut table = self.table();
         table.prune(now, self.window);
-        let Some(entry) = table.entries.get_mut(key) else {
+        let Some(entry) = table.get_mut(key) else {
             table.insert(
                 key,
                 State::Running {
@@ -326,7 +372,7 @@ impl Inner {
     fn settle(&self, key: &str, reply: &Reply, trail: &Trail) -> Option<i64> {
         let answer = Answer::now(reply.clone());
         let mut table = self.table();
-        if let Some(entry) = table.entries.get_mut(key) {
+        if let Some(entry) = table.get_mut(key) {
             if let State::Running { waiters } = &mut entry.state {
                 for w in waiters.drain(..) {
                     let _ = w.tx.send(answer.clone());
@@ -344,7 +390,7 @@ impl Inner {
         let answer = Answer::now(reply);
         let handed = {
             let mut table = self.table();
-            match table.entries.get_mut(key) {
+            match table.get_mut(key) {
                 // Forgotten (the window passed): nobody can be waiting for it.
                 None => false,
                 Some(entry) => {
@@ -383,7 +429,7 @@ impl Inner {
             Ok(Err(_)) => Answer::success(),
             Err(_) => {
                 let mut table = self.table();
-                let still_mine = match table.entries.get_mut(key).map(|e| &mut e.state) {
+                let still_mine = match table.get_mut(key).map(|e| &mut e.state) {
                     Some(State::Running { waiters }) => {
                         let before = waiters.len();
                         waiters.retain(|w| w.id != id);
@@ -408,7 +454,7 @@ impl Inner {
         loop {
             {
                 let table = self.table();
-                match table.entries.get(key).map(|e| &e.state) {
+                match table.get(key).map(|e| &e.state) {
                     Some(State::Foreign {
                         answered: Some(a), ..
                     })
@@ -445,7 +491,7 @@ impl Inner {
                 },
                 late: r.state == DedupState::Late,
             };
-            match table.entries.get_mut(&r.key) {
+            match table.get_mut(&r.key) {
                 Some(entry) if matches!(entry.state, State::Foreign { .. }) => {
                     entry.state = foreign
                 }
@@ -466,6 +512,11 @@ async fn sync(weak: Weak<Inner>, window: Duration) {
             break;
         };
         let now = unix_now();
+        if store.alone() {
+            // Nobody else writes records. When someone joins, read back over the whole window.
+            since = since.max(now - window.as_secs() as i64);
+            continue;
+        }
         // Read well back: a record is stamped when queued, and on a busy database its batch
         // can commit seconds later (a 3 s busy wait, a pause, a second try). Records already
         // seen merge again unchanged.

@@ -30,7 +30,8 @@ impl ScriptModule for Followers {
             .register_fn("follower_count", || {
                 context::with(|ctx| {
                     let store = store(ctx)?;
-                    let n = ctx.runtime()?
+                    let n = ctx
+                        .runtime()?
                         .block_on(store.backend().follower_count())
                         .map_err(|e| runtime_error(format!("followers unavailable: {e}")))?;
                     Ok(INT::try_from(n).unwrap_or(INT::MAX))
@@ -62,7 +63,8 @@ fn lookup(ctx: &mut ScriptContext, openid: &str) -> Result<Dynamic, Box<EvalAltR
     let Some(store) = ctx.services.store.clone() else {
         return Ok(Dynamic::UNIT);
     };
-    let follower = ctx.runtime()?
+    let follower = ctx
+        .runtime()?
         .block_on(store.backend().follower(openid))
         .map_err(|e| runtime_error(format!("followers unavailable: {e}")))?;
     Ok(follower.map_or(Dynamic::UNIT, |f| Dynamic::from_map(follower_map(&f))))

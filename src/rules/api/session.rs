@@ -57,10 +57,7 @@ fn check_key(key: &str) -> Result<(), Box<EvalAltResult>> {
 
 /// The user's session as stored now (expired keys left out): what a run starts from. Loaded
 /// before a run whose rules read it, or on first use.
-pub async fn load(
-    store: &Store,
-    openid: &str,
-) -> Result<HashMap<String, Dynamic>, StoreError> {
+pub async fn load(store: &Store, openid: &str) -> Result<HashMap<String, Dynamic>, StoreError> {
     let rows = store.session(openid).await?;
     Ok(rows
         .into_iter()

@@ -15,16 +15,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use sqlx::{Connection, QueryBuilder, Sqlite};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
+use sqlx::{Connection, QueryBuilder, Sqlite};
 
 use super::{
-    Backend, Batch, DedupRecord, DedupState, Deferred, Follower, LogEntry, NewToken, Pruned, ReplayRecord,
-    SessionChange, StoreError, TokenRow, Unhealthy,
+    Backend, Batch, DedupRecord, DedupState, Deferred, Follower, LogEntry, NewToken, Pruned,
+    ReplayRecord, SessionChange, SessionRow, StoreError, TokenRow, Unhealthy,
 };
 use super::{padded_keys, statement_chunks};
 use crate::support::clock::unix_now;
@@ -481,7 +481,9 @@ impl Backend for SqliteBackend {
                 "SELECT timestamp, nonce, request_hash, expires_at FROM replay_guard \
                  WHERE expires_at >= ",
             );
-            select.push_bind(now).push(" AND (timestamp, nonce) IN (VALUES ");
+            select
+                .push_bind(now)
+                .push(" AND (timestamp, nonce) IN (VALUES ");
             let mut values = select.separated(", ");
             for (timestamp, nonce) in padded_keys(pairs) {
                 values
@@ -500,6 +502,74 @@ impl Backend for SqliteBackend {
             );
         }
         Ok(found)
+    }
+
+    async fn peers_beat(
+        &self,
+        owner: &str,
+        started_ms: i64,
+        now_ms: i64,
+        stale_ms: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        // Not `tracked`: a beat rewrites a row in place, and its success says nothing about
+        // whether the database has room (the health check must keep reporting a full disk).
+        sqlx::query(
+            "INSERT INTO processes (owner, started_ms, beat_ms) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (owner) DO UPDATE SET beat_ms = excluded.beat_ms",
+        )
+        .bind(owner)
+        .bind(started_ms)
+        .bind(now_ms)
+        .execute(&self.writer)
+        .await?;
+        // Rows of processes long gone (killed, so they never left) are cleared.
+        sqlx::query("DELETE FROM processes WHERE beat_ms < ?1")
+            .bind(now_ms.saturating_sub(3_600_000))
+            .execute(&self.writer)
+            .await?;
+        Ok(sqlx::query_as::<_, (String, i64)>(
+            "SELECT owner, beat_ms FROM processes WHERE owner <> ?1 AND beat_ms >= ?2",
+        )
+        .bind(owner)
+        .bind(now_ms.saturating_sub(stale_ms))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn peers_leave(&self, owner: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM processes WHERE owner = ?1")
+            .bind(owner)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn replay_recent(&self, limit: u32, now: i64) -> Result<Vec<ReplayRecord>, StoreError> {
+        Ok(sqlx::query_as::<_, ReplayRecord>(
+            "SELECT timestamp, nonce, request_hash, expires_at FROM replay_guard \
+             WHERE expires_at >= ?1 ORDER BY expires_at DESC LIMIT ?2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn meta_set(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.tracked(async {
+            sqlx::query(
+                "INSERT INTO huixin_meta (key, value, updated_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
+                   updated_at = excluded.updated_at",
+            )
+            .bind(key)
+            .bind(value)
+            .bind(unix_now())
+            .execute(&self.writer)
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -616,11 +686,11 @@ impl Backend for SqliteBackend {
         &self,
         openids: &[String],
         now: i64,
-    ) -> Result<Vec<(String, String, String)>, StoreError> {
+    ) -> Result<Vec<SessionRow>, StoreError> {
         let mut found = Vec::new();
         for openids in openids.chunks(256) {
             let mut select = QueryBuilder::<Sqlite>::new(
-                "SELECT openid, key, value FROM sessions \
+                "SELECT openid, key, value, expires_at FROM sessions \
                  WHERE (expires_at IS NULL OR expires_at > ",
             );
             select.push_bind(now).push(") AND openid IN (");
@@ -631,7 +701,7 @@ impl Backend for SqliteBackend {
             select.push(")");
             found.extend(
                 select
-                    .build_query_as::<(String, String, String)>()
+                    .build_query_as::<SessionRow>()
                     .fetch_all(&self.pool)
                     .await?,
             );
