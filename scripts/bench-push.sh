@@ -149,7 +149,7 @@ run_case() { # label
   port=$(free_port)
   emport=$(free_port)
   write_config "$dir" "$port" "$emport"
-  (cd "$dir" && "$b" emulator >"$dir/emulator.log" 2>&1) & pids+=($!)
+  (cd "$dir" && exec "$b" emulator >"$dir/emulator.log" 2>&1) & pids+=($!)
   key=$(cd "$dir" && "$b" keys create --user o_bench_00000 --label bench)
   (cd "$dir" && "$b" topics add bench >/dev/null)
   topic_key=$(cd "$dir" && "$b" keys create --topic bench --label bench)

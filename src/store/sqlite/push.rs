@@ -618,8 +618,10 @@ async fn insert_group(
             .await?;
     }
 
-    // A topic's members, copied by SQLite itself: no row goes through huixin. They are
-    // numbered after the listed recipients, in the order they joined.
+    // A topic's members, copied by SQLite itself: no row goes through huixin. Each is
+    // numbered for its client_msg_id after the listed recipients by its membership's rowid
+    // (unique, so the numbers are too, with gaps): numbering them in the order they joined
+    // meant sorting the members, a third of the cost of a 10 000-member push.
     for (grouped, inserted) in pushes.iter().zip(stored.iter_mut()) {
         let Some(topic) = grouped.topic else {
             continue;
@@ -628,7 +630,7 @@ async fn insert_group(
         let members = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO push_recipients (push_seq, openid, client_msg_id, updated_at) \
              SELECT ?1, m.openid, \
-                    ?2 || '-' || (?3 + row_number() OVER (ORDER BY m.joined_at, m.openid) - 1), ?4 \
+                    ?2 || '-' || (?3 + m.rowid - 1), ?4 \
              FROM topic_members m LEFT JOIN followers f ON f.openid = m.openid \
              WHERE m.topic = ?5 AND {FOLLOWING} \
              ON CONFLICT (push_seq, openid) DO NOTHING"
@@ -651,7 +653,7 @@ async fn insert_group(
         .collect())
 }
 
-/// The `client_msg_id` of a push's `index`-th recipient: the same on every attempt.
+/// The `client_msg_id` of a push's `index`-th listed recipient: the same on every attempt.
 fn client_msg_id(push_id: &str, index: usize) -> String {
     format!("{push_id}-{index}")
 }
