@@ -29,7 +29,8 @@ const POLL: Duration = Duration::from_secs(1);
 const GATHER: Duration = Duration::from_millis(5);
 /// The longest wait between two tries.
 const MAX_BACKOFF: Duration = Duration::from_secs(600);
-/// Pushes kept in the worker's cache.
+/// Pushes kept in the worker's cache (each as its template message, built once for all its
+/// recipients: a topic push's summary is rendered once, not once per member).
 const CACHE: usize = 256;
 /// Outcomes recorded in one transaction at most. Outcomes wait for the write in progress and
 /// then go together, so a busy worker writes once per batch rather than once per send.
@@ -58,7 +59,7 @@ struct Worker {
     concurrency: u32,
     claim_size: u32,
     interval: Option<Duration>,
-    cache: HashMap<i64, Arc<PushRow>>,
+    cache: HashMap<i64, Arc<TemplateMessage>>,
     outcomes: mpsc::UnboundedSender<Outcome>,
     settler: JoinHandle<()>,
 }
@@ -169,7 +170,9 @@ impl Worker {
                         continue;
                     }
                 };
-                let message = self.message(&push, recipient);
+                let mut message = TemplateMessage::clone(&push);
+                message.touser.clone_from(&recipient.openid);
+                message.client_msg_id = Some(recipient.client_msg_id.clone());
                 let pushes = self.pushes.clone();
                 let client = self.client.clone();
                 let outcomes = self.outcomes.clone();
@@ -227,7 +230,8 @@ impl Worker {
                     self.cache.clear();
                 }
                 for row in rows {
-                    self.cache.insert(row.seq, Arc::new(row));
+                    let message = self.message(&row);
+                    self.cache.insert(row.seq, Arc::new(message));
                 }
             }
             // Each push is then read on its own, where a failure is handled per recipient.
@@ -266,27 +270,31 @@ impl Worker {
         }
     }
 
-    /// The push `seq`; `Ok(None)` when it was purged.
-    async fn push(&mut self, seq: i64) -> Result<Option<Arc<PushRow>>, crate::store::StoreError> {
-        if let Some(push) = self.cache.get(&seq) {
-            return Ok(Some(Arc::clone(push)));
+    /// The template message of push `seq`, addressed to nobody yet; `Ok(None)` when the push
+    /// was purged.
+    async fn push(
+        &mut self,
+        seq: i64,
+    ) -> Result<Option<Arc<TemplateMessage>>, crate::store::StoreError> {
+        if let Some(message) = self.cache.get(&seq) {
+            return Ok(Some(Arc::clone(message)));
         }
         let Some(push) = self.pushes.store().backend().push_by_seq(seq).await? else {
             return Ok(None);
         };
-        let push = Arc::new(push);
+        let message = Arc::new(self.message(&push));
         if self.cache.len() >= CACHE {
             self.cache.clear();
         }
-        self.cache.insert(seq, Arc::clone(&push));
-        Ok(Some(push))
+        self.cache.insert(seq, Arc::clone(&message));
+        Ok(Some(message))
     }
 
-    fn message(&self, push: &PushRow, recipient: &Claimed) -> TemplateMessage {
+    /// A push's template message, without its recipient and `client_msg_id`.
+    fn message(&self, push: &PushRow) -> TemplateMessage {
         let config = self.pushes.config();
-        let mut message = TemplateMessage::new(&recipient.openid, &config.template_id)
-            .url(self.pushes.detail_url(&push.id))
-            .client_msg_id(&recipient.client_msg_id);
+        let mut message =
+            TemplateMessage::new("", &config.template_id).url(self.pushes.detail_url(&push.id));
         if !config.title_field.is_empty() {
             message = message.field(
                 &config.title_field,
