@@ -113,12 +113,16 @@ impl Committer {
 
     /// Writes groups until the queue is empty.
     async fn run(self, store: Store) {
-        let _running = Running(&self);
+        let mut running = Running {
+            committer: &self,
+            emptied: false,
+        };
         loop {
             let group: Vec<Job> = {
-                let mut queue = self.lock();
+                let mut queue = running.committer.lock();
                 if queue.waiting.is_empty() {
                     queue.running = false;
+                    running.emptied = true;
                     return;
                 }
                 let take = queue.waiting.len().min(MAX_GROUP);
@@ -130,14 +134,18 @@ impl Committer {
 }
 
 /// Marks the committer stopped if its task ends any other way than by emptying the queue (a
-/// panic): the pushes it held are answered with an error as their senders drop, and the next
-/// accept starts a new task instead of queueing behind one that is gone.
-struct Running<'a>(&'a Committer);
+/// panic, or its runtime shutting down): the pushes still queued are answered with an error
+/// as their senders drop, and the next accept starts a new task instead of queueing behind
+/// one that is gone.
+struct Running<'a> {
+    committer: &'a Committer,
+    emptied: bool,
+}
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            let mut queue = self.0.lock();
+        if !self.emptied {
+            let mut queue = self.committer.lock();
             queue.running = false;
             queue.waiting.clear();
         }
