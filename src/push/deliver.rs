@@ -24,9 +24,13 @@ use crate::wechat::message::SendStatus;
 /// How often the worker looks for due work when nothing woke it (other processes' pushes,
 /// retries coming due).
 const POLL: Duration = Duration::from_secs(1);
+/// How long the worker, woken by an accepted push, lets more pushes gather before it claims:
+/// a busy server's pushes are then claimed many at a time instead of one claim each.
+const GATHER: Duration = Duration::from_millis(5);
 /// The longest wait between two tries.
 const MAX_BACKOFF: Duration = Duration::from_secs(600);
-/// Pushes kept in the worker's cache.
+/// Pushes kept in the worker's cache (each as its template message, built once for all its
+/// recipients: a topic push's summary is rendered once, not once per member).
 const CACHE: usize = 256;
 /// Outcomes recorded in one transaction at most. Outcomes wait for the write in progress and
 /// then go together, so a busy worker writes once per batch rather than once per send.
@@ -53,8 +57,9 @@ struct Worker {
     owner: String,
     sends: Arc<Semaphore>,
     concurrency: u32,
+    claim_size: u32,
     interval: Option<Duration>,
-    cache: HashMap<i64, Arc<PushRow>>,
+    cache: HashMap<i64, Arc<TemplateMessage>>,
     outcomes: mpsc::UnboundedSender<Outcome>,
     settler: JoinHandle<()>,
 }
@@ -76,6 +81,7 @@ impl Worker {
             owner,
             sends: Arc::new(Semaphore::new(concurrency as usize)),
             concurrency,
+            claim_size: claim_size(config),
             interval,
             cache: HashMap::new(),
             pushes,
@@ -100,15 +106,16 @@ impl Worker {
                 }
                 continue;
             };
+            // Fewer than asked for: nothing else is due now, so the next claim waits for a
+            // push, a retry or a lease coming due instead of finding nothing at once.
+            let caught_up = claimed.len() < self.claim_size as usize;
             if claimed.is_empty() {
-                let wait = self.idle_wait().await;
-                tokio::select! {
-                    () = &mut shutdown => break,
-                    () = self.pushes.accepted() => {}
-                    () = tokio::time::sleep(wait) => {}
+                if self.wait(&mut shutdown).await.is_break() {
+                    break;
                 }
                 continue;
             }
+            self.prefetch(&claimed).await;
             for (i, recipient) in claimed.iter().enumerate() {
                 // The rate: starts spaced by the interval.
                 if let Some(interval) = self.interval {
@@ -163,7 +170,9 @@ impl Worker {
                         continue;
                     }
                 };
-                let message = self.message(&push, recipient);
+                let mut message = TemplateMessage::clone(&push);
+                message.touser.clone_from(&recipient.openid);
+                message.client_msg_id = Some(recipient.client_msg_id.clone());
                 let pushes = self.pushes.clone();
                 let client = self.client.clone();
                 let outcomes = self.outcomes.clone();
@@ -175,8 +184,59 @@ impl Worker {
                     drop(permit);
                 });
             }
+            if caught_up && self.wait(&mut shutdown).await.is_break() {
+                break;
+            }
         }
         self.finish().await;
+    }
+
+    /// Sleeps until a push is accepted (then a moment more, [`GATHER`], so that pushes
+    /// accepted together are claimed together), or until the next retry or lease is due;
+    /// `Break` at shutdown.
+    async fn wait(
+        &self,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> std::ops::ControlFlow<()> {
+        let wait = self.idle_wait().await;
+        tokio::select! {
+            () = shutdown.as_mut() => return std::ops::ControlFlow::Break(()),
+            () = self.pushes.accepted() => {
+                tokio::select! {
+                    () = shutdown.as_mut() => return std::ops::ControlFlow::Break(()),
+                    () = tokio::time::sleep(GATHER) => {}
+                }
+            }
+            () = tokio::time::sleep(wait) => {}
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+
+    /// Reads the claimed recipients' pushes that are not cached, in one query.
+    async fn prefetch(&mut self, claimed: &[Claimed]) {
+        let mut missing: Vec<i64> = claimed
+            .iter()
+            .map(|c| c.push_seq)
+            .filter(|seq| !self.cache.contains_key(seq))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if missing.is_empty() {
+            return;
+        }
+        match self.pushes.store().backend().pushes_by_seq(&missing).await {
+            Ok(rows) => {
+                if self.cache.len() + rows.len() > CACHE {
+                    self.cache.clear();
+                }
+                for row in rows {
+                    let message = self.message(&row);
+                    self.cache.insert(row.seq, Arc::new(message));
+                }
+            }
+            // Each push is then read on its own, where a failure is handled per recipient.
+            Err(e) => tracing::warn!(error = %e, "push delivery: cannot read the claimed pushes"),
+        }
     }
 
     /// Claims a batch: enough to keep the sends busy for a moment.
@@ -187,12 +247,7 @@ impl Worker {
             .pushes
             .store()
             .backend()
-            .push_claim(
-                &self.owner,
-                now,
-                now + lease,
-                claim_size(self.pushes.config()),
-            )
+            .push_claim(&self.owner, now, now + lease, self.claim_size)
             .await
         {
             Ok(claimed) => Some(claimed),
@@ -215,27 +270,31 @@ impl Worker {
         }
     }
 
-    /// The push `seq`; `Ok(None)` when it was purged.
-    async fn push(&mut self, seq: i64) -> Result<Option<Arc<PushRow>>, crate::store::StoreError> {
-        if let Some(push) = self.cache.get(&seq) {
-            return Ok(Some(Arc::clone(push)));
+    /// The template message of push `seq`, addressed to nobody yet; `Ok(None)` when the push
+    /// was purged.
+    async fn push(
+        &mut self,
+        seq: i64,
+    ) -> Result<Option<Arc<TemplateMessage>>, crate::store::StoreError> {
+        if let Some(message) = self.cache.get(&seq) {
+            return Ok(Some(Arc::clone(message)));
         }
         let Some(push) = self.pushes.store().backend().push_by_seq(seq).await? else {
             return Ok(None);
         };
-        let push = Arc::new(push);
+        let message = Arc::new(self.message(&push));
         if self.cache.len() >= CACHE {
             self.cache.clear();
         }
-        self.cache.insert(seq, Arc::clone(&push));
-        Ok(Some(push))
+        self.cache.insert(seq, Arc::clone(&message));
+        Ok(Some(message))
     }
 
-    fn message(&self, push: &PushRow, recipient: &Claimed) -> TemplateMessage {
+    /// A push's template message, without its recipient and `client_msg_id`.
+    fn message(&self, push: &PushRow) -> TemplateMessage {
         let config = self.pushes.config();
-        let mut message = TemplateMessage::new(&recipient.openid, &config.template_id)
-            .url(self.pushes.detail_url(&push.id))
-            .client_msg_id(&recipient.client_msg_id);
+        let mut message =
+            TemplateMessage::new("", &config.template_id).url(self.pushes.detail_url(&push.id));
         if !config.title_field.is_empty() {
             message = message.field(
                 &config.title_field,

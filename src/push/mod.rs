@@ -4,6 +4,7 @@
 //!
 //! - [`keys`]: the shapes of keys, push ids and topic names.
 //! - [`service`]: [`Pushes`]: keys, topics, accepting a push.
+//! - `commit`: group commit: pushes accepted at the same time share one transaction.
 //! - [`deliver`]: the delivery worker, and `TEMPLATESENDJOBFINISH`.
 //! - [`bot`]: the push service's part in the bot: delivery reports, topic QR codes.
 //! - [`api`]: the HTTP APIs and the detail page.
@@ -13,6 +14,7 @@
 
 pub mod api;
 pub mod bot;
+mod commit;
 pub mod deliver;
 pub mod keys;
 pub mod page;

@@ -7,10 +7,11 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::Notify;
 
+use super::commit::{Committer, Queued};
 use super::keys::{self, generate_key, generate_push_id, key_hash, valid_key, valid_topic};
 use super::render;
 use crate::config::{Config, PushConfig};
-use crate::store::push::{KEY_PREFIX_LEN, KeyRow, NewPush, PushRow, RecipientRow, Tally, Topic};
+use crate::store::push::{KEY_PREFIX_LEN, KeyRow, PushRow, RecipientRow, Tally, Topic};
 use crate::store::{Store, StoreError};
 use crate::support::buckets::Buckets;
 use crate::support::clock::unix_now;
@@ -23,6 +24,8 @@ pub const MAX_SUMMARY_CHARS: usize = 256;
 pub const MAX_URL_LEN: usize = 2048;
 /// The most openids one push may list in `to`.
 pub const MAX_TO: usize = 1000;
+/// Keys remembered by [`Pushes::authenticate_to_push`] before the memory is cleared.
+const MAX_REMEMBERED_KEYS: usize = 10_000;
 
 /// Why a push or a key operation was refused. Each API renders these in its own error format;
 /// the HTTP status is [`PushError::status`].
@@ -316,6 +319,9 @@ struct Inner {
     wake: Notify,
     timezone: jiff::tz::TimeZone,
     credentials: bool,
+    committer: Committer,
+    /// What keys that authenticated stand for, by hash (see [`Pushes::authenticate_to_push`]).
+    known_keys: std::sync::Mutex<std::collections::HashMap<String, Scope>>,
 }
 
 impl std::fmt::Debug for Pushes {
@@ -349,6 +355,8 @@ impl Pushes {
                     .unwrap_or(jiff::tz::TimeZone::UTC),
                 credentials: !config.wechat.app_id.is_empty()
                     && !config.wechat.app_secret.is_empty(),
+                committer: Committer::default(),
+                known_keys: std::sync::Mutex::new(std::collections::HashMap::new()),
             }),
         }
     }
@@ -431,6 +439,47 @@ impl Pushes {
             }
             _ => Err(PushError::BadKey),
         }
+    }
+
+    /// The key `secret` stands for, to make a push with ([`Pushes::accept`]); like
+    /// [`Pushes::authenticate`], but a key that authenticated before is recognised without a
+    /// store read. That costs no revocation: `accept` stores a push only if its key is still
+    /// on record and unrevoked when the push's transaction runs, and answers a push it refuses
+    /// for any other reason only after looking the key up (so a revoked key hears 401, as
+    /// before). A key revoked by any process stops working with the next push.
+    pub async fn authenticate_to_push(&self, secret: &str) -> Result<Key, PushError> {
+        let secret = secret.trim();
+        if !secret.is_empty() && valid_key(secret) {
+            let hash = key_hash(secret);
+            let known = self.known_keys().get(&hash).cloned();
+            if let Some(scope) = known {
+                return Ok(Key { hash, scope });
+            }
+        }
+        let key = self.authenticate(secret).await?;
+        let mut known = self.known_keys();
+        if known.len() >= MAX_REMEMBERED_KEYS {
+            known.clear();
+        }
+        known.insert(key.hash.clone(), key.scope.clone());
+        Ok(key)
+    }
+
+    fn known_keys(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Scope>> {
+        self.inner
+            .known_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `key` is still on record, unrevoked, for the same target.
+    async fn key_is_valid(&self, key: &Key) -> Result<bool, PushError> {
+        Ok(match self.store().backend().key_by_hash(&key.hash).await? {
+            Some(row) if row.revoked_at.is_none() => {
+                Scope::from_row(&row.kind, &row.target).as_ref() == Some(&key.scope)
+            }
+            _ => false,
+        })
     }
 
     /// Makes a key for `scope`: `secret` when given (to keep a key an existing client already
@@ -589,8 +638,41 @@ impl Pushes {
     // ----- pushes -----
 
     /// Checks, addresses and stores a push, then wakes the worker. Nothing is sent before
-    /// this returns; everything accepted is delivered or marked failed.
+    /// this returns; everything accepted is delivered or marked failed. A push with a key is
+    /// stored only if the key is still valid when its transaction runs; any refusal of a
+    /// push with a key that is no longer valid is [`PushError::BadKey`].
     pub async fn accept(
+        &self,
+        sender: Sender<'_>,
+        request: PushRequest,
+        source: &'static str,
+    ) -> Result<Accepted, PushError> {
+        let result = self.check_and_store(sender, request, source).await;
+        let Sender::Key(key) = sender else {
+            return result;
+        };
+        let refused = match &result {
+            Err(PushError::BadKey) => true,
+            Err(
+                PushError::Forbidden(_)
+                | PushError::Invalid(_)
+                | PushError::NotFound(_)
+                | PushError::RateLimited(_)
+                | PushError::TooLarge
+                | PushError::NotConfigured(_),
+            ) => !self.key_is_valid(key).await?,
+            _ => false,
+        };
+        if refused {
+            // Looked up afresh next time (a key deleted with its topic may have been made
+            // again for another target).
+            self.known_keys().remove(&key.hash);
+            return Err(PushError::BadKey);
+        }
+        result
+    }
+
+    async fn check_and_store(
         &self,
         sender: Sender<'_>,
         request: PushRequest,
@@ -666,49 +748,61 @@ impl Pushes {
         {
             return Err(PushError::RateLimited(wait));
         }
-        let mut recipients = to;
         let target = match &topic {
             Some(name) => {
                 if self.store().backend().topic(name).await?.is_none() {
                     return Err(PushError::NotFound(format!("no topic {name:?}")));
                 }
-                recipients.extend(self.store().backend().topic_members(name).await?);
                 format!("topic:{name}")
             }
-            None if recipients.len() == 1 => format!("user:{}", recipients[0]),
-            None => format!("users:{}", recipients.len()),
+            None if to.len() == 1 => format!("user:{}", to[0]),
+            None => format!("users:{}", to.len()),
         };
+        let mut recipients = to;
         let mut seen = std::collections::HashSet::new();
         recipients.retain(|o| seen.insert(o.clone()));
         let id = generate_push_id();
         let created_at = unix_now();
-        let key_hash = match sender {
-            Sender::Key(key) => Some(key.hash.as_str()),
+        let key = match sender {
+            Sender::Key(key) => Some((
+                key.hash.clone(),
+                key.scope.kind(),
+                key.scope.target().to_owned(),
+            )),
             Sender::Trusted => None,
         };
-        let seq = self
-            .store()
-            .backend()
-            .push_insert(&NewPush {
-                id: &id,
-                key_hash,
-                target: &target,
-                title: &title,
-                body: &body,
-                url: url.as_deref(),
-                summary: summary.as_deref(),
-                source,
-                created_at,
-                recipients: &recipients,
-            })
+        // The topic's members are copied into the push by the store, in its transaction.
+        let stored = self
+            .inner
+            .committer
+            .commit(
+                self.store(),
+                Queued {
+                    id: id.clone(),
+                    key,
+                    target: target.clone(),
+                    title,
+                    body,
+                    url,
+                    summary,
+                    source,
+                    created_at,
+                    recipients,
+                    topic,
+                },
+            )
             .await?;
-        tracing::info!(push = %id, seq, source, target = %target, recipients = recipients.len(), "push accepted");
+        let Some(stored) = stored else {
+            return Err(PushError::BadKey);
+        };
+        let recipients = usize::try_from(stored.recipients).unwrap_or(usize::MAX);
+        tracing::info!(push = %id, seq = stored.seq, source, target = %target, recipients, "push accepted");
         self.wake();
         Ok(Accepted {
             detail_url: self.detail_url(&id),
             id,
-            seq,
-            recipients: recipients.len(),
+            seq: stored.seq,
+            recipients,
             created_at,
         })
     }

@@ -86,6 +86,40 @@ pub struct NewPush<'a> {
     pub recipients: &'a [String],
 }
 
+/// A push to store in a group ([`PushStore::push_insert_group`]): its own recipients, and the
+/// members of a topic besides.
+#[derive(Debug, Clone)]
+pub struct GroupedPush<'a> {
+    /// The push and its listed recipients.
+    pub push: NewPush<'a>,
+    /// A topic whose members (those who have not unfollowed) become recipients too, copied
+    /// inside the transaction; a member already listed is stored once.
+    pub topic: Option<&'a str>,
+    /// The key the push was made with, as it was authenticated: the push is stored only if
+    /// this key is still on record, unrevoked, when the transaction runs.
+    pub key: Option<KeyCheck<'a>>,
+}
+
+/// A key as a push was authenticated with it ([`GroupedPush::key`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyCheck<'a> {
+    /// [`KeyRow::key_hash`].
+    pub key_hash: &'a str,
+    /// [`KeyRow::kind`].
+    pub kind: &'a str,
+    /// [`KeyRow::target`].
+    pub target: &'a str,
+}
+
+/// A push as stored by [`PushStore::push_insert_group`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inserted {
+    /// Its `seq`.
+    pub seq: i64,
+    /// How many recipient rows it has.
+    pub recipients: u64,
+}
+
 /// A stored push.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct PushRow {
@@ -232,6 +266,28 @@ pub trait PushStore: Send + Sync {
 
     /// Stores a push and its recipients in one transaction; its `seq`.
     async fn push_insert(&self, push: &NewPush<'_>) -> Result<i64, StoreError>;
+    /// Stores pushes and all their recipients in one transaction (multi-row INSERTs): for each
+    /// push in order, its `seq` and recipient count, or `None` when its [`GroupedPush::key`]
+    /// is no longer valid (nothing of it is stored). All or nothing otherwise: when one push
+    /// cannot be stored (an id used twice), none is.
+    ///
+    /// A backend without it cannot accept pushes (the push service stores every push this
+    /// way).
+    async fn push_insert_group(
+        &self,
+        _pushes: &[GroupedPush<'_>],
+    ) -> Result<Vec<Option<Inserted>>, StoreError> {
+        Err(StoreError::Unsupported("storing pushes in groups"))
+    }
+    /// The pushes with these `seq`s (those that still exist), in no particular order. By
+    /// default one [`PushStore::push_by_seq`] each.
+    async fn pushes_by_seq(&self, seqs: &[i64]) -> Result<Vec<PushRow>, StoreError> {
+        let mut rows = Vec::with_capacity(seqs.len());
+        for &seq in seqs {
+            rows.extend(self.push_by_seq(seq).await?);
+        }
+        Ok(rows)
+    }
     /// A push by public id.
     async fn push_by_id(&self, id: &str) -> Result<Option<PushRow>, StoreError>;
     /// A push by seq.

@@ -136,7 +136,7 @@ fn bark_request(fields: &Fields) -> PushRequest {
 }
 
 async fn push_one(pushes: &Pushes, key: &str, fields: &Fields) -> Result<Accepted, PushError> {
-    let key = pushes.authenticate(key).await?;
+    let key = pushes.authenticate_to_push(key).await?;
     pushes
         .accept(Sender::Key(&key), bark_request(fields), "bark")
         .await

@@ -64,7 +64,7 @@ async fn api_push(State(pushes): State<Pushes>, request: Request) -> Response {
             e => fields_error(e),
         })?;
         let key = request_key(&headers, &fields).ok_or(PushError::MissingKey)?;
-        let key = pushes.authenticate(&key).await?;
+        let key = pushes.authenticate_to_push(&key).await?;
         let request = PushRequest {
             to: fields.list("to"),
             topic: fields.get("topic"),

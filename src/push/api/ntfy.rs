@@ -352,7 +352,7 @@ async fn publish_one(pushes: &Pushes, auth: Option<String>, publish: Publish) ->
             Some(secret) => (secret.as_str(), Some(publish.topic.clone())),
             None => (publish.topic.as_str(), None),
         };
-        let key = pushes.authenticate(key).await?;
+        let key = pushes.authenticate_to_push(key).await?;
         let message = if publish.message.trim().is_empty() {
             // ntfy's text for a message without one.
             "triggered".to_owned()

@@ -92,7 +92,7 @@ async fn push(State(pushes): State<Pushes>, request: Request) -> Response {
     let mut succeeded = 0;
     for secret in &keys {
         let outcome = async {
-            let key = pushes.authenticate(secret).await?;
+            let key = pushes.authenticate_to_push(secret).await?;
             pushes
                 .accept(Sender::Key(&key), request.clone(), "pushdeer")
                 .await
