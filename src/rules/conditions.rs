@@ -119,6 +119,16 @@ pub const REGEX_SIZE_LIMIT: usize = 1024 * 1024;
 /// The cache each matching thread keeps for a rule regex's lazy DFA (the crate's default).
 pub const REGEX_DFA_SIZE_LIMIT: usize = 2 * 1024 * 1024;
 
+/// How large a set of rule regexes matched together may compile: the rules' regexes are
+/// grouped into sets within it (matching one costs about what matching its regexes one by one
+/// does, in one pass); a group too large is split, and a regex that fits no set is matched on
+/// its own. Four rule regexes at their limit, or hundreds of ordinary ones.
+pub const REGEX_SET_SIZE_LIMIT: usize = 4 * REGEX_SIZE_LIMIT;
+
+/// The cache each matching thread keeps for a regex set's lazy DFA: its states hold every
+/// regex of the set, so it gets room for more of them than a single regex's.
+pub const REGEX_SET_DFA_SIZE_LIMIT: usize = 4 * REGEX_DFA_SIZE_LIMIT;
+
 fn regex(pattern: &str) -> Result<TextMatch, String> {
     regex::RegexBuilder::new(pattern)
         .size_limit(REGEX_SIZE_LIMIT)
