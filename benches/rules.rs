@@ -7,7 +7,9 @@
 //! exact `content`, some `contains` and `prefix`) and 100 Rhai rules with regex conditions
 //! (`70-extra-regex.rhai`) that the messages do not match, each `RuleSet::run` end to end on a
 //! SQLite store in a temporary folder: a text no extra rule matches (it falls to the echo
-//! rule), the 1,000th keyword, and a subscribe event.
+//! rule), the 1,000th keyword, and a subscribe event. The `rules_matching` group times the
+//! matching alone for the same messages: the plan through the index built at load
+//! (`RuleSet::plan`, what `run` uses) against the walk over every rule (`plan_linear`).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -200,5 +202,47 @@ fn bench_extras(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_rules, bench_extras);
+/// The matching alone (no script, no thread hop): the plan through the index against the walk
+/// over every rule, for the shipped and the extended set.
+fn bench_matching(c: &mut Criterion) {
+    let shipped = builtin::load(&loader(&RulesConfig::default(), Vec::new()).unwrap()).unwrap();
+    let extended = extended_set();
+    let messages = [
+        (
+            "text_echo",
+            message(MessageSpec::Text {
+                content: "hello 你好".into(),
+            }),
+        ),
+        (
+            "keyword_1000",
+            message(MessageSpec::Text {
+                content: "kw1000".into(),
+            }),
+        ),
+        (
+            "subscribe",
+            message(MessageSpec::Subscribe {
+                scene: Some("poster".into()),
+            }),
+        ),
+    ];
+    let mut g = c.benchmark_group("rules_matching");
+    g.warm_up_time(std::time::Duration::from_secs(1));
+    g.measurement_time(std::time::Duration::from_secs(3));
+    for (name, msg) in &messages {
+        for (label, set) in [("shipped", &shipped), ("extended", &extended)] {
+            assert_eq!(set.plan(msg), set.plan_linear(msg), "{label}/{name}");
+            g.bench_function(format!("{label}/{name}/index"), |b| {
+                b.iter(|| set.plan(black_box(msg)))
+            });
+            g.bench_function(format!("{label}/{name}/linear"), |b| {
+                b.iter(|| set.plan_linear(black_box(msg)))
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_rules, bench_extras, bench_matching);
 criterion_main!(benches);

@@ -16,6 +16,11 @@
 //! Every key given must match (a list matches when any of its values does). No keys: every
 //! message.
 //!
+//! A message is not checked against every rule in turn: an index built at load (see
+//! `super::plan`) finds the rules it may match by one condition of each (exact values by
+//! hash, `contains` and `prefix` literals in one scan, regexes in sets of
+//! [`REGEX_SET_SIZE_LIMIT`]), and only those are checked, in order. The result is the same.
+//!
 //! A regex compiles to at most [`REGEX_SIZE_LIMIT`] bytes; a larger one is a load error. A
 //! rule set with a regex evaluates its conditions on the blocking thread its scripts run on,
 //! inside `[rules] max_run_ms` (see [`super::run`]): matching is linear in the text, but a

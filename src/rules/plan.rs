@@ -32,10 +32,16 @@ use crate::bot::filter::{Captures, Filter, TextMatch};
 use crate::wechat::Message;
 
 impl RuleSet {
-    /// The rules whose conditions match `message`, in order, up to the first that always
-    /// replies; with their captures.
-    pub(crate) fn plan(&self, message: &Message) -> Vec<(usize, Captures)> {
+    /// The rules whose conditions match `message` (indices into `rules`), in order, up to the
+    /// first that always replies; with their captures. What [`RuleSet::run`] runs.
+    pub fn plan(&self, message: &Message) -> Vec<(usize, Captures)> {
         self.index.plan(&self.rules, message)
+    }
+
+    /// The same plan by checking every rule in turn, without the index: the reference the
+    /// index must equal (tests and benches compare the two).
+    pub fn plan_linear(&self, message: &Message) -> Vec<(usize, Captures)> {
+        plan_linear(&self.rules, message)
     }
 }
 
