@@ -16,6 +16,11 @@
 //! Every key given must match (a list matches when any of its values does). No keys: every
 //! message.
 //!
+//! A message is not checked against every rule in turn: an index built at load (see
+//! `super::plan`) finds the rules it may match by one condition of each (exact values by
+//! hash, `contains` and `prefix` literals in one scan, regexes in sets of
+//! [`REGEX_SET_SIZE_LIMIT`]), and only those are checked, in order. The result is the same.
+//!
 //! A regex compiles to at most [`REGEX_SIZE_LIMIT`] bytes; a larger one is a load error. A
 //! rule set with a regex evaluates its conditions on the blocking thread its scripts run on,
 //! inside `[rules] max_run_ms` (see [`super::run`]): matching is linear in the text, but a
@@ -118,6 +123,16 @@ pub const REGEX_SIZE_LIMIT: usize = 1024 * 1024;
 
 /// The cache each matching thread keeps for a rule regex's lazy DFA (the crate's default).
 pub const REGEX_DFA_SIZE_LIMIT: usize = 2 * 1024 * 1024;
+
+/// How large a set of rule regexes matched together may compile: the rules' regexes are
+/// grouped into sets within it (matching one costs about what matching its regexes one by one
+/// does, in one pass); a group too large is split, and a regex that fits no set is matched on
+/// its own. Four rule regexes at their limit, or hundreds of ordinary ones.
+pub const REGEX_SET_SIZE_LIMIT: usize = 4 * REGEX_SIZE_LIMIT;
+
+/// The cache each matching thread keeps for a regex set's lazy DFA: its states hold every
+/// regex of the set, so it gets room for more of them than a single regex's.
+pub const REGEX_SET_DFA_SIZE_LIMIT: usize = 4 * REGEX_DFA_SIZE_LIMIT;
 
 fn regex(pattern: &str) -> Result<TextMatch, String> {
     regex::RegexBuilder::new(pattern)

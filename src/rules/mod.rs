@@ -3,6 +3,7 @@
 //! - [`load`]: reading the rules folder into a checked [`RuleSet`] (scripts and keyword tables,
 //!   file-name order, then declaration order).
 //! - [`conditions`]: when a rule applies, as data evaluated in Rust.
+//! - `plan`: which rules a message runs, found through an index built at load.
 //! - [`run`]: running the matching rules on a message, on a blocking thread.
 //! - [`engine`]: the sandboxed Rhai engine and its limits.
 //! - [`api`]: the functions scripts call (replies, session, followers, time, random).
@@ -18,6 +19,7 @@ pub mod conditions;
 pub mod context;
 pub mod engine;
 pub mod load;
+mod plan;
 pub mod run;
 
 use std::path::{Path, PathBuf};

@@ -70,7 +70,7 @@ impl std::fmt::Display for ScriptError {
 }
 
 /// A run's plan: the matching rules, in order, with their captures.
-type Plan = Vec<(usize, Captures)>;
+pub(crate) type Plan = Vec<(usize, Captures)>;
 
 /// How one attempt at running a plan ended.
 enum Attempt {
@@ -264,22 +264,6 @@ impl RuleSet {
                 .filter(|(i, _)| matches!(self.rules[*i].action, Action::Script(_)))
                 .map(move |(i, _)| hooks + i),
         )
-    }
-
-    /// The rules whose conditions match `message`, in order, up to the first that always
-    /// replies; with their captures.
-    fn plan(&self, message: &Message) -> Plan {
-        let mut plan = Vec::new();
-        for (i, rule) in self.rules.iter().enumerate() {
-            if let Some(caps) = rule.filter.matches(message) {
-                let last = matches!(rule.action, Action::Reply(_));
-                plan.push((i, caps));
-                if last {
-                    break;
-                }
-            }
-        }
-        plan
     }
 
     /// One run of the hooks and the plan (made here when `None`), in `ctx`: in place on an

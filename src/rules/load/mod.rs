@@ -31,6 +31,7 @@ pub use scripts::ScriptFn;
 use super::api::ScriptModule;
 use super::conditions;
 use super::engine::{self, Limits};
+use super::plan::Index;
 use crate::bot::Filter;
 use crate::wechat::Reply;
 
@@ -110,6 +111,9 @@ pub struct RuleSet {
     pub regex_conditions: bool,
     /// What runs learned about the scripts (see [`super::run::Hints`]).
     pub hints: super::run::Hints,
+    /// Which rules may match a message, built from `rules` at load (a set whose rules are
+    /// changed afterwards is matched rule by rule).
+    pub(crate) index: Index,
 }
 
 impl fmt::Debug for RuleSet {
@@ -250,6 +254,7 @@ impl Loader {
             limits: self.limits,
             regex_conditions: false,
             hints: Default::default(),
+            index: Index::default(),
         };
         for (file, ast) in files.iter().zip(compiled) {
             let before = (set.rules.len(), set.hooks.len());
@@ -277,6 +282,7 @@ impl Loader {
         }
         set.regex_conditions = set.rules.iter().any(|r| conditions::uses_regex(&r.filter));
         if errors.is_empty() {
+            set.index = Index::build(&set.rules);
             Ok(set)
         } else {
             Err(errors)
