@@ -114,43 +114,6 @@ impl Tasks {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn two_sets_wait_only_for_their_own_work() {
-        let a = Tasks::new();
-        let b = Tasks::new();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        a.spawn(async move {
-            let _ = rx.await;
-        });
-        assert_eq!(a.active(), 1);
-        assert!(
-            b.wait_idle(Duration::from_millis(10)).await,
-            "b has no work"
-        );
-        assert!(
-            !a.wait_idle(Duration::from_millis(10)).await,
-            "a still works"
-        );
-        tx.send(()).unwrap();
-        assert!(a.wait_idle(Duration::from_secs(5)).await);
-        assert_eq!(a.active(), 0);
-    }
-
-    #[tokio::test]
-    async fn loops_end_when_stopped() {
-        let tasks = Tasks::new();
-        tasks.spawn_loop("forever", std::future::pending());
-        let stopping = tasks.stopping();
-        assert!(!tasks.is_stopping());
-        assert!(tasks.stop_loops(Duration::from_secs(5)).await);
-        stopping.await;
-    }
-}
-
 /// A task run in place that finishes as work if dropped early ([`Tasks::finish_if_dropped`]).
 pub struct Finish<F>
 where
@@ -192,5 +155,42 @@ where
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn two_sets_wait_only_for_their_own_work() {
+        let a = Tasks::new();
+        let b = Tasks::new();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        a.spawn(async move {
+            let _ = rx.await;
+        });
+        assert_eq!(a.active(), 1);
+        assert!(
+            b.wait_idle(Duration::from_millis(10)).await,
+            "b has no work"
+        );
+        assert!(
+            !a.wait_idle(Duration::from_millis(10)).await,
+            "a still works"
+        );
+        tx.send(()).unwrap();
+        assert!(a.wait_idle(Duration::from_secs(5)).await);
+        assert_eq!(a.active(), 0);
+    }
+
+    #[tokio::test]
+    async fn loops_end_when_stopped() {
+        let tasks = Tasks::new();
+        tasks.spawn_loop("forever", std::future::pending());
+        let stopping = tasks.stopping();
+        assert!(!tasks.is_stopping());
+        assert!(tasks.stop_loops(Duration::from_secs(5)).await);
+        stopping.await;
     }
 }

@@ -194,8 +194,9 @@ pub fn yielded() -> Option<Need> {
 /// share and must move to a thread.
 pub fn inline_spent(ops: u64) -> bool {
     INLINE.with(|i| {
-        i.get()
-            .is_some_and(|until| ops > INLINE_OPS || (ops % 128 == 0 && Instant::now() > until))
+        i.get().is_some_and(|until| {
+            ops > INLINE_OPS || (ops.is_multiple_of(128) && Instant::now() > until)
+        })
     })
 }
 

@@ -75,7 +75,7 @@ pub(crate) type Plan = Vec<(usize, Captures)>;
 /// How one attempt at running a plan ended.
 enum Attempt {
     /// The run went to its end (or failed): the outcome and the session changes to apply.
-    Done(Outcome, Vec<SessionChange>),
+    Done(Box<Outcome>, Vec<SessionChange>),
     /// An inline run stopped for `need` in script `slot` (see [`Hints`]); nothing happened.
     Yielded { need: Need, slot: usize },
 }
@@ -131,6 +131,7 @@ impl RuleSet {
                 let ctx = self.context(&message, &services, session.clone());
                 match self.attempt(&message, Some(plan), ctx, true) {
                     Attempt::Done(outcome, changes) => {
+                        let outcome = *outcome;
                         self.hints.ran_inline(self.slots(plan));
                         return self
                             .settle(outcome, changes, &message, &services, fallback)
@@ -172,7 +173,7 @@ impl RuleSet {
         // deadline while a script takes long, or the watchdog could not answer in time.
         let ran = tokio::task::spawn_blocking(move || {
             match set.attempt(&ran_on, plan.as_deref(), ctx, false) {
-                Attempt::Done(outcome, changes) => (outcome, changes),
+                Attempt::Done(outcome, changes) => (*outcome, changes),
                 // Only inline runs yield.
                 Attempt::Yielded { .. } => (no_reply(), Vec::new()),
             }
@@ -306,7 +307,7 @@ impl RuleSet {
             }
             None => Vec::new(),
         };
-        Attempt::Done(outcome, changes)
+        Attempt::Done(Box::new(outcome), changes)
     }
 
     /// Runs the hooks, then the planned rules; with the slot of the last script called.
