@@ -11,9 +11,11 @@
 #   replays    huixin serve as configured by default (rate limit off): the requests repeat,
 #              so after the first pass they are WeChat retries answered by dedup
 #
-# The requests are pre-signed text messages from one user (1000 distinct, cycled). For traffic
-# as WeChat sends it (distinct users and messages, current timestamps, nothing repeated), see
-# scripts/bench-traffic.sh.
+# The headline comes first: scripts/bench-traffic.sh, traffic as WeChat sends it (distinct
+# users and messages, current timestamps, nothing repeated, a fresh database), beside the
+# reference; then scripts/bench-push.sh (push accepts, a 10,000-follower topic push). The rows
+# below are extra rows isolating layers: pre-signed text messages from one user (1000
+# distinct, cycled). HEADLINE=0 skips the first two.
 #
 #   scripts/bench.sh                      # DURATION=10s CONNECTIONS=32 ROUNDS=3 by default
 #   DURATION=20s ROUNDS=5 scripts/bench.sh
@@ -102,6 +104,13 @@ run_wrk() { # port lua -> requests/sec
 }
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+if [ "${HEADLINE:-1}" != 0 ]; then
+  DURATION=$DURATION CONNECTIONS=$CONNECTIONS ROUNDS=$ROUNDS scripts/bench-traffic.sh
+  echo
+  BASE=${PUSH_BASE-} ROUNDS=$ROUNDS scripts/bench-push.sh
+  echo
+fi
 
 echo "# huixin load test: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS rounds"
 echo
