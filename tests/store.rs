@@ -2485,14 +2485,6 @@ mod writer {
         async fn health(&self) -> Result<(), Unhealthy> {
             Ok(())
         }
-        async fn replay_get(
-            &self,
-            _: &str,
-            _: &str,
-            _: i64,
-        ) -> Result<Option<ReplayRecord>, StoreError> {
-            unreachable!()
-        }
         async fn meta_get(&self, _: &str) -> Result<Option<String>, StoreError> {
             unreachable!()
         }
@@ -2514,9 +2506,6 @@ mod writer {
             unreachable!()
         }
         async fn follower_count(&self) -> Result<u64, StoreError> {
-            unreachable!()
-        }
-        async fn session_load(&self, _: &str, _: i64) -> Result<Vec<(String, String)>, StoreError> {
             unreachable!()
         }
         async fn sessions_load(

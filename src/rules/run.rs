@@ -1,8 +1,9 @@
 //! Running a rule set on a message. Conditions are evaluated first, in Rust (a set with a regex
 //! condition evaluates them on the blocking thread, counted in `[rules] max_run_ms`, since a
-//! regex on a long text may take a while); only the handlers of matching rules run, in order,
-//! on a blocking thread (scripts never stall the async workers, and the deadline watchdog
-//! keeps running while they work), with the message's session and services in reach. The
+//! regex on a long text may take a while); only the handlers of matching rules run, in order:
+//! in place on the async worker while they neither wait nor take long, else on a blocking
+//! thread where the deadline watchdog keeps running beside them (see [`super::context`]),
+//! with the message's session and services in reach. The
 //! first reply wins; a handler returning nothing passes to the next matching rule; a
 //! keyword-table rule always replies.
 //!

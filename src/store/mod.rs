@@ -423,7 +423,10 @@ pub trait Backend: push::PushStore + Send + Sync + 'static {
         timestamp: &str,
         nonce: &str,
         now: i64,
-    ) -> Result<Option<ReplayRecord>, StoreError>;
+    ) -> Result<Option<ReplayRecord>, StoreError> {
+        let pair = [(timestamp.to_owned(), nonce.to_owned())];
+        Ok(self.replay_get_many(&pair, now).await?.pop())
+    }
     /// The unexpired records of any of `pairs` (timestamp, nonce), in one read.
     async fn replay_get_many(
         &self,
@@ -454,7 +457,10 @@ pub trait Backend: push::PushStore + Send + Sync + 'static {
         &self,
         openid: &str,
         now: i64,
-    ) -> Result<Vec<(String, String)>, StoreError>;
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = self.sessions_load(&[openid.to_owned()], now).await?;
+        Ok(rows.into_iter().map(|(_, k, v, _)| (k, v)).collect())
+    }
     /// The unexpired session entries of any of `openids`, in one read: (openid, key, JSON,
     /// expiry).
     async fn sessions_load(

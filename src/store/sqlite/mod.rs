@@ -453,23 +453,6 @@ impl Backend for SqliteBackend {
         Ok(())
     }
 
-    async fn replay_get(
-        &self,
-        timestamp: &str,
-        nonce: &str,
-        now: i64,
-    ) -> Result<Option<ReplayRecord>, StoreError> {
-        Ok(sqlx::query_as::<_, ReplayRecord>(
-            "SELECT timestamp, nonce, request_hash, expires_at FROM replay_guard \
-             WHERE timestamp = ?1 AND nonce = ?2 AND expires_at >= ?3",
-        )
-        .bind(timestamp)
-        .bind(nonce)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
     async fn replay_get_many(
         &self,
         pairs: &[(String, String)],
@@ -665,21 +648,6 @@ impl Backend for SqliteBackend {
             .fetch_one(&self.pool)
             .await?;
         Ok(n.max(0) as u64)
-    }
-
-    async fn session_load(
-        &self,
-        openid: &str,
-        now: i64,
-    ) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(sqlx::query_as::<_, (String, String)>(
-            "SELECT key, value FROM sessions \
-             WHERE openid = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
-        )
-        .bind(openid)
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await?)
     }
 
     async fn sessions_load(
