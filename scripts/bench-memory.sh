@@ -18,7 +18,9 @@ BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/huixin
 
 work=$(mktemp -d)
 server=
+client=
 cleanup() {
+  [ -n "$client" ] && kill "$client" 2>/dev/null || true
   [ -n "$server" ] && kill "$server" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$work"
@@ -55,24 +57,32 @@ with open(out, "w", encoding="utf-8") as f:
                 f"<MsgId>{8000000000000000000 + n}</MsgId></xml>\n")
 PY
 
-# Each request once: every connection takes the next unsent line; wrk stops after the last.
+# Each request once: every connection takes the next unsent line. wrk's main thread sleeps for
+# the whole duration whatever its threads do, so the script marks the last answer in a file
+# and this shell then interrupts wrk (SIGINT ends its sleep; it prints its figures).
 cat >"$work/once.lua" <<'LUA'
-local reqs, i, done, total = {}, 0, 0, 0
+local reqs, i, done, total, flag, idle = {}, 0, 0, 0, nil, nil
 function init(args)
+  flag = args[2]
   for line in io.lines(args[1]) do
     local path, body = line:match("^([^\t]*)\t(.*)$")
     reqs[#reqs + 1] = wrk.format("POST", path, {["Content-Type"] = "text/xml"}, body)
   end
   total = #reqs
+  idle = wrk.format("GET", "/healthz")
 end
 function request()
   i = i + 1
-  if i > total then i = total end
+  if i > total then return idle end
   return reqs[i]
 end
 function response(status)
   done = done + 1
-  if done >= total then wrk.thread:stop() end
+  if done == total then
+    local f = io.open(flag, "w")
+    f:write("done\n")
+    f:close()
+  end
 end
 LUA
 
@@ -81,14 +91,25 @@ for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && brea
 sleep 2
 idle=$(awk '/VmRSS/ {print $2}' "/proc/$server/status")
 start=$(date +%s)
-wrk -t1 -c"$CONNECTIONS" -d1h -s "$work/once.lua" "http://127.0.0.1:$port" -- "$work/req.txt" >"$work/wrk.out"
+wrk -t1 -c"$CONNECTIONS" -d1h -s "$work/once.lua" "http://127.0.0.1:$port" -- "$work/req.txt" "$work/done" >"$work/wrk.out" &
+client=$!
+while [ ! -e "$work/done" ]; do
+  kill -0 "$client" 2>/dev/null || { echo "wrk ended early:" >&2; cat "$work/wrk.out" >&2; exit 1; }
+  sleep 0.1
+done
+kill -INT "$client"
+wait "$client" || true
 took=$(( $(date +%s) - start ))
 sleep 2
 end_rss=$(awk '/VmRSS/ {print $2}' "/proc/$server/status")
 peak=$(awk '/VmHWM/ {print $2}' "/proc/$server/status")
-sent=$(awk '/requests in/ {print $1}' "$work/wrk.out")
-echo "# huixin memory: $(date -u +%Y-%m-%dT%H:%MZ), $COUNT distinct users, $sent requests in ${took}s"
+echo "# huixin memory: $(date -u +%Y-%m-%dT%H:%MZ), $COUNT distinct users, one message each, in ${took}s"
 echo
 echo "| idle RSS | RSS after | peak RSS |"
 echo "|---:|---:|---:|"
 echo "| $((idle / 1024)) MiB | $((end_rss / 1024)) MiB | $((peak / 1024)) MiB |"
+if grep -q "Non-2xx" "$work/wrk.out"; then
+  echo
+  echo "wrk: $(grep "Non-2xx" "$work/wrk.out")" >&2
+  exit 1
+fi

@@ -8,6 +8,7 @@
 #              SQLite file for every round
 #
 #   scripts/bench-traffic.sh       # DURATION=10s CONNECTIONS=32 ROUNDS=3 COUNT=150000 MODES="plain safe"
+#   SERVE_BIN=/path/to/huixin scripts/bench-traffic.sh   # another build of huixin
 #
 # Each round signs (and in safe mode encrypts) COUNT new requests just before it runs (they
 # stay inside the 300 s clock window). Safe mode needs Python's `cryptography`
@@ -29,7 +30,7 @@ APP_ID=wx49f0ab532d5d035a
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 cargo build --release --quiet --bin huixin --example bare_axum
 TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-BIN=$TARGET_DIR/release/huixin
+BIN=${SERVE_BIN:-$TARGET_DIR/release/huixin}
 REF=$TARGET_DIR/release/examples/bare_axum
 
 work=$(mktemp -d)
@@ -129,6 +130,10 @@ run() { # port requests pid -> "req/s p99 cpu_us_per_req"
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
   total=$(awk '/requests in/ {print $1}' <<<"$out")
+  if [ "$total" -gt "$COUNT" ]; then
+    echo "wrk sent $total requests but only $COUNT distinct ones were signed: the rest were retries. Raise COUNT." >&2
+    exit 1
+  fi
   echo "$rps $p99 $(awk -v c="$((cpu1 - cpu0))" -v t="$total" -v k="$(getconf CLK_TCK)" 'BEGIN {printf "%.0f", c * 1e6 / k / t}')"
 }
 median() { sort -g | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'; }

@@ -1,7 +1,8 @@
 //! Several `huixin serve` processes on one database behave as one: a user's session written by
 //! one process is what the next process reads on that user's next message, also when one of
 //! them served alone (trusting its memory) before the other joined, and a restarted process
-//! still refuses a signed query replayed with another body.
+//! still refuses a signed query replayed with another body, and still finds the sessions it
+//! wrote before it restarted.
 
 use std::path::Path;
 
@@ -136,4 +137,26 @@ fn a_tool_writing_sessions_reaches_a_serving_process() {
     }
     assert!(answered.contains(THANKED), "{answered}");
     assert!(a.terminate());
+}
+
+#[test]
+fn a_lone_process_knows_who_holds_a_session_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("huixin.toml"), CONFIG).unwrap();
+    let d = dir.path();
+    let (a, url) = serve(d);
+    assert!(say(d, &url, "o_user_5", "feedback").contains(ASKED));
+    assert!(a.terminate());
+
+    // The restarted process reads who holds session rows at its first beats, then skips the
+    // read for everyone else: o_user_5's question must still be found.
+    let (b, url) = serve(d);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert!(say(d, &url, "o_user_6", "hello").contains("text: hello"));
+    let out = say(d, &url, "o_user_5", "the note after a restart");
+    assert!(out.contains(THANKED), "{out}");
+    // A user who gains a session now (not cached, written by this process) is read back.
+    assert!(say(d, &url, "o_user_6", "feedback").contains(ASKED));
+    assert!(say(d, &url, "o_user_6", "a note").contains(THANKED));
+    assert!(b.terminate());
 }

@@ -2531,6 +2531,9 @@ mod writer {
         ) -> Result<Vec<(String, i64)>, StoreError> {
             unreachable!()
         }
+        async fn session_holders(&self, _: usize) -> Result<Option<Vec<String>>, StoreError> {
+            Ok(Some(Vec::new()))
+        }
         async fn peers_leave(&self, _: &str) -> Result<(), StoreError> {
             unreachable!()
         }

@@ -468,6 +468,9 @@ pub trait Backend: push::PushStore + Send + Sync + 'static {
         openids: &[String],
         now: i64,
     ) -> Result<Vec<SessionRow>, StoreError>;
+    /// The distinct users with session rows (expired ones included), or `None` when there are
+    /// more than `limit`.
+    async fn session_holders(&self, limit: usize) -> Result<Option<Vec<String>>, StoreError>;
     /// Records that process `owner` (started at `started_ms`) is alive at `now_ms`, and lists
     /// the other processes that beat since `now_ms - stale_ms`: (owner, last beat).
     async fn peers_beat(
@@ -659,6 +662,14 @@ impl Store {
         match result {
             Ok((others, marker)) => {
                 self.peers.beat(others.is_empty(), marker);
+                if let Some(generation) = self.peers.holders_wanted() {
+                    match self.backend.session_holders(peers::HOLDERS_KNOWN).await {
+                        Ok(openids) => self.peers.holders_loaded(generation, openids),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading who holds sessions failed")
+                        }
+                    }
+                }
                 Ok(others)
             }
             Err(e) => {
@@ -718,6 +729,7 @@ impl Store {
         changes: &[SessionChange],
         now: i64,
     ) -> Result<(), StoreError> {
+        self.peers.holding(openid);
         match self.backend.session_apply(openid, changes, now).await {
             Ok(()) => self.peers.written(openid, changes),
             Err(e) => {

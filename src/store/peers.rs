@@ -14,8 +14,17 @@
 //!   the switch does not put back what it read).
 //! - Another tool writing sessions (`huixin rules test --store`) bumps a marker the beat reads:
 //!   the cache is dropped within a beat.
+//!
+//! Most users never have a session, and every message from a user not cached would read the
+//! database to find nothing. So while alone the process also knows *who holds session rows*:
+//! after a switch (or a marker bump) a beat reads the distinct users of table `sessions` (up
+//! to [`HOLDERS_KNOWN`]) into a set of 64-bit hashes, and every write adds its user to that set
+//! before it starts. A user outside a complete set has no rows: the read is skipped. A hash
+//! collision, or a user whose rows were all deleted, only costs a read. Beyond
+//! [`HOLDERS_KNOWN`] users the set is not kept and every miss reads.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -30,6 +39,8 @@ pub const STALE_AFTER: Duration = Duration::from_secs(5);
 pub const JOIN_WAIT: Duration = Duration::from_secs(4);
 /// Users whose sessions the cache holds; the oldest entry goes first.
 pub const SESSIONS_CACHED: usize = 50_000;
+/// Most users with session rows whose set is kept (a hash set of u64: about 10 MiB full).
+pub const HOLDERS_KNOWN: usize = 500_000;
 /// The meta key another tool bumps when it writes sessions.
 pub const SESSIONS_CHANGED: &str = "sessions_changed";
 
@@ -50,6 +61,23 @@ struct Sessions {
     order: VecDeque<String>,
     /// The last [`SESSIONS_CHANGED`] marker seen.
     marker: Option<String>,
+    /// Hashes of the users who may hold session rows: every user written since the last
+    /// switch, and those read by the load.
+    holders: HashSet<u64>,
+    /// What the load of `holders` found for the current generation.
+    holders_state: Holders,
+}
+
+/// Whether the set of users holding session rows is complete.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Holders {
+    /// Not loaded yet in this generation: a beat loads it.
+    #[default]
+    Unknown,
+    /// Every user with rows is in the set.
+    Complete,
+    /// More than [`HOLDERS_KNOWN`] users hold rows: not kept.
+    TooMany,
 }
 
 impl Peers {
@@ -69,6 +97,8 @@ impl Peers {
             self.generation.fetch_add(1, Ordering::AcqRel);
             sessions.by_user.clear();
             sessions.order.clear();
+            sessions.holders = HashSet::new();
+            sessions.holders_state = Holders::Unknown;
             if switched {
                 tracing::info!(alone, "processes on this database changed");
             }
@@ -80,19 +110,69 @@ impl Peers {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// A user's cached session as (key, JSON) pairs, unexpired at `now`; `None` when not
-    /// cached or not alone.
+    /// A user's cached session as (key, JSON) pairs, unexpired at `now`: empty for a user
+    /// known to hold no rows; `None` when not cached or not alone.
     pub fn cached(&self, openid: &str, now: i64) -> Option<Vec<(String, String)>> {
         if !self.alone() {
             return None;
         }
         let sessions = self.lock();
-        sessions.by_user.get(openid).map(|rows| {
-            rows.iter()
-                .filter(|(_, _, expires)| expires.is_none_or(|at| at > now))
-                .map(|(k, v, _)| (k.clone(), v.clone()))
-                .collect()
-        })
+        if let Some(rows) = sessions.by_user.get(openid) {
+            return Some(
+                rows.iter()
+                    .filter(|(_, _, expires)| expires.is_none_or(|at| at > now))
+                    .map(|(k, v, _)| (k.clone(), v.clone()))
+                    .collect(),
+            );
+        }
+        (sessions.holders_state == Holders::Complete
+            && !sessions.holders.contains(&holder_hash(openid)))
+        .then(Vec::new)
+    }
+
+    /// Whether a beat should load the set of users holding rows: alone, and not loaded in
+    /// this generation. Returns the generation to pass to [`Peers::holders_loaded`].
+    pub fn holders_wanted(&self) -> Option<u64> {
+        if !self.alone() {
+            return None;
+        }
+        let sessions = self.lock();
+        (sessions.holders_state == Holders::Unknown).then(|| self.generation())
+    }
+
+    /// The users holding rows as read at `generation` (`None`: more than
+    /// [`HOLDERS_KNOWN`]). Added to those written meanwhile, unless something switched.
+    pub fn holders_loaded(&self, generation: u64, openids: Option<Vec<String>>) {
+        let mut sessions = self.lock();
+        if self.generation() != generation || !self.alone() {
+            return;
+        }
+        match openids {
+            Some(openids) => {
+                sessions
+                    .holders
+                    .extend(openids.iter().map(|o| holder_hash(o)));
+                sessions.holders_state = Holders::Complete;
+            }
+            None => {
+                sessions.holders = HashSet::new();
+                sessions.holders_state = Holders::TooMany;
+            }
+        }
+    }
+
+    /// A user's session is about to be written: they may hold rows from now on. Called
+    /// before the write starts, so no read can miss rows it committed.
+    pub fn holding(&self, openid: &str) {
+        let mut sessions = self.lock();
+        if sessions.holders_state == Holders::TooMany {
+            return;
+        }
+        sessions.holders.insert(holder_hash(openid));
+        if sessions.holders.len() > HOLDERS_KNOWN {
+            sessions.holders = HashSet::new();
+            sessions.holders_state = Holders::TooMany;
+        }
     }
 
     /// Caches a user's session as read from the database at `generation`, when still alone
@@ -137,6 +217,16 @@ impl Peers {
     fn lock(&self) -> std::sync::MutexGuard<'_, Sessions> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The 64-bit hash a user is known by in the holders set (keys random per process: the set
+/// lives in one process, and a collision only costs a read).
+fn holder_hash(openid: &str) -> u64 {
+    static STATE: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    let mut hasher = STATE.get_or_init(Default::default).build_hasher();
+    openid.hash(&mut hasher);
+    hasher.finish()
 }
 
 impl Sessions {
@@ -237,5 +327,53 @@ mod tests {
                 .is_some()
         );
         assert_eq!(peers.lock().by_user.len(), SESSIONS_CACHED);
+    }
+
+    #[test]
+    fn users_outside_a_complete_holders_set_have_no_session() {
+        let peers = Peers::default();
+        assert_eq!(peers.holders_wanted(), None, "not alone: nothing to load");
+        peers.beat(true, None);
+        assert_eq!(peers.cached("new", 0), None, "not loaded yet: read");
+        let generation = peers.holders_wanted().expect("alone and not loaded");
+        peers.holding("written-meanwhile");
+        peers.holders_loaded(generation, Some(vec!["stored".into()]));
+        assert_eq!(peers.holders_wanted(), None, "loaded");
+        assert_eq!(peers.cached("new", 0), Some(Vec::new()));
+        assert_eq!(peers.cached("stored", 0), None, "holds rows: read");
+        assert_eq!(peers.cached("written-meanwhile", 0), None);
+        peers.holding("new");
+        assert_eq!(peers.cached("new", 0), None, "written since: read");
+
+        // A load from before a switch, or a switch, leaves the set unknown again.
+        let stale = peers.generation();
+        peers.beat(true, Some("bumped".into()));
+        peers.holders_loaded(stale, Some(Vec::new()));
+        assert_eq!(peers.cached("other", 0), None);
+        assert!(peers.holders_wanted().is_some());
+        peers.beat(false, None);
+        assert_eq!(peers.cached("other", 0), None);
+    }
+
+    #[test]
+    fn too_many_holders_are_not_kept() {
+        let peers = Peers::default();
+        peers.beat(true, None);
+        let generation = peers.holders_wanted().expect("alone");
+        peers.holders_loaded(generation, None);
+        assert_eq!(peers.holders_wanted(), None, "not loaded again");
+        assert_eq!(peers.cached("new", 0), None);
+        peers.holding("new");
+        assert!(peers.lock().holders.is_empty());
+
+        let peers = Peers::default();
+        peers.beat(true, None);
+        let generation = peers.holders_wanted().expect("alone");
+        peers.holders_loaded(generation, Some(Vec::new()));
+        for i in 0..=HOLDERS_KNOWN {
+            peers.holding(&i.to_string());
+        }
+        assert_eq!(peers.lock().holders_state, Holders::TooMany);
+        assert_eq!(peers.cached("new", 0), None);
     }
 }

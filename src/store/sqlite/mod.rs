@@ -677,6 +677,15 @@ impl Backend for SqliteBackend {
         Ok(found)
     }
 
+    async fn session_holders(&self, limit: usize) -> Result<Option<Vec<String>>, StoreError> {
+        let openids: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT openid FROM sessions LIMIT ?")
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1))
+                .fetch_all(&self.pool)
+                .await?;
+        Ok((openids.len() <= limit).then_some(openids))
+    }
+
     async fn session_apply(
         &self,
         openid: &str,
