@@ -24,7 +24,7 @@
 //! [`HOLDERS_KNOWN`] users the set is not kept and every miss reads.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -224,9 +224,7 @@ impl Peers {
 fn holder_hash(openid: &str) -> u64 {
     static STATE: std::sync::OnceLock<std::collections::hash_map::RandomState> =
         std::sync::OnceLock::new();
-    let mut hasher = STATE.get_or_init(Default::default).build_hasher();
-    openid.hash(&mut hasher);
-    hasher.finish()
+    STATE.get_or_init(Default::default).hash_one(openid)
 }
 
 impl Sessions {
