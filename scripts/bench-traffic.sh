@@ -7,7 +7,7 @@
 #   serve      `huixin serve` as shipped: default middleware, the shipped rules, a fresh
 #              SQLite file for every round
 #
-#   scripts/bench-traffic.sh       # DURATION=10s CONNECTIONS=32 ROUNDS=3 COUNT=150000 MODES="plain safe"
+#   scripts/bench-traffic.sh       # DURATION=10s CONNECTIONS=32 ROUNDS=3 COUNT=900000 MODES="plain safe"
 #   SERVE_BIN=/path/to/huixin scripts/bench-traffic.sh   # another build of huixin
 #
 # Each round signs (and in safe mode encrypts) COUNT new requests just before it runs (they
@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-32}
 ROUNDS=${ROUNDS:-3}
-COUNT=${COUNT:-150000}
+COUNT=${COUNT:-900000}
 MODES=${MODES:-plain safe}
 TOKEN=benchToken
 AES_KEY=kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR
