@@ -730,7 +730,11 @@ impl Store {
         now: i64,
     ) -> Result<(), StoreError> {
         self.peers.holding(openid);
-        match self.backend.session_apply(openid, changes, now).await {
+        let applied = self.backend.session_apply(openid, changes, now).await;
+        // Again once it ended: a switch meanwhile started a new set, whose load may have read
+        // the table before this write committed.
+        self.peers.holding(openid);
+        match applied {
             Ok(()) => self.peers.written(openid, changes),
             Err(e) => {
                 self.peers.forget(openid);
