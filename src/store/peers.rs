@@ -19,7 +19,7 @@
 //! database to find nothing. So while alone the process also knows *who holds session rows*:
 //! after a switch (or a marker bump) a beat reads the distinct users of table `sessions` (up
 //! to [`HOLDERS_KNOWN`]) into a set of 64-bit hashes, and every write adds its user to that set
-//! before it starts. A user outside a complete set has no rows: the read is skipped. A hash
+//! before it starts and again once it ended. A user outside a complete set has no rows: the read is skipped. A hash
 //! collision, or a user whose rows were all deleted, only costs a read. Beyond
 //! [`HOLDERS_KNOWN`] users the set is not kept and every miss reads.
 
@@ -70,7 +70,7 @@ struct Sessions {
 
 /// Whether the set of users holding session rows is complete.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub enum Holders {
+enum Holders {
     /// Not loaded yet in this generation: a beat loads it.
     #[default]
     Unknown,
@@ -97,8 +97,7 @@ impl Peers {
             self.generation.fetch_add(1, Ordering::AcqRel);
             sessions.by_user.clear();
             sessions.order.clear();
-            sessions.holders = HashSet::new();
-            sessions.holders_state = Holders::Unknown;
+            sessions.reset_holders(Holders::Unknown);
             if switched {
                 tracing::info!(alone, "processes on this database changed");
             }
@@ -154,15 +153,13 @@ impl Peers {
                     .extend(openids.iter().map(|o| holder_hash(o)));
                 sessions.holders_state = Holders::Complete;
             }
-            None => {
-                sessions.holders = HashSet::new();
-                sessions.holders_state = Holders::TooMany;
-            }
+            None => sessions.reset_holders(Holders::TooMany),
         }
     }
 
-    /// A user's session is about to be written: they may hold rows from now on. Called
-    /// before the write starts, so no read can miss rows it committed.
+    /// A user's session is being written: they may hold rows from now on. The store calls
+    /// this before the write starts, so no read can miss rows it committed, and again once it
+    /// ended, for a set a switch started meanwhile.
     pub fn holding(&self, openid: &str) {
         let mut sessions = self.lock();
         if sessions.holders_state == Holders::TooMany {
@@ -170,8 +167,7 @@ impl Peers {
         }
         sessions.holders.insert(holder_hash(openid));
         if sessions.holders.len() > HOLDERS_KNOWN {
-            sessions.holders = HashSet::new();
-            sessions.holders_state = Holders::TooMany;
+            sessions.reset_holders(Holders::TooMany);
         }
     }
 
@@ -228,6 +224,12 @@ fn holder_hash(openid: &str) -> u64 {
 }
 
 impl Sessions {
+    /// Empties the holders set (freeing its memory) and notes why.
+    fn reset_holders(&mut self, state: Holders) {
+        self.holders = HashSet::new();
+        self.holders_state = state;
+    }
+
     fn insert(&mut self, openid: &str, rows: Rows) {
         if self.by_user.insert(openid.to_owned(), rows).is_none() {
             self.order.push_back(openid.to_owned());
