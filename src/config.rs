@@ -203,14 +203,27 @@ impl WechatConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
-    /// `url`: the database. Default `sqlite://huixin.db` (created in the working directory).
+    /// `url`: the database. Default `sqlite://huixin.db` (created in the working directory);
+    /// `postgres://USER:PASSWORD@HOST/DB` for PostgreSQL, which several processes can share.
     pub url: String,
+    /// `pool_size`: PostgreSQL connections per process. Default 10. (A `pool_size` parameter
+    /// in the URL wins.)
+    pub pool_size: Option<u32>,
+    /// `statement_timeout_ms`: PostgreSQL's statement timeout; 0 for none. Default 3000, below
+    /// WeChat's 5 s reply deadline. (A URL parameter of the same name wins.)
+    pub statement_timeout_ms: Option<u64>,
+    /// `sslmode`: TLS to PostgreSQL: `disable`, `prefer` (the default), `require`,
+    /// `verify-ca`, `verify-full`. (An `sslmode` parameter in the URL wins.)
+    pub sslmode: Option<String>,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             url: "sqlite://huixin.db".into(),
+            pool_size: None,
+            statement_timeout_ms: None,
+            sslmode: None,
         }
     }
 }
@@ -664,6 +677,7 @@ const STRING_KEYS: &[(&str, &str)] = &[
     ("wechat", "token_endpoint"),
     ("wechat", "api_base"),
     ("storage", "url"),
+    ("storage", "sslmode"),
     ("push", "template_id"),
     ("push", "title_field"),
     ("push", "summary_field"),

@@ -1,6 +1,8 @@
 //! The store test suite: one set of checks, written against [`Store`] and its [`Backend`]
 //! only, run against every backend. Each backend gets one `store_suite!` line naming how to
-//! make a fresh, empty database; SQLite (a file in a temp dir) is the only one today.
+//! make a fresh, empty database: SQLite (a file in a temp dir) and PostgreSQL (a database of its
+//! own on the server `HUIXIN_TEST_POSTGRES` names; skipped with a message when none is, and
+//! failing instead when `HUIXIN_REQUIRE_POSTGRES` is set).
 //!
 //! Times are explicit Unix seconds throughout (expiry in the past or the future), so nothing
 //! sleeps. The push delivery schedule (`next_at`, `lease_until`, `now_ms`) is in milliseconds,
@@ -17,11 +19,27 @@ use huixin::store::{
 };
 use huixin::support::clock::unix_now;
 
+#[path = "common/pg.rs"]
+mod pg;
+
 /// A fresh SQLite database: the temp dir that holds it (keep it alive) and its URL.
 async fn fresh_sqlite() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
     (dir, url)
+}
+
+/// [`fresh_sqlite`] for the suite, which takes databases that may be missing.
+async fn suite_sqlite() -> Option<(tempfile::TempDir, String)> {
+    Some(fresh_sqlite().await)
+}
+
+/// A fresh PostgreSQL database (dropped with the guard), or `None` when no server is
+/// configured (see `tests/common/pg.rs`).
+async fn fresh_postgres() -> Option<(pg::TestDb, String)> {
+    let db = pg::database("the store suite on PostgreSQL").await?;
+    let url = db.url().to_owned();
+    Some((db, url))
 }
 
 /// Runs every function of [`suite`] as its own test, each on a fresh database made by
@@ -31,10 +49,10 @@ macro_rules! store_suite {
         mod $backend {
             use super::*;
 
-            async fn open() -> (impl Sized, String, Store) {
-                let (guard, url) = $fresh().await;
+            async fn open() -> Option<(impl Sized, String, Store)> {
+                let (guard, url) = $fresh().await?;
                 let store = Store::open(&url).await.expect("a fresh store opens");
-                (guard, url, store)
+                Some((guard, url, store))
             }
 
             store_suite!(@store open;
@@ -84,7 +102,7 @@ macro_rules! store_suite {
         $(
             #[tokio::test(flavor = "multi_thread")]
             async fn $test() {
-                let (_guard, _url, store) = $open().await;
+                let Some((_guard, _url, store)) = $open().await else { return };
                 suite::$test(&store).await;
             }
         )+
@@ -93,14 +111,15 @@ macro_rules! store_suite {
         $(
             #[tokio::test(flavor = "multi_thread")]
             async fn $test() {
-                let (_guard, url, store) = $open().await;
+                let Some((_guard, url, store)) = $open().await else { return };
                 suite::$test(store, &url).await;
             }
         )+
     };
 }
 
-store_suite!(sqlite, fresh_sqlite);
+store_suite!(sqlite, suite_sqlite);
+store_suite!(postgres, fresh_postgres);
 
 /// The checks. Each takes a freshly opened, empty store (and, for the ones that reopen it,
 /// its URL).

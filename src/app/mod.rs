@@ -216,7 +216,7 @@ impl Builder {
         let config = self.config;
         let store = match self.store {
             Some(store) => store,
-            None => Store::open(&config.storage.url).await?,
+            None => Store::open_config(&config.storage).await?,
         };
         let (token, token_source) = server::resolve_token(&config, &store).await?;
         let protocol = config.wechat.protocol(&token)?;

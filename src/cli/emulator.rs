@@ -24,7 +24,7 @@ pub struct EmulatorArgs {
 pub async fn run(config: &Config, args: EmulatorArgs) -> Result<ExitCode, CliError> {
     // The bot's generated callback token, when it has one: the emulator signs with it.
     let bot_token = match config.wechat.token.expose() {
-        "" => match Store::open(&config.storage.url).await {
+        "" => match Store::open_config(&config.storage).await {
             Ok(store) => store.generated_token().await.ok().flatten(),
             Err(_) => None,
         },

@@ -155,7 +155,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
 
 /// A client for WeChat's API sharing the token of the servers on the same database.
 async fn api_client(config: &Config) -> Result<outbound::Client, CliError> {
-    let store = Store::open(&config.storage.url).await?;
+    let store = Store::open_config(&config.storage).await?;
     Ok(outbound::Client::new(&config.wechat, Some(store))?)
 }
 
@@ -169,7 +169,7 @@ async fn existing_token(config: &Config) -> Result<String, CliError> {
     if !configured.is_empty() {
         return Ok(configured.to_owned());
     }
-    let store = Store::open(&config.storage.url).await?;
+    let store = Store::open_config(&config.storage).await?;
     store.generated_token().await?.ok_or_else(|| {
         CliError::Usage(
             "no [wechat] token is configured and none was generated yet: run `huixin serve` once, \

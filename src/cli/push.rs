@@ -152,7 +152,7 @@ fn push_error(e: PushError) -> CliError {
 }
 
 async fn service(config: &Config) -> Result<Pushes, CliError> {
-    let store = Store::open(&config.storage.url).await?;
+    let store = Store::open_config(&config.storage).await?;
     Ok(Pushes::new(config, store))
 }
 

@@ -162,12 +162,15 @@ async fn rules_test(config: &Config, args: RulesTestArgs) -> Result<ExitCode, Cl
     let rules = Rules::open(&rules_config, crate::app::script_modules())?;
     // A throwaway store unless asked otherwise: trying rules must not touch real sessions.
     let scratch = Scratch::new()?;
-    let url = if args.use_store {
-        config.storage.url.clone()
+    let store = if args.use_store {
+        Store::open_config(&config.storage).await?
     } else {
-        format!("sqlite://{}", scratch.0.join("rules-test.db").display())
+        Store::open(&format!(
+            "sqlite://{}",
+            scratch.0.join("rules-test.db").display()
+        ))
+        .await?
     };
-    let store = Store::open(&url).await?;
     // Sends are shown, not made.
     let dry_run = outbound::script::DryRun::default();
     let mut extensions = axum::http::Extensions::new();

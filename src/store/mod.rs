@@ -1,5 +1,5 @@
-//! Persistent state behind one interface, [`Backend`], so another database can follow the
-//! SQLite default ([`sqlite`]). Queries are written at runtime (the crate builds without a
+//! Persistent state behind one interface, [`Backend`]: SQLite by default ([`sqlite`]), or
+//! PostgreSQL ([`postgres`]) for several processes sharing one database. Queries are written at runtime (the crate builds without a
 //! database); migrations are numbered SQL files under `src/store/migrations`, embedded in the
 //! binary and run at start.
 //!
@@ -9,6 +9,7 @@
 //! written directly.
 
 pub mod peers;
+pub mod postgres;
 pub mod push;
 pub mod reads;
 pub mod sqlite;
@@ -35,8 +36,11 @@ const GENERATED_TOKEN: &str = "generated_token";
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// `[storage] url` is not a URL huixin can open.
-    #[error("unsupported [storage] url {0:?}: use sqlite://PATH")]
+    #[error("unsupported [storage] url {0:?}: use sqlite://PATH or postgres://USER@HOST/DB")]
     UnsupportedUrl(String),
+    /// `[storage] url` or a `[storage]` key is malformed.
+    #[error("[storage]: {0}")]
+    BadUrl(String),
     /// The database refused an operation.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -570,8 +574,25 @@ impl Store {
     /// Opens (creating if needed) the database at `url`, runs pending migrations and starts
     /// the batch writer (so it must be called inside a Tokio runtime).
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, &postgres::Settings::default()).await
+    }
+
+    /// [`Store::open`] with the `[storage]` section's settings.
+    pub async fn open_config(config: &crate::config::StorageConfig) -> Result<Self, StoreError> {
+        let settings = postgres::Settings {
+            pool_size: config.pool_size,
+            statement_timeout_ms: config.statement_timeout_ms,
+            sslmode: config.sslmode.clone(),
+        };
+        Self::open_with(&config.url, &settings).await
+    }
+
+    /// [`Store::open`], with PostgreSQL's connection settings.
+    pub async fn open_with(url: &str, settings: &postgres::Settings) -> Result<Self, StoreError> {
         let backend: Arc<dyn Backend> = if url.starts_with("sqlite:") {
             Arc::new(sqlite::SqliteBackend::open(url).await?)
+        } else if postgres::is_postgres_url(url) {
+            Arc::new(postgres::PostgresBackend::open(url, settings).await?)
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
         };
