@@ -95,6 +95,7 @@ macro_rules! store_suite {
                 generated_token_survives_reopen,
                 generated_token_agrees_across_handles,
                 migrations_are_idempotent,
+                rate_buckets_are_shared_between_handles,
             );
         }
     };
@@ -2226,12 +2227,57 @@ mod suite {
         third.ping().await.unwrap();
         assert_eq!(follower(&third, "o_m").await.scene.as_deref(), Some("kept"));
     }
+
+    /// Two handles (two processes) take from one bucket: 3 a minute in all, refilling
+    /// continuously, and an idle bucket is pruned.
+    pub async fn rate_buckets_are_shared_between_handles(store: Store, url: &str) {
+        let other = Store::open(url).await.expect("opens again");
+        let t = 1_700_000_000_000_i64;
+        let take = |s: &Store, at: i64| {
+            let s = s.clone();
+            async move { s.backend().rate_take("push:k1", 3, at).await.unwrap() }
+        };
+        assert_eq!(take(&store, t).await, None);
+        assert_eq!(take(&other, t).await, None);
+        assert_eq!(take(&store, t + 1).await, None);
+        let wait = take(&other, t + 2)
+            .await
+            .expect("the fourth in a minute waits");
+        assert!(
+            (19_000..=20_000).contains(&(wait.as_millis() as i64)),
+            "a token every 20 s: {wait:?}"
+        );
+        // Another key has its own bucket.
+        assert_eq!(
+            other
+                .backend()
+                .rate_take("push:k2", 3, t + 2)
+                .await
+                .unwrap(),
+            None
+        );
+        // 20 s later one token is back, for whichever process comes first.
+        assert_eq!(take(&other, t + 20_001).await, None);
+        assert!(take(&store, t + 20_002).await.is_some());
+        // A clock behind the last take refills nothing, and never more than the bucket holds.
+        assert!(take(&store, t).await.is_some());
+        assert_eq!(take(&store, t + 600_000).await, None);
+        assert_eq!(take(&store, t + 600_000).await, None);
+        assert_eq!(take(&store, t + 600_000).await, None);
+        assert!(take(&store, t + 600_000).await.is_some());
+        // Pruning drops buckets idle for an hour.
+        let later = (t + 600_000) / 1000 + 3_601;
+        store.backend().prune(0, 0, later).await.unwrap();
+        for _ in 0..3 {
+            assert_eq!(take(&other, t + 600_001).await, None, "a fresh bucket");
+        }
+    }
 }
 
 /// Checks that do not depend on a backend being available.
 #[tokio::test]
 async fn unsupported_urls_are_refused() {
-    for url in ["mysql://x", "postgres://localhost/db", "", "sqlite"] {
+    for url in ["mysql://x", "redis://localhost/db", "", "sqlite"] {
         match Store::open(url).await {
             Err(StoreError::UnsupportedUrl(u)) => assert_eq!(u, url),
             other => panic!("{url:?}: expected UnsupportedUrl, got {other:?}"),
@@ -2560,6 +2606,14 @@ mod writer {
             unreachable!()
         }
         async fn meta_set(&self, _: &str, _: &str) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn rate_take(
+            &self,
+            _: &str,
+            _: u32,
+            _: i64,
+        ) -> Result<Option<std::time::Duration>, StoreError> {
             unreachable!()
         }
         async fn session_apply(

@@ -744,7 +744,14 @@ impl Pushes {
         let (to, topic) = self.address(sender, to, topic)?;
         if let Sender::Key(key) = sender
             && let Some(limits) = &self.inner.limits
-            && let Err(wait) = limits.take(&key.hash)
+            && let Some(wait) = self
+                .store()
+                .rate_take(
+                    limits,
+                    &format!("push:{}", key.hash),
+                    self.inner.config.rate_limit_per_minute,
+                )
+                .await?
         {
             return Err(PushError::RateLimited(wait));
         }

@@ -490,6 +490,25 @@ pub trait Backend: push::PushStore + Send + Sync + 'static {
     async fn replay_recent(&self, limit: u32, now: i64) -> Result<Vec<ReplayRecord>, StoreError>;
     /// Sets a value in huixin's settings table.
     async fn meta_set(&self, key: &str, value: &str) -> Result<(), StoreError>;
+    /// Sets a marker in huixin's settings table that other processes read at their beat
+    /// ([`peers`]), and tells them at once where the database can ([`Backend::wakeups`]).
+    async fn announce(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.meta_set(key, value).await
+    }
+    /// Woken whenever another process announced a change, where the database can tell
+    /// (PostgreSQL's LISTEN/NOTIFY); `None` where the beat's reading every second is all.
+    fn wakeups(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
+    /// Takes a token from the bucket `key` shared by every process on the database: buckets
+    /// of `per_minute` tokens refilling continuously, as [`crate::support::buckets`] keeps
+    /// them in memory. `None` when taken; else how long until a token is there.
+    async fn rate_take(
+        &self,
+        key: &str,
+        per_minute: u32,
+        now_ms: i64,
+    ) -> Result<Option<std::time::Duration>, StoreError>;
     /// Applies changes to a user's session in one transaction.
     async fn session_apply(
         &self,
@@ -562,6 +581,8 @@ pub struct Store {
     serving: Arc<std::sync::atomic::AtomicBool>,
     /// This process's row in the processes table, once joined.
     owner: Arc<std::sync::OnceLock<String>>,
+    /// The last [`peers::BLOCKLIST_CHANGED`] marker a beat read (`Some(None)`: none set yet).
+    blocklist: Arc<tokio::sync::watch::Sender<Option<Option<String>>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -605,6 +626,7 @@ impl Store {
             peers: Arc::default(),
             serving: Arc::default(),
             owner: Arc::default(),
+            blocklist: Arc::new(tokio::sync::watch::Sender::new(None)),
         })
     }
 
@@ -642,11 +664,21 @@ impl Store {
         }
         let _ = self.owner.set(owner.clone());
         let store = self.clone();
+        let wakeups = self.backend.wakeups();
         async move {
             let mut tick = tokio::time::interval(peers::BEAT_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
+                // Every second, and at once when another process announces a change.
+                match &wakeups {
+                    Some(wake) => tokio::select! {
+                        _ = tick.tick() => {}
+                        () = wake.notified() => {}
+                    },
+                    None => {
+                        tick.tick().await;
+                    }
+                }
                 if let Err(e) = store.beat(&owner, started, stale).await {
                     tracing::warn!(error = %e, "beating in the processes table failed");
                 }
@@ -677,12 +709,18 @@ impl Store {
                 .peers_beat(owner, started, unix_millis(), stale)
                 .await?;
             let marker = self.backend.meta_get(peers::SESSIONS_CHANGED).await?;
-            Ok::<_, StoreError>((others, marker))
+            let blocklist = self.backend.meta_get(peers::BLOCKLIST_CHANGED).await?;
+            Ok::<_, StoreError>((others, marker, blocklist))
         }
         .await;
         match result {
-            Ok((others, marker)) => {
+            Ok((others, marker, blocklist)) => {
                 self.peers.beat(others.is_empty(), marker);
+                self.blocklist.send_if_modified(|seen| {
+                    let changed = seen.as_ref() != Some(&blocklist);
+                    *seen = Some(blocklist);
+                    changed
+                });
                 if let Some(generation) = self.peers.holders_wanted() {
                     match self.backend.session_holders(peers::HOLDERS_KNOWN).await {
                         Ok(openids) => self.peers.holders_loaded(generation, openids),
@@ -764,12 +802,48 @@ impl Store {
         }
         if !self.serving.load(std::sync::atomic::Ordering::Acquire) {
             // Serving processes cache sessions: tell them this one changed under them.
-            let marker = format!("{}-{:08x}", unix_millis(), rand::random::<u32>());
-            self.backend
-                .meta_set(peers::SESSIONS_CHANGED, &marker)
-                .await?;
+            self.announce(peers::SESSIONS_CHANGED).await?;
         }
         Ok(())
+    }
+
+    /// Bumps the marker `key` that every process reads at its beat ([`peers`]).
+    async fn announce(&self, key: &str) -> Result<(), StoreError> {
+        let marker = format!("{}-{:08x}", unix_millis(), rand::random::<u32>());
+        self.backend.announce(key, &marker).await
+    }
+
+    /// Adds a user to the runtime blocklist, and tells every process on the database.
+    pub async fn block_user(&self, openid: &str, reason: &str, at: i64) -> Result<(), StoreError> {
+        self.backend.block_user(openid, reason, at).await?;
+        self.announce(peers::BLOCKLIST_CHANGED).await
+    }
+
+    /// Removes a user from the runtime blocklist, and tells every process on the database.
+    pub async fn unblock_user(&self, openid: &str) -> Result<(), StoreError> {
+        self.backend.unblock_user(openid).await?;
+        self.announce(peers::BLOCKLIST_CHANGED).await
+    }
+
+    /// Changes to the runtime blocklist made by any process (this one included), as its beat
+    /// learns of them: the value changes with each.
+    pub fn blocklist_changes(&self) -> tokio::sync::watch::Receiver<Option<Option<String>>> {
+        self.blocklist.subscribe()
+    }
+
+    /// Takes a token from `key`'s bucket of `per_minute` (see [`crate::support::buckets`]):
+    /// from `local` while this process is alone on the database, else from the bucket all
+    /// processes share in it. `None` when taken; else how long until a token is there.
+    pub async fn rate_take(
+        &self,
+        local: &crate::support::buckets::Buckets,
+        key: &str,
+        per_minute: u32,
+    ) -> Result<Option<std::time::Duration>, StoreError> {
+        if self.alone() {
+            return Ok(local.take(key).err());
+        }
+        self.backend.rate_take(key, per_minute, unix_millis()).await
     }
 
     /// Queues a write for the next batch. Never waits; see [`writer`] for what happens when the
@@ -839,6 +913,14 @@ impl Store {
         // Dedup records only matter while WeChat may still retry (15 s); keep an hour.
         self.backend.prune(log_before, now - 3_600, now).await
     }
+}
+
+/// How long until a shared bucket of `cap` tokens, holding `tokens` when taken from
+/// `elapsed_ms` ago, has a token again ([`Backend::rate_take`]).
+fn buckets_wait(cap: f64, tokens: f64, elapsed_ms: i64) -> std::time::Duration {
+    let per_ms = cap / 60_000.0;
+    let now = (tokens + elapsed_ms.max(0) as f64 * per_ms).min(cap);
+    std::time::Duration::from_millis(((1.0 - now).max(0.0) / per_ms).ceil() as u64)
 }
 
 /// A fresh 32-character alphanumeric token (the longest WeChat accepts).

@@ -43,6 +43,9 @@ pub const SESSIONS_CACHED: usize = 50_000;
 pub const HOLDERS_KNOWN: usize = 500_000;
 /// The meta key another tool bumps when it writes sessions.
 pub const SESSIONS_CHANGED: &str = "sessions_changed";
+/// The meta key bumped whenever the runtime blocklist changes, so that every process rereads
+/// it at its next beat (at once on PostgreSQL, which announces the bump).
+pub const BLOCKLIST_CHANGED: &str = "blocklist_changed";
 
 /// A user's unexpired session rows: (key, JSON value, expires_at).
 type Rows = Vec<(String, String, Option<i64>)>;

@@ -96,7 +96,7 @@ fn block(openid: &str, reason: &str) -> Result<(), Box<EvalAltResult>> {
     context::with(|ctx| {
         let store = store(ctx)?;
         ctx.runtime()?
-            .block_on(store.backend().block_user(openid, reason, unix_now()))
+            .block_on(store.block_user(openid, reason, unix_now()))
             .map_err(|e| runtime_error(format!("blocklist unavailable: {e}")))?;
         if let Some(list) = &ctx.services.blocklist {
             list.add(openid);
@@ -110,7 +110,7 @@ fn unblock(openid: &str) -> Result<(), Box<EvalAltResult>> {
     context::with(|ctx| {
         let store = store(ctx)?;
         ctx.runtime()?
-            .block_on(store.backend().unblock_user(openid))
+            .block_on(store.unblock_user(openid))
             .map_err(|e| runtime_error(format!("blocklist unavailable: {e}")))?;
         if let Some(list) = &ctx.services.blocklist {
             list.remove(openid);

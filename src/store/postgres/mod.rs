@@ -13,8 +13,10 @@
 //! parameters, which win: `pool_size` and `statement_timeout_ms`.
 
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
@@ -34,6 +36,8 @@ static MIGRATOR: Migrator = sqlx::migrate!("src/store/postgres/migrations");
 pub const DEFAULT_POOL_SIZE: u32 = 10;
 /// The statement timeout, unless configured (milliseconds).
 pub const DEFAULT_STATEMENT_TIMEOUT_MS: u64 = 3_000;
+/// The LISTEN/NOTIFY channel on which processes announce changes to each other.
+const CHANNEL: &str = "huixin_changes";
 /// How long the health probe waits for an answer.
 const PROBE_WAIT: Duration = Duration::from_secs(1);
 
@@ -52,6 +56,9 @@ pub struct Settings {
 #[derive(Debug, Clone)]
 pub struct PostgresBackend {
     pool: PgPool,
+    /// Woken by other processes' announcements, once a serving process asked
+    /// ([`Backend::wakeups`]).
+    wakeups: Arc<OnceLock<Arc<Notify>>>,
     /// Why the last write failed, when for a reason the health check reports; cleared by the
     /// next write that succeeds.
     last_failure: Arc<Mutex<Option<Unhealthy>>>,
@@ -122,6 +129,7 @@ impl PostgresBackend {
         MIGRATOR.run(&pool).await?;
         Ok(Self {
             pool,
+            wakeups: Arc::default(),
             last_failure: Arc::default(),
         })
     }
@@ -148,6 +156,35 @@ impl PostgresBackend {
         };
         *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = failure;
         result
+    }
+}
+
+/// Listens on [`CHANNEL`] on a connection of its own and wakes `wake` with every
+/// announcement, and whenever the connection was lost (announcements may have been missed
+/// meanwhile; the beat reads the markers anyway). Runs as long as the runtime does.
+async fn listen(pool: PgPool, wake: Arc<Notify>) {
+    loop {
+        match listen_once(&pool, &wake).await {
+            Err(sqlx::Error::PoolClosed) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "listening for other processes failed; retrying");
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn listen_once(
+    pool: &PgPool,
+    wake: &Notify,
+) -> Result<std::convert::Infallible, sqlx::Error> {
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+    listener.listen(CHANNEL).await?;
+    loop {
+        if listener.try_recv().await?.is_none() {
+            tracing::debug!("the connection listening for other processes was lost");
+        }
+        wake.notify_one();
     }
 }
 
@@ -296,6 +333,44 @@ impl Backend for PostgresBackend {
         .await?)
     }
 
+    async fn rate_take(
+        &self,
+        key: &str,
+        per_minute: u32,
+        now_ms: i64,
+    ) -> Result<Option<Duration>, StoreError> {
+        let cap = f64::from(per_minute.max(1));
+        self.tracked(async {
+            // One statement takes the token when the refilled bucket has one, on the row's
+            // latest version: processes taking at once never both take the last token.
+            let taken: Option<f64> = sqlx::query_scalar(
+                "INSERT INTO rate_limits AS rate_limits (key, tokens, at_ms) VALUES ($1, $2 - 1, $3) \
+                 ON CONFLICT (key) DO UPDATE SET \
+                   tokens = LEAST($2, rate_limits.tokens \
+                                + GREATEST(0, $3 - rate_limits.at_ms) * $2 / 60000.0) - 1, \
+                   at_ms = GREATEST(rate_limits.at_ms, $3) \
+                 WHERE LEAST($2, rate_limits.tokens \
+                           + GREATEST(0, $3 - rate_limits.at_ms) * $2 / 60000.0) >= 1 \
+                 RETURNING tokens",
+            )
+            .bind(key)
+            .bind(cap)
+            .bind(now_ms)
+            .fetch_optional(&self.pool)
+            .await?;
+            if taken.is_some() {
+                return Ok(None);
+            }
+            let (tokens, at_ms): (f64, i64) =
+                sqlx::query_as("SELECT tokens, at_ms FROM rate_limits WHERE key = $1")
+                    .bind(key)
+                    .fetch_one(&self.pool)
+                    .await?;
+            Ok(Some(super::buckets_wait(cap, tokens, now_ms - at_ms)))
+        })
+        .await
+    }
+
     async fn meta_set(&self, key: &str, value: &str) -> Result<(), StoreError> {
         self.tracked(async {
             sqlx::query(
@@ -311,6 +386,40 @@ impl Backend for PostgresBackend {
             Ok(())
         })
         .await
+    }
+
+    async fn announce(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.tracked(async {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO huixin_meta (key, value, updated_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, \
+                   updated_at = EXCLUDED.updated_at",
+            )
+            .bind(key)
+            .bind(value)
+            .bind(unix_now())
+            .execute(&mut *tx)
+            .await?;
+            // Delivered to the listeners when the transaction commits, with the marker.
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    fn wakeups(&self) -> Option<Arc<Notify>> {
+        let wake = self.wakeups.get_or_init(|| {
+            let wake = Arc::new(Notify::new());
+            tokio::spawn(listen(self.pool.clone(), Arc::clone(&wake)));
+            wake
+        });
+        Some(Arc::clone(wake))
     }
 
     async fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -769,6 +878,11 @@ impl Backend for PostgresBackend {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+            // A bucket idle for an hour is full again: its row says nothing.
+            sqlx::query("DELETE FROM rate_limits WHERE at_ms < $1")
+                .bind(now.saturating_sub(3_600).saturating_mul(1_000))
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
             Ok(Pruned {
                 log,

@@ -538,6 +538,44 @@ impl Backend for SqliteBackend {
         .await?)
     }
 
+    async fn rate_take(
+        &self,
+        key: &str,
+        per_minute: u32,
+        now_ms: i64,
+    ) -> Result<Option<Duration>, StoreError> {
+        let cap = f64::from(per_minute.max(1));
+        self.tracked(async {
+            // One statement takes the token when the refilled bucket has one, under the write
+            // lock: processes taking at once never both take the last token.
+            let taken: Option<f64> = sqlx::query_scalar(
+                "INSERT INTO rate_limits (key, tokens, at_ms) VALUES (?1, ?2 - 1, ?3) \
+                 ON CONFLICT (key) DO UPDATE SET \
+                   tokens = MIN(?2, rate_limits.tokens \
+                                + MAX(0, ?3 - rate_limits.at_ms) * ?2 / 60000.0) - 1, \
+                   at_ms = MAX(rate_limits.at_ms, ?3) \
+                 WHERE MIN(?2, rate_limits.tokens \
+                           + MAX(0, ?3 - rate_limits.at_ms) * ?2 / 60000.0) >= 1 \
+                 RETURNING tokens",
+            )
+            .bind(key)
+            .bind(cap)
+            .bind(now_ms)
+            .fetch_optional(&self.writer)
+            .await?;
+            if taken.is_some() {
+                return Ok(None);
+            }
+            let (tokens, at_ms): (f64, i64) =
+                sqlx::query_as("SELECT tokens, at_ms FROM rate_limits WHERE key = ?1")
+                    .bind(key)
+                    .fetch_one(&self.writer)
+                    .await?;
+            Ok(Some(super::buckets_wait(cap, tokens, now_ms - at_ms)))
+        })
+        .await
+    }
+
     async fn meta_set(&self, key: &str, value: &str) -> Result<(), StoreError> {
         self.tracked(async {
             sqlx::query(
@@ -988,6 +1026,11 @@ impl Backend for SqliteBackend {
                 .execute(&self.writer)
                 .await?
                 .rows_affected();
+            // A bucket idle for an hour is full again: its row says nothing.
+            sqlx::query("DELETE FROM rate_limits WHERE at_ms < ?1")
+                .bind(now.saturating_sub(3_600).saturating_mul(1_000))
+                .execute(&self.writer)
+                .await?;
             Ok(Pruned {
                 log,
                 dedup,
