@@ -4,6 +4,8 @@
 //! [`TestDb`] is. Without the variable the PostgreSQL tests print that they were skipped, and
 //! pass; with `HUIXIN_REQUIRE_POSTGRES` set (CI sets it) they fail instead.
 
+#![allow(dead_code)]
+
 use sqlx::Connection;
 
 /// Where the server is.
