@@ -705,6 +705,31 @@ mod suite {
             ],
             "upserted, not duplicated"
         );
+        // Looked up by key, several at once; unknown keys are left out.
+        let mut found = b
+            .dedup_get_many(&["k3".into(), "k1".into(), "nope".into(), "k3".into()])
+            .await
+            .unwrap();
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        found.dedup_by(|a, b| a.key == b.key);
+        assert_eq!(
+            found,
+            vec![
+                dedup(
+                    "k1",
+                    "proc-c",
+                    "answered",
+                    Some("{\"type\":\"success\"}"),
+                    1_020
+                ),
+                dedup("k3", "proc-b", "late", None, 900),
+            ]
+        );
+        assert_eq!(
+            store.dedup_record("k2").await.unwrap().map(|r| r.owner),
+            Some("proc-b".to_owned())
+        );
+        assert_eq!(store.dedup_record("k9").await.unwrap(), None);
 
         let changes = |since: i64, owner: &'static str| async move {
             let mut v = b.dedup_changes(since, owner).await.unwrap();
@@ -2638,6 +2663,9 @@ mod writer {
             Ok(())
         }
         async fn dedup_changes(&self, _: i64, _: &str) -> Result<Vec<DedupRecord>, StoreError> {
+            unreachable!()
+        }
+        async fn dedup_get_many(&self, _: &[String]) -> Result<Vec<DedupRecord>, StoreError> {
             unreachable!()
         }
         async fn recent_log(&self, _: u32) -> Result<Vec<LogEntry>, StoreError> {

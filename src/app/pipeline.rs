@@ -57,7 +57,6 @@ pub async fn layers(
                     Some(store.clone()),
                     log_retries,
                 );
-                dedup.spawn_sync(tasks);
                 router.layer(dedup)
             }
             "deadline" => router.layer(Deadline::new(deadline, Arc::clone(&late))),

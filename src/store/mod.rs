@@ -519,6 +519,9 @@ pub trait Backend: push::PushStore + Send + Sync + 'static {
 
     /// Writes a batch of deferred writes in one transaction.
     async fn write_batch(&self, batch: &[Deferred]) -> Result<(), StoreError>;
+    /// The dedup records of any of `keys`, in one read (records in a state this version does
+    /// not know are left out).
+    async fn dedup_get_many(&self, keys: &[String]) -> Result<Vec<DedupRecord>, StoreError>;
     /// Dedup records changed at or after `since` by other processes than `owner` (records
     /// in a state this version does not know are left out).
     async fn dedup_changes(&self, since: i64, owner: &str) -> Result<Vec<DedupRecord>, StoreError>;
@@ -747,6 +750,12 @@ impl Store {
     /// The backend, for reads and direct writes.
     pub fn backend(&self) -> &dyn Backend {
         self.backend.as_ref()
+    }
+
+    /// The dedup record of message `key`, whichever process wrote it, read together with the
+    /// other lookups waiting ([`reads`]).
+    pub async fn dedup_record(&self, key: &str) -> Result<Option<DedupRecord>, StoreError> {
+        self.reads.dedup.get(key.to_owned()).await
     }
 
     /// The replay guard's unexpired record of (timestamp, nonce), read together with the

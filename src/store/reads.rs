@@ -1,5 +1,6 @@
 //! Batched reads for the callback's hot path: the replay guard's lookup of a new (timestamp,
-//! nonce) and a user's session before the rules read it. Each message needs one small indexed
+//! nonce), a user's session before the rules read it, and (with other processes on the
+//! database) a message's dedup record. Each message needs one small indexed
 //! read, and what costs is not the read but reaching the database's connection (for SQLite, a
 //! hop to the thread that owns it and back). So concurrent lookups of one kind share one query:
 //! a task takes every lookup queued while the previous query ran and answers them all from
@@ -17,7 +18,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Backend, ReplayRecord, StoreError};
+use super::{Backend, DedupRecord, ReplayRecord, StoreError};
 
 /// A user's session rows as read: (key, JSON value, expiry).
 pub type Rows = Vec<(String, String, Option<i64>)>;
@@ -104,6 +105,8 @@ pub struct Reads {
     pub replay: Batched<(String, String), Option<ReplayRecord>>,
     /// A user's session: its unexpired (key, JSON value, expiry) rows.
     pub session: Batched<String, Rows>,
+    /// The dedup record of a message key, when processes share the database.
+    pub dedup: Batched<String, Option<DedupRecord>>,
 }
 
 impl Reads {
@@ -135,6 +138,21 @@ impl Reads {
                 Ok(sessions)
             })
         }));
-        Self { replay, session }
+        let on = Arc::clone(backend);
+        let dedup = Batched::spawn(Box::new(move |keys: Vec<String>| {
+            let backend = Arc::clone(&on);
+            Box::pin(async move {
+                let records = backend.dedup_get_many(&keys).await?;
+                Ok(records
+                    .into_iter()
+                    .map(|r| (r.key.clone(), Some(r)))
+                    .collect())
+            })
+        }));
+        Self {
+            replay,
+            session,
+            dedup,
+        }
     }
 }

@@ -20,10 +20,12 @@
 //! instead: one message answered once (WeChat reads one answer per message), without the
 //! customer-service API's quota or window.
 //!
-//! Several processes on one database: records are written to the store in batches and every
-//! process reads the others' every second, far inside WeChat's 5 s between tries, so a retry
-//! reaching another process is recognised too (and waits for, or replays, the owner's reply).
-//! A process alone on its database ([`crate::store::peers`]) has nobody's records to read.
+//! Several processes on one database: records are written to the store in batches (within
+//! 100 ms), and a process that is not alone looks up every message it does not know in the
+//! store (one batched read for the messages arriving together) before claiming it. WeChat
+//! retries 5 s apart, so a retry reaching another process is recognised, and waits for (reading
+//! the owner's record again every 100 ms) or replays the owner's reply. A process alone on its
+//! database ([`crate::store::peers`]) has nobody's records to read.
 //!
 //! Memory is bounded: a key is kept for `[bot] dedup_window_secs`, and at most
 //! [`MAX_KEYS`] keys at once (the oldest answered ones go first; a retry of a key dropped that
@@ -33,7 +35,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
@@ -43,16 +45,11 @@ use tracing::Instrument;
 
 use super::deadline::LateSink;
 use crate::bot::late::LateReplies;
-use crate::bot::tasks::Tasks;
 use crate::bot::{BotError, BoxFuture, Context, Middleware, Next, Outcome, Trail, panic_message};
 use crate::store::{DedupRecord, DedupState, Deferred, Store};
 use crate::support::clock::unix_now;
 use crate::wechat::{Message, Reply};
 
-/// How often other processes' records are read.
-const SYNC_EVERY: Duration = Duration::from_secs(1);
-/// How far back each read of other processes' records reaches beyond the previous one.
-const SYNC_OVERLAP_SECS: i64 = 10;
 /// How often a retry waiting on another process looks again.
 const FOREIGN_POLL: Duration = Duration::from_millis(100);
 
@@ -280,17 +277,6 @@ impl Dedup {
             }),
         }
     }
-
-    /// Starts reading other processes' records, as one of `tasks`' background loops; stops
-    /// when they stop or the layer is dropped.
-    pub fn spawn_sync(&self, tasks: &Tasks) {
-        if self.inner.store.is_none() {
-            return;
-        }
-        let weak = Arc::downgrade(&self.inner);
-        let window = self.inner.window;
-        tasks.spawn_loop("dedup sync", sync(weak, window));
-    }
 }
 
 impl Inner {
@@ -469,6 +455,28 @@ impl Inner {
                 return Answer::success();
             }
             tokio::time::sleep(FOREIGN_POLL).await;
+            self.look_up(key, true).await;
+        }
+    }
+
+    /// Takes in another process's record of `key` from the store, when processes share it and
+    /// this one does not know the key (or, with `again`, knows it as another's). A failed read
+    /// is logged and the message handled as new: a retry may then run the rules again, which
+    /// beats leaving WeChat without an answer.
+    async fn look_up(&self, key: &str, again: bool) {
+        let Some(store) = &self.store else { return };
+        if store.alone() {
+            return;
+        }
+        match self.table().get(key).map(|e| &e.state) {
+            None => {}
+            Some(State::Foreign { .. }) if again => {}
+            Some(_) => return,
+        }
+        match store.dedup_record(key).await {
+            Ok(Some(record)) if record.owner != self.owner => self.merge(vec![record]),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reading the dedup record failed"),
         }
     }
 
@@ -502,41 +510,12 @@ impl Inner {
     }
 }
 
-async fn sync(weak: Weak<Inner>, window: Duration) {
-    let mut since = unix_now() - window.as_secs() as i64;
-    let mut tick = tokio::time::interval(SYNC_EVERY);
-    loop {
-        tick.tick().await;
-        let Some(inner) = weak.upgrade() else { break };
-        let Some(store) = inner.store.clone() else {
-            break;
-        };
-        let now = unix_now();
-        if store.alone() {
-            // Nobody else writes records. When someone joins, read back over the whole window.
-            since = since.max(now - window.as_secs() as i64);
-            continue;
-        }
-        // Read well back: a record is stamped when queued, and on a busy database its batch
-        // can commit seconds later (a 3 s busy wait, a pause, a second try). Records already
-        // seen merge again unchanged.
-        match store
-            .backend()
-            .dedup_changes(since - SYNC_OVERLAP_SECS, &inner.owner)
-            .await
-        {
-            Ok(records) => inner.merge(records),
-            Err(e) => tracing::warn!(error = %e, "reading other processes' dedup records failed"),
-        }
-        since = now;
-    }
-}
-
 impl Middleware for Dedup {
     fn call(&self, mut ctx: Context, next: Next) -> BoxFuture<Result<Reply, BotError>> {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
             let key = key_of(&ctx.message);
+            inner.look_up(&key, false).await;
             match inner.claim(&key) {
                 Claim::Run => {
                     inner.persist(&key, DedupState::Running, None);

@@ -687,6 +687,17 @@ impl Backend for PostgresBackend {
         .await
     }
 
+    async fn dedup_get_many(&self, keys: &[String]) -> Result<Vec<DedupRecord>, StoreError> {
+        let rows = sqlx::query_as::<_, DedupRow>(
+            "SELECT key, owner, state, reply, reply_time, updated_at FROM dedup \
+             WHERE key = ANY($1)",
+        )
+        .bind(keys)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().filter_map(DedupRow::into_record).collect())
+    }
+
     async fn dedup_changes(&self, since: i64, owner: &str) -> Result<Vec<DedupRecord>, StoreError> {
         let rows = sqlx::query_as::<_, DedupRow>(
             "SELECT key, owner, state, reply, reply_time, updated_at FROM dedup \

@@ -842,6 +842,26 @@ impl Backend for SqliteBackend {
         .await
     }
 
+    async fn dedup_get_many(&self, keys: &[String]) -> Result<Vec<DedupRecord>, StoreError> {
+        let mut found = Vec::new();
+        for keys in keys.chunks(256) {
+            let mut select = QueryBuilder::<Sqlite>::new(
+                "SELECT key, owner, state, reply, reply_time, updated_at FROM dedup WHERE key IN (",
+            );
+            let mut values = select.separated(", ");
+            for key in padded_keys(keys) {
+                values.push_bind(key);
+            }
+            select.push(")");
+            let rows = select
+                .build_query_as::<DedupRow>()
+                .fetch_all(&self.pool)
+                .await?;
+            found.extend(rows.into_iter().filter_map(DedupRow::into_record));
+        }
+        Ok(found)
+    }
+
     async fn dedup_changes(&self, since: i64, owner: &str) -> Result<Vec<DedupRecord>, StoreError> {
         let rows = sqlx::query_as::<_, DedupRow>(
             "SELECT key, owner, state, reply, reply_time, updated_at FROM dedup \
