@@ -507,6 +507,15 @@ impl App {
                 "outbound: off ([wechat] app_id and app_secret are not set); late replies are logged"
             ),
         }
+        println!(
+            "store: {}{}",
+            crate::store::shown_url(&config.storage.url),
+            if self.store.alone() {
+                ""
+            } else {
+                " (shared with other processes)"
+            }
+        );
         if let Some(rules) = &self.rules {
             let current = rules.current();
             match &current.source {

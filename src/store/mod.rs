@@ -618,7 +618,7 @@ impl Store {
         } else if postgres::is_postgres_url(url) {
             Arc::new(postgres::PostgresBackend::open(url, settings).await?)
         } else {
-            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+            return Err(StoreError::UnsupportedUrl(shown_url(url)));
         };
         let writer = writer::Writer::spawn(Arc::clone(&backend));
         let reads = reads::Reads::spawn(&backend);
@@ -932,6 +932,17 @@ fn buckets_wait(cap: f64, tokens: f64, elapsed_ms: i64) -> std::time::Duration {
     std::time::Duration::from_millis(((1.0 - now).max(0.0) / per_ms).ceil() as u64)
 }
 
+/// `url` as it may be shown or logged: without its password.
+pub fn shown_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// A fresh 32-character alphanumeric token (the longest WeChat accepts).
 pub fn generate_token() -> String {
     use rand::RngExt;
@@ -941,4 +952,29 @@ pub fn generate_token() -> String {
         .take(32)
         .map(char::from)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shown_url_has_no_password() {
+        assert_eq!(
+            shown_url("postgres://huixin:s3cret@db.internal:5432/huixin?sslmode=require"),
+            "postgres://huixin:***@db.internal:5432/huixin?sslmode=require"
+        );
+        assert_eq!(shown_url("postgres://db/huixin"), "postgres://db/huixin");
+        assert_eq!(shown_url("sqlite://huixin.db"), "sqlite://huixin.db");
+    }
+
+    #[tokio::test]
+    async fn an_unsupported_url_is_named_without_its_password() {
+        let e = Store::open("mysql://root:hunter2@db/app")
+            .await
+            .expect_err("mysql is not supported")
+            .to_string();
+        assert!(e.contains("mysql://root:***@db/app"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+    }
 }
