@@ -2903,3 +2903,54 @@ async fn upgrading_drops_clear_push_keys_and_keeps_them_working() {
     };
     assert!(!columns.iter().any(|c| c == "key"), "{columns:?}");
 }
+
+/// PostgreSQL's connection settings reach the connections: the statement timeout (from the
+/// URL, over the key) cancels a statement that runs too long, the pool has the size asked.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_settings_reach_the_connections() {
+    use huixin::store::postgres::{PostgresBackend, Settings};
+    let Some(db) = pg::database("postgres_settings_reach_the_connections").await else {
+        return;
+    };
+    let keys = Settings {
+        pool_size: Some(2),
+        statement_timeout_ms: Some(60_000),
+        sslmode: Some("disable".into()),
+    };
+    let url = format!("{}?statement_timeout_ms=300&pool_size=3", db.url());
+    let backend = PostgresBackend::open(&url, &keys).await.expect("opens");
+    assert_eq!(backend.pool().options().get_max_connections(), 3);
+    let shown: String = sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(backend.pool())
+        .await
+        .unwrap();
+    assert_eq!(shown, "300ms");
+    let slow = sqlx::query("SELECT pg_sleep(2)")
+        .execute(backend.pool())
+        .await
+        .expect_err("cancelled by the statement timeout");
+    assert_eq!(
+        slow.as_database_error().and_then(|e| e.code()).as_deref(),
+        Some("57014"),
+        "{slow}"
+    );
+    // A bad setting is named.
+    for bad in ["?pool_size=0", "?statement_timeout_ms=soon"] {
+        let e = PostgresBackend::open(&format!("{}{bad}", db.url()), &Settings::default())
+            .await
+            .expect_err(bad)
+            .to_string();
+        assert!(e.contains("[storage]"), "{e}");
+    }
+    let e = PostgresBackend::open(
+        db.url(),
+        &Settings {
+            sslmode: Some("sometimes".into()),
+            ..Settings::default()
+        },
+    )
+    .await
+    .expect_err("a bad sslmode")
+    .to_string();
+    assert!(e.contains("sslmode"), "{e}");
+}
