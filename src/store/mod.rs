@@ -38,6 +38,14 @@ pub enum StoreError {
     /// `[storage] url` is not a URL huixin can open.
     #[error("unsupported [storage] url {0:?}: use sqlite://PATH or postgres://USER@HOST/DB")]
     UnsupportedUrl(String),
+    /// The database server cannot be reached, or refused the connection.
+    #[error("cannot connect to {url}: {reason}")]
+    Connect {
+        /// The URL, without its password.
+        url: String,
+        /// Why.
+        reason: String,
+    },
     /// `[storage] url` or a `[storage]` key is malformed.
     #[error("[storage]: {0}")]
     BadUrl(String),
@@ -975,6 +983,20 @@ mod tests {
             .expect_err("mysql is not supported")
             .to_string();
         assert!(e.contains("mysql://root:***@db/app"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_postgres_says_why_without_its_password() {
+        let e = Store::open("postgres://huixin:hunter2@127.0.0.1:1/huixin")
+            .await
+            .expect_err("nothing listens on port 1")
+            .to_string();
+        assert!(
+            e.starts_with("cannot connect to postgres://huixin:***@127.0.0.1:1/huixin: "),
+            "{e}"
+        );
+        assert!(e.contains("refused"), "{e}");
         assert!(!e.contains("hunter2"), "{e}");
     }
 }

@@ -121,6 +121,19 @@ impl PostgresBackend {
             .statement_timeout_ms
             .unwrap_or(DEFAULT_STATEMENT_TIMEOUT_MS);
         options = options.options([("statement_timeout", format!("{timeout}ms"))]);
+        // One connection first: the pool would only say it timed out, where this says why
+        // (refused, unknown host, authentication, no such database).
+        match <sqlx::PgConnection as sqlx::Connection>::connect_with(&options).await {
+            Ok(conn) => {
+                let _ = sqlx::Connection::close(conn).await;
+            }
+            Err(e) => {
+                return Err(StoreError::Connect {
+                    url: super::shown_url(&url),
+                    reason: e.to_string(),
+                });
+            }
+        }
         let pool = PgPoolOptions::new()
             .max_connections(settings.pool_size.unwrap_or(DEFAULT_POOL_SIZE))
             .acquire_timeout(Duration::from_secs(3))
