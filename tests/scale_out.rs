@@ -461,6 +461,19 @@ fn a_session_written_on_one_process_is_read_on_the_next_message_by_another() {
         return;
     };
     c.start_all();
+    // Each process reports the shared database healthy.
+    for i in 0..3 {
+        let status = c.runtime.block_on(async {
+            c.http
+                .get(format!("{}/healthz", c.base(i)))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        });
+        assert_eq!(status, 200, "process {i}");
+    }
     const ASKED: &str = "Please send your feedback";
     const THANKED: &str = "Thank you! Your feedback is recorded.";
     for round in 0..6 {
