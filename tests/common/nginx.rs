@@ -133,7 +133,8 @@ pub fn balancer(test: &str, upstreams: &[String]) -> Option<Nginx> {
 
 /// Starts nginx with `http` (the inside of `http {}`; `{PORT}` is replaced by the port it is
 /// to listen on) in a fresh prefix, and returns once it answers `GET /.nginx-up` on that port
-/// (with any status). `None` when there is no nginx.
+/// (with any status). `None` when there is no nginx. nginx dies with the thread that started
+/// it (so it never outlives a killed test): call this from the test's own thread.
 pub fn start(test: &str, http: &str) -> Option<Nginx> {
     let bin = binary(test)?;
     let mut last_error = String::new();
@@ -155,7 +156,7 @@ pub fn start(test: &str, http: &str) -> Option<Nginx> {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         // SAFETY: prctl is async-signal-safe and touches only the child being spawned. Should
-        // the test process die without dropping the handle, the kernel kills nginx with it.
+        // the test die without dropping the handle, the kernel kills nginx with its thread.
         unsafe {
             cmd.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
