@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod emu;
+pub mod nginx;
 pub mod pg;
 pub mod process;
 
