@@ -636,3 +636,80 @@ fn blocks_rules_and_revoked_keys_reach_every_process_within_a_second() {
         assert_eq!(code, 401, "process {i}: {body}");
     }
 }
+
+#[test]
+fn behind_nginx_the_three_processes_answer_as_one_and_a_users_limit_holds() {
+    let Some(mut c) = cluster(
+        "behind_nginx",
+        3,
+        &["o_nginx_key_user"],
+        "rate_limit_per_minute = 6\n[bot]\nrate_limit_per_minute = 3\n",
+        Duration::ZERO,
+    ) else {
+        return;
+    };
+    let key = c.run(&[
+        "keys",
+        "create",
+        "--user",
+        "o_nginx_key_user",
+        "--label",
+        "lb",
+    ]);
+    c.start_all();
+    let upstreams: Vec<String> = c.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let Some(lb) = common::nginx::balancer("behind_nginx", &upstreams) else {
+        return;
+    };
+    let sim = Simulator::new(
+        &format!("{}/wechat", lb.url()),
+        common::TOKEN,
+        Mode::Plain,
+        None,
+    )
+    .unwrap();
+
+    // Thirty users, five messages each: nginx keeps each user on one process, whose count of
+    // the user's messages is the whole count, so each user gets exactly three answers.
+    for u in 0..30 {
+        let user = format!("o_nginx_{u:02}");
+        let mut answered = 0;
+        for n in 0..5 {
+            let text = format!("m{n}");
+            let exchange = c
+                .runtime
+                .block_on(sim.send(text_xml(&user, &text, next_msg_id()), &user))
+                .unwrap();
+            assert_eq!(exchange.status, 200, "{}", exchange.body);
+            if content(&exchange.body) == text {
+                answered += 1;
+            } else {
+                assert_eq!(exchange.body, "success", "over the limit: ignored");
+            }
+        }
+        assert_eq!(answered, 3, "{user}: three a minute, whichever process");
+    }
+    // The conversations spread over all three processes: each logged some of them.
+    // (The log does not say which process wrote a row; the processes' dedup records do.)
+    std::thread::sleep(Duration::from_millis(300));
+    let owners = c.sql_count("SELECT COUNT(DISTINCT owner) FROM dedup");
+    assert_eq!(owners, 3, "nginx spread the users over the three processes");
+
+    // The push APIs are balanced round-robin: one key's limit of six a minute holds in all.
+    let mut codes = Vec::new();
+    for n in 0..8 {
+        let code = c.runtime.block_on(async {
+            c.http
+                .post(format!("{}/api/v1/push", lb.url()))
+                .bearer_auth(&key)
+                .json(&json!({ "title": format!("through nginx {n}") }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        });
+        codes.push(code);
+    }
+    assert_eq!(codes, [200, 200, 200, 200, 200, 200, 429, 429], "{codes:?}");
+}
