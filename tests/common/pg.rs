@@ -37,7 +37,9 @@ pub fn server(test: &str) -> Option<String> {
     match std::env::var(ENV) {
         Ok(url) if !url.trim().is_empty() => Some(url.trim().to_owned()),
         _ if std::env::var_os(REQUIRE).is_some() => {
-            panic!("{test}: {REQUIRE} is set but {ENV} is not: no PostgreSQL server to test against")
+            panic!(
+                "{test}: {REQUIRE} is set but {ENV} is not: no PostgreSQL server to test against"
+            )
         }
         _ => {
             eprintln!(
@@ -52,11 +54,7 @@ pub fn server(test: &str) -> Option<String> {
 /// A fresh database on the configured server; `None` when there is none (see [`server`]).
 pub async fn database(test: &str) -> Option<TestDb> {
     let admin = server(test)?;
-    let name = format!(
-        "huixin_t_{}_{:08x}",
-        std::process::id(),
-        rand_suffix()
-    );
+    let name = format!("huixin_t_{}_{:08x}", std::process::id(), rand_suffix());
     let mut conn = sqlx::PgConnection::connect(&admin)
         .await
         .unwrap_or_else(|e| panic!("{test}: cannot connect to {ENV}={admin}: {e}"));
