@@ -18,7 +18,7 @@ use futures_util::TryStreamExt;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqlitePoolOptions, SqliteRow};
-use sqlx::{Connection, Row};
+use sqlx::{ConnectOptions, Connection, Row};
 
 use super::{Store, StoreError, peers};
 
@@ -343,7 +343,8 @@ fn source_options(from: &str) -> Result<SqliteConnectOptions, StoreError> {
         )));
     }
     SqliteConnectOptions::from_str(from)
-        .map(|o| o.read_only(true))
+        // Reading a whole table is slow by sqlx's measure, and expected.
+        .map(|o| o.read_only(true).disable_statement_logging())
         .map_err(|e| fail(format!("the source {from} is not an SQLite URL: {e}")))
 }
 
@@ -409,7 +410,9 @@ async fn connect_target(to: &str, options: PgConnectOptions) -> Result<PgPool, S
         ))
     };
     // PostgreSQL's notices (a migration's "already exists, skipping") are no news here.
-    let options = options.options([("client_min_messages", "warning")]);
+    let options = options
+        .options([("client_min_messages", "warning")])
+        .disable_statement_logging();
     // One connection first: the pool would only say it timed out, not why.
     match tokio::time::timeout(CONNECT_WAIT, PgConnection::connect_with(&options)).await {
         Ok(Ok(probe)) => {
