@@ -7,6 +7,7 @@
 //! - `rules` ([`rules`]): check, try and write the rules.
 //! - `simulate` ([`simulate`]): play WeChat against a running server.
 //! - `push`, `keys`, `topics` ([`push`]): the push service.
+//! - `store` ([`store`]): the database as a whole (`store copy` moves it to PostgreSQL).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,6 +18,7 @@ pub mod emulator;
 pub mod push;
 pub mod rules;
 pub mod simulate;
+pub mod store;
 pub mod wechat;
 
 use crate::app::{App, AppError};
@@ -77,6 +79,9 @@ pub enum Command {
     Keys(push::KeysArgs),
     /// List topics; `add`, `remove`, `join`, `leave`, `members`, `qrcode`.
     Topics(push::TopicsArgs),
+    /// The database as a whole: `copy` it from SQLite into PostgreSQL.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
 }
 
 /// Everything a command can fail with.
@@ -150,6 +155,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Push(args) => push::push(&config, args).await,
         Command::Keys(args) => push::keys(&config, args).await,
         Command::Topics(args) => push::topics(&config, args).await,
+        Command::Store(cmd) => store::run(&config, cmd).await,
     }
 }
 

@@ -8,6 +8,7 @@
 //! throughput; writes a handler needs to read back at once (sessions, follower changes) are
 //! written directly.
 
+pub mod copy;
 pub mod peers;
 pub mod postgres;
 pub mod push;
@@ -87,6 +88,10 @@ pub enum StoreError {
     /// The backend has no such facility.
     #[error("{0} is not supported by this store")]
     Unsupported(&'static str),
+    /// `huixin store copy` cannot copy as asked (see [`copy`]): a direction other than SQLite
+    /// to PostgreSQL, a source that is not a huixin database, a target out of reach.
+    #[error("{0}")]
+    Copy(String),
 }
 
 /// Why the store cannot be relied on now ([`Store::health`]). `/healthz` answers 503 with it.
