@@ -15,7 +15,9 @@
 # users and messages, current timestamps, nothing repeated, a fresh database), beside the
 # reference; then scripts/bench-push.sh (push accepts, a 10,000-follower topic push). The rows
 # below are extra rows isolating layers: pre-signed text messages from one user (1000
-# distinct, cycled). HEADLINE=0 skips the first two.
+# distinct, cycled). HEADLINE=0 skips the first two. SCALE=1 adds scripts/bench-scale.sh after
+# them (PostgreSQL with 1, 2 and 3 processes behind nginx, beside SQLite; a topic push with 1 and
+# 3 processes): it needs nginx and PostgreSQL, and takes several minutes more.
 #
 #   scripts/bench.sh                      # DURATION=10s CONNECTIONS=32 ROUNDS=3 by default
 #   DURATION=20s ROUNDS=5 scripts/bench.sh
@@ -110,6 +112,10 @@ if [ "${HEADLINE:-1}" != 0 ]; then
   echo
   BASE=${PUSH_BASE-} ROUNDS=$ROUNDS scripts/bench-push.sh
   echo
+  if [ "${SCALE:-0}" = 1 ]; then
+    DURATION=$DURATION CONNECTIONS=$CONNECTIONS ROUNDS=$ROUNDS scripts/bench-scale.sh
+    echo
+  fi
 fi
 
 echo "# huixin load test: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS rounds"

@@ -4,6 +4,10 @@
 # loopback port with trust authentication, and prints the URL the tests read from
 # HUIXIN_TEST_POSTGRES; `scripts/postgres.sh stop DIR` stops it. As root, the cluster runs as
 # the `postgres` user (PostgreSQL refuses to run as root). Nothing is left running as a service.
+#
+# The tests' cluster trades durability for speed (fsync, synchronous_commit and full_page_writes
+# off). `PG_DURABLE=1` keeps PostgreSQL's durable defaults instead, as a benchmark must;
+# `PG_OPTIONS` adds server options (`PG_OPTIONS="-c shared_preload_libraries=pg_stat_statements"`).
 set -euo pipefail
 cmd="${1:-}"
 dir="${2:-}"
@@ -38,8 +42,12 @@ case "$cmd" in
     fi
     port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
     # Several test processes each open pools: room for all of them.
+    options="-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=400"
+    if [ "${PG_DURABLE:-0}" != 1 ]; then
+      options="$options -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    fi
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >/dev/null
+      -o "$options ${PG_OPTIONS:-}" >/dev/null
     echo "$port" >"$dir/port"
     echo "postgres://huixin@127.0.0.1:$port/postgres"
     ;;
