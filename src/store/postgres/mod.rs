@@ -291,10 +291,14 @@ impl Backend for PostgresBackend {
     ) -> Result<Vec<ReplayRecord>, StoreError> {
         let (timestamps, nonces): (Vec<&str>, Vec<&str>) =
             pairs.iter().map(|(t, n)| (t.as_str(), n.as_str())).unzip();
+        // One primary-key lookup per pair, whatever the table held when the connection
+        // planned the statement: written as a join, a plan cached while the table was empty
+        // (a fresh install) hashes the pairs and scans the whole table for every read.
         Ok(sqlx::query_as::<_, ReplayRecord>(
-            "SELECT timestamp, nonce, request_hash, expires_at FROM replay_guard \
-             WHERE expires_at >= $1 \
-               AND (timestamp, nonce) IN (SELECT * FROM UNNEST($2::text[], $3::text[]))",
+            "SELECT r.timestamp, r.nonce, r.request_hash, r.expires_at \
+             FROM UNNEST($2::text[], $3::text[]) AS k(t, n) \
+             CROSS JOIN LATERAL (SELECT * FROM replay_guard g \
+                 WHERE g.timestamp = k.t AND g.nonce = k.n AND g.expires_at >= $1 LIMIT 1) r",
         )
         .bind(now)
         .bind(timestamps)
