@@ -705,9 +705,11 @@ impl Backend for PostgresBackend {
     }
 
     async fn dedup_get_many(&self, keys: &[String]) -> Result<Vec<DedupRecord>, StoreError> {
+        // One primary-key probe per key (see `replay_get_many`).
         let rows = sqlx::query_as::<_, DedupRow>(
-            "SELECT key, owner, state, reply, reply_time, updated_at FROM dedup \
-             WHERE key = ANY($1)",
+            "SELECT d.key, d.owner, d.state, d.reply, d.reply_time, d.updated_at \
+             FROM UNNEST($1::text[]) AS k(key) \
+             CROSS JOIN LATERAL (SELECT * FROM dedup WHERE dedup.key = k.key LIMIT 1) d",
         )
         .bind(keys)
         .fetch_all(&self.pool)
