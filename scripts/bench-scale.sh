@@ -210,40 +210,9 @@ TOML
 # COUNT signed requests, one per line: "path?query<TAB>body", users and MsgIds from `seed`
 # (as scripts/bench-traffic.sh signs them, plain mode).
 sign() { # seed out
-  python3 - "$1" "$2" "$COUNT" "$TOKEN" <<'PY'
-import hashlib, secrets, sys, time
-seed, out, count, token = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
-def sha1(*parts):
-    return hashlib.sha1("".join(sorted(parts)).encode()).hexdigest()
-ts = str(int(time.time()))
-with open(out, "w", encoding="utf-8") as f:
-    for i in range(count):
-        n = seed * count + i
-        nonce = secrets.token_hex(8)
-        user = f"o_bench_{n:09d}"
-        body = (f"<xml><ToUserName><![CDATA[gh_bench]]></ToUserName>"
-                f"<FromUserName><![CDATA[{user}]]></FromUserName><CreateTime>{ts}</CreateTime>"
-                f"<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hello huixin {n}]]></Content>"
-                f"<MsgId>{7000000000000000000 + n}</MsgId></xml>")
-        query = f"signature={sha1(token, ts, nonce)}&timestamp={ts}&nonce={nonce}&openid={user}"
-        f.write(f"/wechat?{query}\t{body}\n")
-PY
+  python3 scripts/traffic/sign.py "$1" "$2" "$COUNT" "$TOKEN" plain "$AES_KEY" "$APP_ID"
 }
 
-cat >"$work/traffic.lua" <<'LUA'
-local reqs = {}
-local i = 0
-function init(args)
-  for line in io.lines(args[1]) do
-    local path, body = line:match("^([^\t]*)\t(.*)$")
-    reqs[#reqs + 1] = wrk.format("POST", path, {["Content-Type"] = "text/xml"}, body)
-  end
-end
-function request()
-  i = i % #reqs + 1
-  return reqs[i]
-end
-LUA
 
 # Requests are signed with the time they are signed at, and huixin refuses timestamps older
 # than 300 s: a new batch (new users) whenever the next run could end past 250 s (wrk takes
@@ -350,7 +319,7 @@ callback_row() { # label kind processes via round
   c0=$(ticks_sum "${serve_pids[@]}")
   [ -n "$db" ] && pg0=$(ticks_tree "$PM")
   [ -n "$nginx_pid" ] && ng0=$(ticks_tree "$nginx_pid")
-  out=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$work/traffic.lua" "http://127.0.0.1:$target" -- "$work/req.txt")
+  out=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s scripts/traffic/traffic.lua "http://127.0.0.1:$target" -- "$work/req.txt")
   c1=$(ticks_sum "${serve_pids[@]}")
   [ -n "$db" ] && pg1=$(ticks_tree "$PM")
   [ -n "$nginx_pid" ] && ng1=$(ticks_tree "$nginx_pid")

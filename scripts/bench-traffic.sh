@@ -72,59 +72,14 @@ TOML
 
 # COUNT signed requests, one per line: "path?query<TAB>body", users and MsgIds from `seed`.
 sign() { # seed out mode
-  python3 - "$1" "$2" "$COUNT" "$TOKEN" "$3" "$AES_KEY" "$APP_ID" <<'PY'
-import base64, hashlib, os, secrets, struct, sys, time
-seed, out, count, token, mode = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
-aes_key, app_id = base64.b64decode(sys.argv[6] + "="), sys.argv[7].encode()
-if mode == "safe":
-    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-def sha1(*parts):
-    return hashlib.sha1("".join(sorted(parts)).encode()).hexdigest()
-def encrypt(xml):
-    plain = os.urandom(16) + struct.pack(">I", len(xml)) + xml + app_id
-    pad = 32 - len(plain) % 32
-    plain += bytes([pad]) * pad
-    enc = Cipher(algorithms.AES(aes_key), modes.CBC(aes_key[:16])).encryptor()
-    return base64.b64encode(enc.update(plain) + enc.finalize()).decode()
-ts = str(int(time.time()))
-with open(out, "w", encoding="utf-8") as f:
-    for i in range(count):
-        n = seed * count + i
-        nonce = secrets.token_hex(8)
-        user = f"o_bench_{n:09d}"
-        body = (f"<xml><ToUserName><![CDATA[gh_bench]]></ToUserName>"
-                f"<FromUserName><![CDATA[{user}]]></FromUserName><CreateTime>{ts}</CreateTime>"
-                f"<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hello huixin {n}]]></Content>"
-                f"<MsgId>{7000000000000000000 + n}</MsgId></xml>")
-        query = f"signature={sha1(token, ts, nonce)}&timestamp={ts}&nonce={nonce}&openid={user}"
-        if mode == "safe":
-            encrypted = encrypt(body.encode())
-            body = (f"<xml><ToUserName><![CDATA[gh_bench]]></ToUserName>"
-                    f"<Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>")
-            query += f"&encrypt_type=aes&msg_signature={sha1(token, ts, nonce, encrypted)}"
-        f.write(f"/wechat?{query}\t{body}\n")
-PY
+  python3 scripts/traffic/sign.py "$1" "$2" "$COUNT" "$TOKEN" "$3" "$AES_KEY" "$APP_ID"
 }
 
-cat >"$work/traffic.lua" <<'LUA'
-local reqs = {}
-local i = 0
-function init(args)
-  for line in io.lines(args[1]) do
-    local path, body = line:match("^([^\t]*)\t(.*)$")
-    reqs[#reqs + 1] = wrk.format("POST", path, {["Content-Type"] = "text/xml"}, body)
-  end
-end
-function request()
-  i = i % #reqs + 1
-  return reqs[i]
-end
-LUA
 
 run() { # port requests pid -> "req/s p99 cpu_us_per_req"
   local out cpu0 cpu1 rps p99 total
   cpu0=$(awk '{print $14 + $15}' "/proc/$3/stat")
-  out=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$work/traffic.lua" "http://127.0.0.1:$1" -- "$2")
+  out=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s scripts/traffic/traffic.lua "http://127.0.0.1:$1" -- "$2")
   cpu1=$(awk '{print $14 + $15}' "/proc/$3/stat")
   if grep -q "Non-2xx" <<<"$out"; then echo "$out" >&2; echo "non-2xx answers" >&2; exit 1; fi
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
