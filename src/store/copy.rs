@@ -30,8 +30,9 @@ static PG_MIGRATOR: Migrator = sqlx::migrate!("src/store/postgres/migrations");
 pub const CHUNK: usize = 1000;
 
 /// The source's tables that are not copied: the processes serving from it (they are alive
-/// only where they run), and sqlx's record of migrations (the target has its own).
-pub const LEFT_OUT: [&str; 2] = ["processes", "_sqlx_migrations"];
+/// only where they run), the shared rate-limit buckets (they fill up again within a minute),
+/// and sqlx's record of migrations (the target has its own).
+pub const LEFT_OUT: [&str; 3] = ["processes", "rate_limits", "_sqlx_migrations"];
 
 /// How a column's values travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
