@@ -291,6 +291,35 @@ pub struct DedupRecord {
     pub updated_at: i64,
 }
 
+/// A `dedup` row as stored; the state becomes a [`DedupState`] here, at the boundary.
+#[derive(sqlx::FromRow)]
+pub(crate) struct DedupRow {
+    key: String,
+    owner: String,
+    state: String,
+    reply: Option<String>,
+    reply_time: Option<i64>,
+    updated_at: i64,
+}
+
+impl DedupRow {
+    /// The record; `None` for a state this version does not know (a newer process's).
+    pub(crate) fn into_record(self) -> Option<DedupRecord> {
+        let Some(state) = DedupState::parse(&self.state) else {
+            tracing::warn!(key = %self.key, state = %self.state.escape_debug(), "dedup record in an unknown state; ignored");
+            return None;
+        };
+        Some(DedupRecord {
+            key: self.key,
+            owner: self.owner,
+            state,
+            reply: self.reply,
+            reply_time: self.reply_time,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
 /// A write that can wait for the next batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Deferred {

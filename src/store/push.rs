@@ -224,6 +224,16 @@ pub struct Tally {
     pub failed: u64,
 }
 
+/// The columns of a [`Topic`] selected from `topics t` (the same SQL on every backend).
+pub(crate) const TOPIC_COLUMNS: &str = "t.name, t.open, t.description, t.created_at, \
+     (SELECT COUNT(*) FROM topic_members m WHERE m.topic = t.name) AS members";
+/// The columns of a [`KeyRow`].
+pub(crate) const KEY_COLUMNS: &str =
+    "key_hash, key_prefix, kind, target, label, created_at, revoked_at";
+/// The columns of a [`PushRow`].
+pub(crate) const PUSH_COLUMNS: &str =
+    "seq, id, key_hash, target, title, body, url, summary, source, created_at";
+
 /// The push service's storage.
 #[async_trait]
 pub trait PushStore: Send + Sync {

@@ -23,7 +23,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 
 use super::{
-    Backend, Batch, DedupRecord, DedupState, Deferred, Follower, LogEntry, NewToken, Pruned,
+    Backend, Batch, DedupRecord, DedupRow, Deferred, Follower, LogEntry, NewToken, Pruned,
     ReplayRecord, SessionChange, SessionRow, StoreError, TokenRow, Unhealthy,
 };
 use crate::support::clock::unix_now;
@@ -215,34 +215,6 @@ fn write_failure(e: &sqlx::Error) -> Option<Unhealthy> {
         Some(Unhealthy::WriteFailing(message))
     } else {
         None
-    }
-}
-
-/// A `dedup` row as stored.
-#[derive(sqlx::FromRow)]
-struct DedupRow {
-    key: String,
-    owner: String,
-    state: String,
-    reply: Option<String>,
-    reply_time: Option<i64>,
-    updated_at: i64,
-}
-
-impl DedupRow {
-    fn into_record(self) -> Option<DedupRecord> {
-        let Some(state) = DedupState::parse(&self.state) else {
-            tracing::warn!(key = %self.key, state = %self.state.escape_debug(), "dedup record in an unknown state; ignored");
-            return None;
-        };
-        Some(DedupRecord {
-            key: self.key,
-            owner: self.owner,
-            state,
-            reply: self.reply,
-            reply_time: self.reply_time,
-            updated_at: self.updated_at,
-        })
     }
 }
 

@@ -12,12 +12,8 @@ use crate::store::push::{
     Attempt, Claimed, GroupedPush, Inserted, KEY_PREFIX_LEN, KeyRow, NewPush, Outcome, PushRow,
     PushStore, RecipientRow, Topic,
 };
+use crate::store::push::{KEY_COLUMNS, PUSH_COLUMNS, TOPIC_COLUMNS};
 
-const TOPIC_COLUMNS: &str = "t.name, t.open, t.description, t.created_at, \
-     (SELECT COUNT(*) FROM topic_members m WHERE m.topic = t.name) AS members";
-const KEY_COLUMNS: &str = "key_hash, key_prefix, kind, target, label, created_at, revoked_at";
-const PUSH_COLUMNS: &str =
-    "seq, id, key_hash, target, title, body, url, summary, source, created_at";
 /// Topic members who are sent to (see the SQLite backend): members who unfollowed, as huixin
 /// saw, are not. (`m` the membership, `f` the follower, LEFT JOINed.)
 const FOLLOWING: &str = "(f.subscribed IS NULL OR f.subscribed OR f.unsubscribed_at IS NULL)";

@@ -23,7 +23,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, QueryBuilder, Sqlite};
 
 use super::{
-    Backend, Batch, DedupRecord, DedupState, Deferred, Follower, LogEntry, NewToken, Pruned,
+    Backend, Batch, DedupRecord, DedupRow, Deferred, Follower, LogEntry, NewToken, Pruned,
     ReplayRecord, SessionChange, SessionRow, StoreError, TokenRow, Unhealthy,
 };
 use super::{padded_keys, statement_chunks};
@@ -32,35 +32,6 @@ use crate::support::clock::unix_now;
 mod push;
 
 static MIGRATOR: Migrator = sqlx::migrate!("src/store/migrations");
-
-/// A `dedup` row as stored; the state becomes a [`DedupState`] here, at the boundary.
-#[derive(sqlx::FromRow)]
-struct DedupRow {
-    key: String,
-    owner: String,
-    state: String,
-    reply: Option<String>,
-    reply_time: Option<i64>,
-    updated_at: i64,
-}
-
-impl DedupRow {
-    /// The record; `None` for a state this version does not know (a newer process's).
-    fn into_record(self) -> Option<DedupRecord> {
-        let Some(state) = DedupState::parse(&self.state) else {
-            tracing::warn!(key = %self.key, state = %self.state.escape_debug(), "dedup record in an unknown state; ignored");
-            return None;
-        };
-        Some(DedupRecord {
-            key: self.key,
-            owner: self.owner,
-            state,
-            reply: self.reply,
-            reply_time: self.reply_time,
-            updated_at: self.updated_at,
-        })
-    }
-}
 
 /// How long the health probe waits for the write lock before calling the database locked.
 const PROBE_WAIT: Duration = Duration::from_secs(1);

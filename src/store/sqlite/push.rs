@@ -11,12 +11,7 @@ use crate::store::push::{
     Attempt, Claimed, GroupedPush, Inserted, KEY_PREFIX_LEN, KeyRow, NewPush, Outcome, PushRow,
     PushStore, RecipientRow, Topic,
 };
-
-const TOPIC_COLUMNS: &str = "t.name, t.open, t.description, t.created_at, \
-     (SELECT COUNT(*) FROM topic_members m WHERE m.topic = t.name) AS members";
-const KEY_COLUMNS: &str = "key_hash, key_prefix, kind, target, label, created_at, revoked_at";
-const PUSH_COLUMNS: &str =
-    "seq, id, key_hash, target, title, body, url, summary, source, created_at";
+use crate::store::push::{KEY_COLUMNS, PUSH_COLUMNS, TOPIC_COLUMNS};
 
 /// Rows per INSERT when storing recipients (4 parameters each; SQLite allows 32 766).
 const RECIPIENTS_PER_INSERT: usize = 1000;
