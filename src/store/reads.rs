@@ -27,6 +27,9 @@ use crate::support::clock::unix_now;
 /// Most lookups answered by one query.
 pub const BATCH_MAX: usize = 256;
 
+/// Times a batch yields to let running tasks add lookups, while they keep coming.
+const YIELDS: usize = 4;
+
 /// Lookups waiting for a query before new ones wait to be queued.
 const QUEUE: usize = 4_096;
 
@@ -63,6 +66,25 @@ where
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH_MAX);
             while rx.recv_many(&mut batch, BATCH_MAX).await > 0 {
+                // Let the tasks already running queue their lookups too: under load one query
+                // then answers several messages (each query costs the database a wake-up and a
+                // transaction, whatever it reads); alone, a message waits one yield.
+                for _ in 0..YIELDS {
+                    if batch.len() >= BATCH_MAX {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                    let before = batch.len();
+                    while batch.len() < BATCH_MAX {
+                        match rx.try_recv() {
+                            Ok(lookup) => batch.push(lookup),
+                            Err(_) => break,
+                        }
+                    }
+                    if batch.len() == before {
+                        break;
+                    }
+                }
                 // A key asked twice (one user's two messages) is read once all the same.
                 let keys: Vec<K> = batch.iter().map(|(k, _)| k.clone()).collect();
                 match run(keys).await {
