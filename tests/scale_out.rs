@@ -266,22 +266,32 @@ fn topic_with(c: &Cluster, name: &str, members: &[String]) {
     }
 }
 
+/// Three running processes whose `people` follow and are in topic `all`, and an admin key.
+fn pushing_cluster(
+    test: &str,
+    people: &[String],
+    push: &str,
+    latency: Duration,
+) -> Option<(Cluster, String)> {
+    let refs: Vec<&str> = people.iter().map(String::as_str).collect();
+    let mut c = cluster(test, 3, &refs, push, latency)?;
+    topic_with(&c, "all", people);
+    let key = c.run(&["keys", "create", "--admin", "--label", "test"]);
+    c.start_all();
+    Some((c, key))
+}
+
 #[test]
 fn three_processes_fetch_one_access_token_and_one_more_when_wechat_refuses_it() {
     let people = members(12, "tok");
-    let refs: Vec<&str> = people.iter().map(String::as_str).collect();
-    let Some(mut c) = cluster(
+    let Some((c, key)) = pushing_cluster(
         "three_processes_fetch_one_access_token",
-        3,
-        &refs,
+        &people,
         "",
         Duration::from_millis(20),
     ) else {
         return;
     };
-    topic_with(&c, "all", &people);
-    let key = c.run(&["keys", "create", "--admin", "--label", "test"]);
-    c.start_all();
 
     // Each process accepts a push at once; all three deliver, and need the token together.
     let ids: Vec<String> = (0..3)
@@ -322,19 +332,14 @@ fn three_processes_fetch_one_access_token_and_one_more_when_wechat_refuses_it() 
 #[test]
 fn a_push_is_shared_out_and_a_process_killed_mid_delivery_loses_nothing_and_sends_nothing_twice() {
     let people = members(90, "kill");
-    let refs: Vec<&str> = people.iter().map(String::as_str).collect();
-    let Some(mut c) = cluster(
+    let Some((mut c, key)) = pushing_cluster(
         "a_process_killed_mid_delivery",
-        3,
-        &refs,
+        &people,
         "concurrency = 2\n",
         Duration::from_millis(40),
     ) else {
         return;
     };
-    topic_with(&c, "all", &people);
-    let key = c.run(&["keys", "create", "--admin", "--label", "test"]);
-    c.start_all();
     let id = c.push_topic(0, &key, "all", "shared out");
 
     // Three processes claim from the same recipients; let part of it go out, then kill one.
