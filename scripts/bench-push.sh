@@ -81,16 +81,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-wait_port() {
-  for _ in $(seq 200); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "nothing listens on port $1" >&2
-  exit 1
-}
+# shellcheck source=scripts/traffic/ports.sh
+. scripts/traffic/ports.sh
 
 # The followers: o_bench_00000 … (the first gets the user key; all are in the topic).
 followers_toml() {
