@@ -211,6 +211,20 @@ impl Cluster {
         (exchange.status, exchange.body)
     }
 
+    /// The text values a query on the cluster's database returns.
+    fn sql_strings(&self, sql: &str) -> Vec<String> {
+        let url = self.db.url().to_owned();
+        let sql = sql.to_owned();
+        self.runtime.block_on(async move {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+        })
+    }
+
     /// Runs a query on the cluster's database.
     fn sql_count(&self, sql: &str) -> i64 {
         let url = self.db.url().to_owned();
@@ -349,10 +363,16 @@ fn a_push_is_shared_out_and_a_process_killed_mid_delivery_loses_nothing_and_send
             .filter(|p| !c.em.received(p, "template").is_empty())
             .count()
     };
+    // Every process holds claims of its own meanwhile (the recipients it is sending to).
+    let mut owners = std::collections::HashSet::new();
     let until = Instant::now() + Duration::from_secs(20);
-    while delivered(&c) < 15 && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(10));
+    while (delivered(&c) < 15 || owners.len() < 3) && Instant::now() < until {
+        owners.extend(c.sql_strings(
+            "SELECT DISTINCT lease_owner FROM push_recipients WHERE state = 'sending'",
+        ));
+        std::thread::sleep(Duration::from_millis(5));
     }
+    assert_eq!(owners.len(), 3, "all three processes delivered: {owners:?}");
     c.kill(0);
     let before = delivered(&c);
     assert!(
