@@ -23,6 +23,10 @@ pub struct Topic {
     /// How many followers are members (also those who unfollowed since, who stay members
     /// but are not sent to).
     pub members: i64,
+    /// Its number (WxPusher's `topicId`), kept per name forever.
+    pub num: i64,
+    /// The app it belongs to (whose token may push to it), if any.
+    pub app_id: Option<i64>,
 }
 
 /// How many of a key's first characters are kept in clear.
@@ -226,7 +230,8 @@ pub struct Tally {
 
 /// The columns of a [`Topic`] selected from `topics t` (the same SQL on every backend).
 pub(crate) const TOPIC_COLUMNS: &str = "t.name, t.open, t.description, t.created_at, \
-     (SELECT COUNT(*) FROM topic_members m WHERE m.topic = t.name) AS members";
+     (SELECT COUNT(*) FROM topic_members m WHERE m.topic = t.name) AS members, \
+     COALESCE((SELECT n.num FROM topic_numbers n WHERE n.name = t.name), 0) AS num, t.app_id";
 /// The columns of a [`KeyRow`].
 pub(crate) const KEY_COLUMNS: &str =
     "key_hash, key_prefix, kind, target, label, created_at, revoked_at";
@@ -237,7 +242,8 @@ pub(crate) const PUSH_COLUMNS: &str =
 /// The push service's storage.
 #[async_trait]
 pub trait PushStore: Send + Sync {
-    /// Creates a topic; false when it exists (unchanged).
+    /// Creates a topic, and its number unless its name had one; false when it exists
+    /// (unchanged).
     async fn topic_create(
         &self,
         name: &str,
