@@ -16,6 +16,11 @@ pub const MAX_KEY_LEN: usize = 64;
 pub const KEY_LEN: usize = 32;
 /// The length of push ids (about 131 bits).
 pub const PUSH_ID_LEN: usize = 22;
+/// What app tokens start with (WxPusher's `appToken`s do, and its clients check it).
+pub const APP_TOKEN_PREFIX: &str = "AT_";
+/// What a follower's personal key may be prefixed with where WxPusher's simple push
+/// (`SPT_…`) is spoken; the key itself has no prefix.
+pub const SPT_PREFIX: &str = "SPT_";
 
 /// A fresh key: [`KEY_LEN`] letters and digits.
 pub fn generate_key() -> String {
@@ -27,7 +32,13 @@ pub fn generate_push_id() -> String {
     random_alphanumeric(PUSH_ID_LEN)
 }
 
-fn random_alphanumeric(len: usize) -> String {
+/// A fresh app token: [`APP_TOKEN_PREFIX`] and [`KEY_LEN`] letters and digits.
+pub fn generate_app_token() -> String {
+    format!("{APP_TOKEN_PREFIX}{}", random_alphanumeric(KEY_LEN))
+}
+
+/// `len` random letters and digits.
+pub fn random_alphanumeric(len: usize) -> String {
     rand::rng()
         .sample_iter(Alphanumeric)
         .take(len)
@@ -35,10 +46,12 @@ fn random_alphanumeric(len: usize) -> String {
         .collect()
 }
 
-/// Whether `key` has the shape of a key.
+/// Whether `key` has the shape of a key: letters and digits, or an app token
+/// ([`APP_TOKEN_PREFIX`] and letters and digits).
 pub fn valid_key(key: &str) -> bool {
-    (MIN_KEY_LEN..=MAX_KEY_LEN).contains(&key.len())
-        && key.bytes().all(|b| b.is_ascii_alphanumeric())
+    let bare = key.strip_prefix(APP_TOKEN_PREFIX).unwrap_or(key);
+    (MIN_KEY_LEN..=MAX_KEY_LEN).contains(&bare.len())
+        && bare.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// Whether `id` has the shape of a push id.
@@ -80,6 +93,8 @@ mod tests {
         assert_ne!(key, generate_key());
         let id = generate_push_id();
         assert!(valid_push_id(&id), "{id}");
+        let token = generate_app_token();
+        assert!(token.starts_with("AT_") && valid_key(&token), "{token}");
     }
 
     #[test]

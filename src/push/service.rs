@@ -86,6 +86,9 @@ pub enum Scope {
     Topic(String),
     /// Any follower or topic named in the request.
     Admin,
+    /// An app's token: the followers bound to the app (by the app's uids) and the app's
+    /// topics.
+    App(i64),
 }
 
 impl Scope {
@@ -94,13 +97,15 @@ impl Scope {
             Self::User(_) => "user",
             Self::Topic(_) => "topic",
             Self::Admin => "admin",
+            Self::App(_) => "app",
         }
     }
 
-    fn target(&self) -> &str {
+    fn target(&self) -> String {
         match self {
-            Self::User(t) | Self::Topic(t) => t,
-            Self::Admin => "",
+            Self::User(t) | Self::Topic(t) => t.clone(),
+            Self::Admin => String::new(),
+            Self::App(id) => id.to_string(),
         }
     }
 
@@ -109,6 +114,7 @@ impl Scope {
             "user" => Some(Self::User(target.to_owned())),
             "topic" => Some(Self::Topic(target.to_owned())),
             "admin" => Some(Self::Admin),
+            "app" => target.parse().ok().map(Self::App),
             _ => None,
         }
     }
@@ -119,6 +125,7 @@ impl Scope {
             Self::User(o) => format!("user:{o}"),
             Self::Topic(t) => format!("topic:{t}"),
             Self::Admin => "admin".into(),
+            Self::App(id) => format!("app:{id}"),
         }
     }
 }
@@ -192,6 +199,8 @@ pub enum Sender<'a> {
 pub struct PushRequest {
     /// OpenIDs to deliver to.
     pub to: Vec<String>,
+    /// An app's uids to deliver to (with the app's token): the followers bound to them.
+    pub to_uid: Vec<String>,
     /// A topic to deliver to.
     pub topic: Option<String>,
     /// Title; when empty, the start of the body.
@@ -514,7 +523,7 @@ impl Pushes {
             key_hash: key_hash(&key),
             key_prefix: key.chars().take(KEY_PREFIX_LEN).collect(),
             kind: scope.kind().to_owned(),
-            target: scope.target().to_owned(),
+            target: scope.target(),
             label: label.to_owned(),
             created_at: unix_now(),
             revoked_at: None,
@@ -688,6 +697,7 @@ impl Pushes {
         }
         let PushRequest {
             to,
+            to_uid,
             topic,
             title,
             body,
@@ -741,7 +751,18 @@ impl Pushes {
         if let Some(bad) = to.iter().find(|o| !keys::valid_openid(o)) {
             return Err(PushError::Invalid(format!("{bad:?} is not an OpenID")));
         }
-        let (to, topic) = self.address(sender, to, topic)?;
+        let (to, topic) = match sender {
+            Sender::Key(Key {
+                scope: Scope::App(app),
+                ..
+            }) => self.address_app(*app, to, to_uid, topic).await?,
+            _ if !to_uid.is_empty() => {
+                return Err(PushError::Invalid(
+                    "to_uid names an app's users: push with the app's token".into(),
+                ));
+            }
+            _ => self.address(sender, to, topic)?,
+        };
         if let Sender::Key(key) = sender
             && let Some(limits) = &self.inner.limits
             && let Some(wait) = self
@@ -774,7 +795,7 @@ impl Pushes {
             Sender::Key(key) => Some((
                 key.hash.clone(),
                 key.scope.kind(),
-                key.scope.target().to_owned(),
+                key.scope.target(),
             )),
             Sender::Trusted => None,
         };
@@ -854,7 +875,86 @@ impl Pushes {
                 }
                 Ok((Vec::new(), Some(name.clone())))
             }
+            // Addressed by `address_app`, which needs the store.
+            Scope::App(_) => Err(PushError::Forbidden(
+                "an app token pushes to its users by uid (to_uid) or to its topics".into(),
+            )),
         }
+    }
+
+    /// Who a push with app `app`'s token goes to: the followers bound to the uids it names,
+    /// or one of the app's topics. OpenIDs are not the app's to name.
+    async fn address_app(
+        &self,
+        app: i64,
+        to: Vec<String>,
+        to_uid: Vec<String>,
+        topic: Option<String>,
+    ) -> Result<(Vec<String>, Option<String>), PushError> {
+        if !to.is_empty() {
+            return Err(PushError::Forbidden(
+                "an app token pushes to its users by uid (to_uid), not by OpenID".into(),
+            ));
+        }
+        let to_uid: Vec<String> = to_uid
+            .into_iter()
+            .map(|u| u.trim().to_owned())
+            .filter(|u| !u.is_empty())
+            .collect();
+        if to_uid.len() > MAX_TO {
+            return Err(PushError::Invalid(format!(
+                "at most {MAX_TO} recipients in to_uid"
+            )));
+        }
+        if to_uid.is_empty() && topic.is_none() {
+            return Err(PushError::Invalid(
+                "name the recipients: to_uid (your users' ids) or topic".into(),
+            ));
+        }
+        if let Some(name) = &topic {
+            check_topic(name)?;
+            let owned = self.store().backend().topic(name).await?;
+            if owned.as_ref().and_then(|t| t.app_id) != Some(app) {
+                return Err(PushError::Forbidden(format!(
+                    "topic {name:?} does not belong to this app"
+                )));
+            }
+        }
+        let (openids, missing) = self.resolve_uids(app, &to_uid).await?;
+        if !missing.is_empty() {
+            let shown: Vec<&str> = missing.iter().take(10).map(String::as_str).collect();
+            return Err(PushError::NotFound(format!(
+                "no follower is bound to uid {} of this app{}",
+                shown.join(", "),
+                if missing.len() > shown.len() { ", …" } else { "" }
+            )));
+        }
+        Ok((openids, topic))
+    }
+
+    /// The followers app `app`'s `uids` stand for, in order (one each, even when several uids
+    /// stand for one follower), and the uids that stand for no one the app may push to (never
+    /// bound, or the app blocked them).
+    pub async fn resolve_uids(
+        &self,
+        app: i64,
+        uids: &[String],
+    ) -> Result<(Vec<String>, Vec<String>), PushError> {
+        if uids.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let rows = self.store().backend().bindings_of_uids(app, uids).await?;
+        let by_uid: std::collections::HashMap<&str, &crate::store::apps::BindingRow> =
+            rows.iter().map(|b| (b.uid.as_str(), b)).collect();
+        let mut openids = Vec::new();
+        let mut missing = Vec::new();
+        for uid in uids {
+            match by_uid.get(uid.as_str()) {
+                Some(b) if !b.blocked => openids.push(b.openid.clone()),
+                _ => missing.push(uid.clone()),
+            }
+        }
+        Ok((openids, missing))
     }
 
     /// A push as its key may see it: pushes made with the key, or to its target (for an
@@ -923,6 +1023,8 @@ impl Pushes {
             Scope::Admin => true,
             Scope::Topic(name) => push.target == format!("topic:{name}"),
             Scope::User(openid) => recipients.iter().any(|r| &r.openid == openid),
+            // An app sees the pushes made with its token (above).
+            Scope::App(_) => false,
         }
     }
 
@@ -937,6 +1039,7 @@ impl Pushes {
     ) -> Result<Vec<PushRow>, PushError> {
         let scope = match &key.scope {
             Scope::Admin => None,
+            Scope::App(_) => Some(format!("key:{}", key.hash)),
             other => Some(other.describe()),
         };
         Ok(self

@@ -311,8 +311,8 @@ pub trait PushStore: Send + Sync {
     /// A push's recipients, by openid.
     async fn push_recipients(&self, seq: i64) -> Result<Vec<RecipientRow>, StoreError>;
     /// Pushes after `after_seq`, oldest first, at most `limit`: all of them (`scope` None),
-    /// those addressed to `topic:NAME`, or those addressed to a user, whatever their delivery
-    /// state (`user:OPENID`).
+    /// those addressed to `topic:NAME`, those addressed to a user, whatever their delivery
+    /// state (`user:OPENID`), or those made with a key (`key:HASH`).
     async fn push_history(
         &self,
         scope: Option<&str>,

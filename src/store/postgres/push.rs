@@ -295,13 +295,18 @@ impl PushStore for PostgresBackend {
         let base = format!("SELECT {PUSH_COLUMNS} FROM pushes WHERE seq > $1 AND created_at >= $2");
         let (filter, arg) = match scope {
             None => ("", None),
-            Some(scope) => match scope.strip_prefix("user:") {
-                Some(openid) => (
-                    " AND seq IN (SELECT push_seq FROM push_recipients WHERE openid = $4)",
-                    Some(openid),
-                ),
-                None => (" AND target = $4", Some(scope)),
-            },
+            Some(scope) => {
+                if let Some(openid) = scope.strip_prefix("user:") {
+                    (
+                        " AND seq IN (SELECT push_seq FROM push_recipients WHERE openid = $4)",
+                        Some(openid),
+                    )
+                } else if let Some(hash) = scope.strip_prefix("key:") {
+                    (" AND key_hash = $4", Some(hash))
+                } else {
+                    (" AND target = $4", Some(scope))
+                }
+            }
         };
         let sql = format!("{base}{filter} ORDER BY seq LIMIT $3");
         let mut query = sqlx::query_as::<_, PushRow>(sqlx::AssertSqlSafe(sql))

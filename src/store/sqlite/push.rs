@@ -332,6 +332,17 @@ impl PushStore for SqliteBackend {
                 .fetch_all(&self.pool)
                 .await?
             }
+            Some(scope) if scope.starts_with("key:") => {
+                sqlx::query_as::<_, PushRow>(sqlx::AssertSqlSafe(format!(
+                    "{base} AND key_hash = ?4 ORDER BY seq LIMIT ?3"
+                )))
+                .bind(after_seq)
+                .bind(since)
+                .bind(limit)
+                .bind(&scope[4..])
+                .fetch_all(&self.pool)
+                .await?
+            }
             Some(scope) => match scope.strip_prefix("user:") {
                 // No index leads from an OpenID to its pushes: one cost an accept about five
                 // times as much for a 10 000-recipient push (random inserts into a large index),
