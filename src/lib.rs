@@ -26,6 +26,10 @@
 //!   messages, menu, QR codes, users, media, OAuth; late replies and the rules' send functions.
 //! - [`push`]: the push service: keys, topics, stored pushes delivered as template
 //!   messages, the detail page, and the push APIs huixin speaks.
+//! - [`webhooks`]: the durable outbox of signed webhook deliveries, its worker and its
+//!   listing API.
+//! - [`apps`]: the platform for app developers: apps, binding a site's users to followers
+//!   (QR codes and web authorization), the events their webhooks hear, WxPusher's API.
 //! - [`simulator`]: plays WeChat against a running server (`huixin simulate`, the tests).
 //! - [`emulator`]: a local WeChat (`huixin emulator`, the tests): its API, the call log,
 //!   faults, and WeChat's side of the callback.
@@ -56,6 +60,7 @@
 #![warn(missing_docs)]
 
 pub mod app;
+pub mod apps;
 pub mod bot;
 pub mod cli;
 pub mod config;
@@ -68,4 +73,5 @@ pub mod simulator;
 pub mod store;
 pub mod support;
 pub mod telemetry;
+pub mod webhooks;
 pub mod wechat;

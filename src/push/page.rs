@@ -137,6 +137,17 @@ pub fn not_found_page(site_name: &str) -> String {
     document(NOT_FOUND_MESSAGE, &content, site_name)
 }
 
+/// A page that tells the reader one thing: a title and a line under it, both escaped (the
+/// binding pages: bound, expired, failed).
+pub fn notice_page(title: &str, message: &str, site_name: &str) -> String {
+    let content = format!(
+        "<article class=\"notice\">\n<h1 class=\"title\">{}</h1>\n<p>{}</p>\n</article>",
+        escape(title),
+        escape(message)
+    );
+    document(title, &content, site_name)
+}
+
 /// Wraps `content` (trusted HTML) in the shared document shell; `title` and `site_name` are
 /// escaped.
 fn document(title: &str, content: &str, site_name: &str) -> String {

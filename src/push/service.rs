@@ -55,6 +55,9 @@ pub enum PushError {
     /// The push service is not set up. HTTP 503.
     #[error("the push service is not configured: {0}")]
     NotConfigured(&'static str),
+    /// WeChat's API refused or could not be reached. HTTP 502.
+    #[error("{0}")]
+    Upstream(String),
     /// Our store failed. HTTP 500.
     #[error("storage error: {0}")]
     Store(#[from] StoreError),
@@ -71,6 +74,7 @@ impl PushError {
             Self::TooLarge => 413,
             Self::RateLimited(_) => 429,
             Self::NotConfigured(_) => 503,
+            Self::Upstream(_) => 502,
             Self::Store(_) => 500,
         }
     }
@@ -668,7 +672,8 @@ impl Pushes {
                 | PushError::NotFound(_)
                 | PushError::RateLimited(_)
                 | PushError::TooLarge
-                | PushError::NotConfigured(_),
+                | PushError::NotConfigured(_)
+                | PushError::Upstream(_),
             ) => !self.key_is_valid(key).await?,
             _ => false,
         };

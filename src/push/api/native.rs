@@ -43,7 +43,7 @@ pub(crate) fn request_key(headers: &HeaderMap, fields: &Fields) -> Option<String
     bearer_or_basic(headers).or_else(|| fields.get("key"))
 }
 
-fn native_error(error: &PushError) -> Response {
+pub(crate) fn native_error(error: &PushError) -> Response {
     log_error("api", error);
     json_response(
         error.status(),
@@ -82,7 +82,7 @@ async fn api_push(State(pushes): State<Pushes>, request: Request) -> Response {
     }
 }
 
-async fn authenticated(
+pub(crate) async fn authenticated(
     pushes: &Pushes,
     headers: &HeaderMap,
     query: Option<&str>,
@@ -241,7 +241,7 @@ pub(crate) fn rfc3339(unix: i64) -> String {
 }
 
 /// The detail page's headers: no scripts can run, nothing is sniffed or referred.
-fn page_response(status: StatusCode, html: String) -> Response {
+pub(crate) fn page_response(status: StatusCode, html: String) -> Response {
     let mut response = (status, Html(html)).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -264,7 +264,7 @@ fn page_response(status: StatusCode, html: String) -> Response {
 }
 
 /// The site name shown at the bottom of pages.
-const SITE_NAME: &str = "huixin";
+pub(crate) const SITE_NAME: &str = "huixin";
 
 async fn detail_page(State(pushes): State<Pushes>, Path(id): Path<String>) -> Response {
     match pushes.page(&id).await {

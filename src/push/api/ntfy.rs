@@ -94,6 +94,7 @@ impl From<PushError> for NtfyError {
             PushError::RateLimited(_) => (42901, "limit reached: too many requests".to_owned()),
             PushError::TooLarge => (41301, "message too large".to_owned()),
             PushError::NotConfigured(_) => (50301, e.to_string()),
+            PushError::Upstream(_) => (50201, e.to_string()),
             PushError::Store(_) => (50001, "internal server error".to_owned()),
         };
         Self {
