@@ -46,6 +46,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::apps::{self, Apps};
 use crate::bot::late::{LateReplies, LogLateReplies};
 use crate::bot::tasks::Tasks;
 use crate::bot::{Filter, Handler, Middleware, Router};
@@ -57,6 +58,7 @@ use crate::rules::{Rules, RulesError, Source};
 use crate::server::listen::{self, Limits};
 use crate::server::{self, CallbackState, TokenSource};
 use crate::store::{Store, StoreError};
+use crate::webhooks::{self, Webhooks};
 use crate::wechat::CryptoError;
 
 /// How often the rules folder is checked for changes (`[rules] reload`).
@@ -99,6 +101,7 @@ pub fn script_modules() -> Vec<Arc<dyn ScriptModule>> {
     vec![
         Arc::new(outbound::script::Sending),
         Arc::new(push::script::PushFunctions),
+        Arc::new(apps::script::AppFunctions),
     ]
 }
 
@@ -225,6 +228,10 @@ impl Builder {
         // Without credentials there is no client: late replies are logged, and the rules'
         // send functions say what is missing.
         let client = Client::new(&config.wechat, Some(store.clone())).ok();
+        let webhooks = Webhooks::new(&config, store.clone());
+        let platform = Apps::new(&config, pushes.clone(), client.clone(), webhooks.clone());
+        platform.reload().await?;
+        webhooks.set_answer_hook(apps::bot::answer_hook(client.clone()));
         let late = self.late.unwrap_or_else(|| match &client {
             Some(client) => Arc::new(outbound::late::CustomerServiceLate::new(client.clone())),
             None => Arc::new(LogLateReplies),
@@ -249,11 +256,18 @@ impl Builder {
                     extensions.insert(client.clone());
                 }
                 extensions.insert(pushes.clone());
+                extensions.insert(platform.clone());
                 let (layers, services) =
                     pipeline::layers(&config, &store, late, extensions, &tasks).await?;
-                let router = push::bot::routes(layers, pushes.clone()).merge(self.user);
+                let router = push::bot::routes(layers, pushes.clone());
+                let router = apps::bot::routes(router, platform.clone()).merge(self.user);
                 let router = match &rules {
-                    Some(rules) => pipeline::with_rules(router, Arc::clone(rules), services),
+                    Some(rules) => pipeline::with_rules(
+                        router,
+                        Arc::clone(rules),
+                        services,
+                        Some(platform.clone()),
+                    ),
                     None => router,
                 };
                 (router, rules)
@@ -261,7 +275,8 @@ impl Builder {
         };
 
         tasks.spawn_loop("peers", store.join().await);
-        upkeep::spawn(&tasks, &store, &config);
+        upkeep::spawn(&tasks, &store, &config, &webhooks);
+        tasks.spawn_loop("apps", apps_reload(platform.clone()));
         let state = CallbackState::new(
             protocol,
             bot,
@@ -273,7 +288,14 @@ impl Builder {
         state.replay().preload(&store).await;
         let router = server::routes(state)
             .merge(push::api::routes(pushes.clone(), config.server.body_limit))
+            .merge(apps::api::routes(platform.clone()))
+            .merge(webhooks::api::routes(webhooks.clone(), pushes.clone()))
             .merge(self.http);
+        let outbox = {
+            let stop = CancellationToken::new();
+            let worker = webhooks::spawn(webhooks.clone(), stop.clone().cancelled_owned());
+            Worker { stop, worker }
+        };
         let worker = match &client {
             Some(client) if self.push_worker && !config.push.template_id.is_empty() => {
                 let stop = CancellationToken::new();
@@ -290,6 +312,8 @@ impl Builder {
             config,
             store,
             pushes,
+            apps: platform,
+            outbox: Mutex::new(Some(outbox)),
             client,
             rules,
             tasks,
@@ -307,6 +331,9 @@ pub struct App {
     config: Config,
     store: Store,
     pushes: Pushes,
+    apps: Apps,
+    /// The webhook worker.
+    outbox: Mutex<Option<Worker>>,
     client: Option<Client>,
     rules: Option<Arc<Rules>>,
     tasks: Tasks,
@@ -317,7 +344,22 @@ pub struct App {
     worker: Mutex<Option<Worker>>,
 }
 
-/// The push delivery worker and what tells it to stop.
+/// How often the live apps are reread (apps made or changed by the CLI or another process).
+const APPS_RELOAD: Duration = Duration::from_secs(2);
+
+/// Rereads the live apps every [`APPS_RELOAD`].
+async fn apps_reload(platform: Apps) {
+    let mut tick = tokio::time::interval(APPS_RELOAD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = platform.reload().await {
+            tracing::warn!(error = %e, "apps not reread");
+        }
+    }
+}
+
+/// A delivery worker (pushes, webhooks) and what tells it to stop.
 struct Worker {
     stop: CancellationToken,
     worker: JoinHandle<()>,
@@ -337,6 +379,14 @@ impl Drop for App {
             .take()
         {
             worker.stop.cancel();
+        }
+        if let Some(outbox) = self
+            .outbox
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            outbox.stop.cancel();
         }
     }
 }
@@ -392,6 +442,11 @@ impl App {
     /// Its push service.
     pub fn pushes(&self) -> &Pushes {
         &self.pushes
+    }
+
+    /// The platform for app developers.
+    pub fn apps(&self) -> &Apps {
+        &self.apps
     }
 
     /// The client for WeChat's API, when `[wechat] app_id` and `app_secret` are set.
@@ -477,6 +532,13 @@ impl App {
             stop.cancel();
             if tokio::time::timeout(WORKER_GRACE, worker).await.is_err() {
                 tracing::warn!("push sends still in flight at shutdown are abandoned");
+            }
+        }
+        let outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(Worker { stop, worker }) = outbox {
+            stop.cancel();
+            if tokio::time::timeout(WORKER_GRACE, worker).await.is_err() {
+                tracing::warn!("webhook deliveries still in flight at shutdown are abandoned");
             }
         }
         if !self.tasks.stop_loops(LOOPS_GRACE).await {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use axum::http::Extensions;
 
+use crate::apps::{self, Apps};
 use crate::bot::late::LateReplies;
 use crate::bot::middleware::Blocklist;
 use crate::bot::middleware::blocklist::BlocklistLayer;
@@ -84,11 +85,19 @@ pub async fn layers(
     Ok((router, services))
 }
 
-/// Adds the route that runs `rules` (a catch-all: routes added after it never run).
-pub fn with_rules(router: Router, rules: Arc<Rules>, services: Services) -> Router {
+/// Adds the route that runs `rules` (a catch-all: routes added after it never run). With
+/// `platform`, the message then goes to the webhooks, and when no rule replied a webhook that
+/// may answer is asked for the reply ([`apps::bot::after_rules`]).
+pub fn with_rules(
+    router: Router,
+    rules: Arc<Rules>,
+    services: Services,
+    platform: Option<Apps>,
+) -> Router {
     router.route(filter::any(), move |ctx: Context| {
         let rules = Arc::clone(&rules);
         let services = services.clone();
+        let platform = platform.clone();
         async move {
             let outcome = rules.run(Arc::clone(&ctx.message), services).await;
             if let Some(origin) = &outcome.replied_by {
@@ -96,6 +105,13 @@ pub fn with_rules(router: Router, rules: Arc<Rules>, services: Services) -> Rout
             }
             if outcome.secret {
                 ctx.trail.set_secret();
+            }
+            let replied = outcome.replied_by.is_some();
+            if let Some(platform) = &platform
+                && let Some(reply) = apps::bot::after_rules(platform, &ctx.message, replied).await
+            {
+                ctx.trail.set_replied_by("webhook".to_owned());
+                return Flow::Reply(reply);
             }
             Flow::Reply(outcome.reply)
         }

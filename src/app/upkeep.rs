@@ -1,4 +1,5 @@
-//! Retention: old log rows, dedup records, expired sessions and old pushes are pruned a minute
+//! Retention: old log rows, dedup records, expired sessions, old pushes, expired binding codes
+//! and old webhook deliveries are pruned a minute
 //! after start (startup and the first requests go first), then every hour, as one of the app's
 //! background loops.
 
@@ -7,6 +8,7 @@ use std::time::Duration;
 use crate::bot::tasks::Tasks;
 use crate::config::Config;
 use crate::store::Store;
+use crate::webhooks::Webhooks;
 use crate::support::clock::unix_now;
 
 /// How often the store is pruned.
@@ -15,8 +17,9 @@ const EVERY: Duration = Duration::from_secs(3600);
 const FIRST: Duration = Duration::from_secs(60);
 
 /// Starts pruning `store` by `[bot] log_retention_days` and `[push] retention_days`.
-pub(super) fn spawn(tasks: &Tasks, store: &Store, config: &Config) {
+pub(super) fn spawn(tasks: &Tasks, store: &Store, config: &Config, webhooks: &Webhooks) {
     let store = store.clone();
+    let webhooks = webhooks.clone();
     let retention_days = config.bot.log_retention_days;
     let push_retention_days = config.push.retention_days;
     tasks.spawn_loop("pruning", async move {
@@ -24,6 +27,7 @@ pub(super) fn spawn(tasks: &Tasks, store: &Store, config: &Config) {
         loop {
             tick.tick().await;
             prune(&store, retention_days, push_retention_days).await;
+            prune_platform(&store, &webhooks).await;
         }
     });
 }
@@ -46,4 +50,15 @@ async fn prune(store: &Store, retention_days: u32, push_retention_days: u32) {
             Err(e) => tracing::warn!(error = %e, "purging old pushes failed"),
         }
     }
+}
+
+/// Expired binding codes (a day after expiry, so a late scan is still told the code expired)
+/// and old webhook deliveries (`[apps] webhook_retention_days`).
+async fn prune_platform(store: &Store, webhooks: &Webhooks) {
+    match store.backend().bind_codes_purge(unix_now() - 86_400).await {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(codes = n, "expired binding codes purged"),
+        Err(e) => tracing::warn!(error = %e, "purging expired binding codes failed"),
+    }
+    webhooks.purge().await;
 }

@@ -19,6 +19,7 @@ pub mod bot;
 pub mod events;
 pub mod qr;
 pub mod reply;
+pub mod script;
 
 use std::sync::{Arc, RwLock};
 

@@ -8,12 +8,14 @@
 //! - `simulate` ([`simulate`]): play WeChat against a running server.
 //! - `push`, `keys`, `topics` ([`push`]): the push service.
 //! - `store` ([`store`]): the database as a whole (`store copy` moves it to PostgreSQL).
+//! - `apps` ([`apps`]): the platform's apps, their bindings and topics.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod apps;
 pub mod emulator;
 pub mod push;
 pub mod rules;
@@ -79,6 +81,9 @@ pub enum Command {
     Keys(push::KeysArgs),
     /// List topics; `add`, `remove`, `join`, `leave`, `members`, `qrcode`.
     Topics(push::TopicsArgs),
+    /// The platform's apps: list them; `create`, `set`, `show`, `revoke`; their `bindings`,
+    /// `unbind`, `topic`.
+    Apps(apps::AppsArgs),
     /// The database as a whole: `copy` it from SQLite into PostgreSQL.
     #[command(subcommand)]
     Store(store::StoreCommand),
@@ -156,6 +161,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Keys(args) => push::keys(&config, args).await,
         Command::Topics(args) => push::topics(&config, args).await,
         Command::Store(cmd) => store::run(&config, cmd).await,
+        Command::Apps(args) => apps::run(&config, args).await,
     }
 }
 

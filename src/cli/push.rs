@@ -301,9 +301,10 @@ pub async fn topics(config: &Config, args: TopicsArgs) -> Result<ExitCode, CliEr
             }
             for t in topics {
                 let access = if t.open { "open" } else { "closed" };
+                let app = t.app_id.map(|a| format!("\tapp {a}")).unwrap_or_default();
                 println!(
-                    "{}\t{access}\t{} members\t{}",
-                    t.name, t.members, t.description
+                    "{}\t#{}\t{access}\t{} members{app}\t{}",
+                    t.name, t.num, t.members, t.description
                 );
             }
         }
