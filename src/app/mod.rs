@@ -289,6 +289,7 @@ impl Builder {
         let router = server::routes(state)
             .merge(push::api::routes(pushes.clone(), config.server.body_limit))
             .merge(apps::api::routes(platform.clone()))
+            .merge(apps::wxpusher::routes(platform.clone()))
             .merge(webhooks::api::routes(webhooks.clone(), pushes.clone()))
             .merge(self.http);
         let outbox = {

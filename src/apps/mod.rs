@@ -20,6 +20,7 @@ pub mod events;
 pub mod qr;
 pub mod reply;
 pub mod script;
+pub mod wxpusher;
 
 use std::sync::{Arc, RwLock};
 

@@ -34,6 +34,25 @@ const TASK_CHECKED: &str = "☑ ";
 /// The character that marks a value cut by [`template_value`].
 const ELLIPSIS: char = '…';
 
+/// Plain text as markdown that renders as the same text: markdown's special characters
+/// escaped, every line break kept.
+pub fn text_to_markdown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    for (i, line) in text.lines().enumerate() {
+        if i > 0 {
+            // A backslash at the end of a line is a hard line break.
+            out.push_str("\\\n");
+        }
+        for c in line.chars() {
+            if "\\`*_{}[]()<>#+-.!|~&".contains(c) {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Renders push markdown to an HTML fragment safe to embed inside the detail page's
 /// `<article>`.
 ///
@@ -438,6 +457,20 @@ fn truncate_chars(text: &str, max_chars: usize) -> String {
     let mut out: String = text.chars().take(keep).collect();
     out.push(ELLIPSIS);
     out
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::*;
+
+    #[test]
+    fn text_renders_as_itself() {
+        let text = "line *one*\n# not a heading\n<b>x</b> & 1. two";
+        let html = markdown_to_html(&text_to_markdown(text));
+        assert!(html.contains("line *one*<br"), "{html}");
+        assert!(html.contains("# not a heading"), "{html}");
+        assert!(html.contains("&lt;b&gt;x&lt;/b&gt; &amp; 1. two"), "{html}");
+    }
 }
 
 #[cfg(test)]

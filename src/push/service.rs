@@ -660,7 +660,63 @@ impl Pushes {
         request: PushRequest,
         source: &'static str,
     ) -> Result<Accepted, PushError> {
-        let result = self.check_and_store(sender, request, source).await;
+        let result = self.check_and_store(sender, request, source, true).await;
+        self.refused_key(sender, result).await
+    }
+
+    /// Several pushes of one request (WxPusher's one push per uid and topic), stored together
+    /// and counted as one against the key's rate limit: each one's result, in order. A request
+    /// over the limit refuses them all.
+    pub async fn accept_many(
+        &self,
+        sender: Sender<'_>,
+        requests: Vec<PushRequest>,
+        source: &'static str,
+    ) -> Result<Vec<Result<Accepted, PushError>>, PushError> {
+        if let Sender::Key(key) = sender {
+            self.rate_take(key).await?;
+        }
+        // Accepted together, they are committed in one group.
+        let accepted = futures_util::future::join_all(
+            requests
+                .into_iter()
+                .map(|request| self.check_and_store(sender, request, source, false)),
+        )
+        .await;
+        let mut out = Vec::with_capacity(accepted.len());
+        for result in accepted {
+            out.push(self.refused_key(sender, result).await);
+        }
+        if let Some(Err(PushError::BadKey)) = out.first() {
+            return Err(PushError::BadKey);
+        }
+        Ok(out)
+    }
+
+    /// Takes one push from the key's rate limit.
+    async fn rate_take(&self, key: &Key) -> Result<(), PushError> {
+        if let Some(limits) = &self.inner.limits
+            && let Some(wait) = self
+                .store()
+                .rate_take(
+                    limits,
+                    &format!("push:{}", key.hash),
+                    self.inner.config.rate_limit_per_minute,
+                )
+                .await?
+        {
+            return Err(PushError::RateLimited(wait));
+        }
+        Ok(())
+    }
+
+    /// `result`, or [`PushError::BadKey`] when it is a refusal and the key is no longer
+    /// valid.
+    async fn refused_key(
+        &self,
+        sender: Sender<'_>,
+        result: Result<Accepted, PushError>,
+    ) -> Result<Accepted, PushError> {
         let Sender::Key(key) = sender else {
             return result;
         };
@@ -691,6 +747,7 @@ impl Pushes {
         sender: Sender<'_>,
         request: PushRequest,
         source: &'static str,
+        rate_limited: bool,
     ) -> Result<Accepted, PushError> {
         if self.config().template_id.is_empty() {
             return Err(PushError::NotConfigured("set [push] template_id"));
@@ -769,17 +826,9 @@ impl Pushes {
             _ => self.address(sender, to, topic)?,
         };
         if let Sender::Key(key) = sender
-            && let Some(limits) = &self.inner.limits
-            && let Some(wait) = self
-                .store()
-                .rate_take(
-                    limits,
-                    &format!("push:{}", key.hash),
-                    self.inner.config.rate_limit_per_minute,
-                )
-                .await?
+            && rate_limited
         {
-            return Err(PushError::RateLimited(wait));
+            self.rate_take(key).await?;
         }
         let target = match &topic {
             Some(name) => {

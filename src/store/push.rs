@@ -350,6 +350,9 @@ pub trait PushStore: Send + Sync {
     ) -> Result<u64, StoreError>;
     /// When the next recipient is due (milliseconds), if any is waiting.
     async fn push_next_due(&self) -> Result<Option<i64>, StoreError>;
+    /// Deletes one push (with its recipients, and so its detail page); false when there was
+    /// none.
+    async fn push_delete(&self, seq: i64) -> Result<bool, StoreError>;
     /// Deletes pushes accepted before `before` (with their recipients); how many.
     async fn push_purge(&self, before: i64) -> Result<u64, StoreError>;
 }
