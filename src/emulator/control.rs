@@ -70,6 +70,8 @@ pub(crate) fn app(emu: Emulator) -> axum::Router {
         .route("/emulator/users/{openid}", get(user))
         .route("/emulator/templates", post(add_template))
         .route("/emulator/oauth/code", post(oauth_code))
+        .route("/emulator/oauth/browser", post(oauth_browser))
+        .route("/emulator/scan", post(scan))
         .route("/emulator/send", post(send));
     api.merge(control).with_state(emu)
 }
@@ -302,6 +304,56 @@ async fn oauth_code(State(emu): State<Emulator>, body: Bytes) -> ControlResult {
         .oauth_code(&request.openid, &request.scope)
         .map_err(ControlError::bad_request)?;
     Ok(Json(json!({ "code": code })))
+}
+
+/// `POST /emulator/oauth/browser` `{"openid"}`: the user at the browser, whom the
+/// authorization page grants when the request names nobody (`{"openid": null}`: the first
+/// follower again).
+async fn oauth_browser(State(emu): State<Emulator>, body: Bytes) -> ControlResult {
+    #[derive(Deserialize)]
+    struct Browser {
+        openid: Option<String>,
+    }
+    let request: Browser = parse(&body)?;
+    emu.lock().oauth.browser = request.openid.filter(|o| !o.trim().is_empty());
+    Ok(ok())
+}
+
+/// `POST /emulator/scan?from=OPENID` `{"ticket"}`: the user scans a parameter QR code, as
+/// WeChat tells the account: a `subscribe` with the code's scene when they do not follow yet,
+/// a `SCAN` when they do. 400 for a ticket never issued or expired.
+async fn scan(State(emu): State<Emulator>, RawQuery(q): RawQuery, body: Bytes) -> ControlResult {
+    #[derive(Deserialize)]
+    struct Scan {
+        ticket: String,
+    }
+    let q = parse_query(q.as_deref());
+    let from = q
+        .get("from")
+        .filter(|f| !f.trim().is_empty())
+        .map_or(DEFAULT_OPENID, String::as_str)
+        .to_owned();
+    let request: Scan = parse(&body)?;
+    let now = emu.now();
+    let scene = emu
+        .lock()
+        .qrcodes
+        .scene_of(&request.ticket, now)
+        .map_err(|expired| {
+            ControlError::bad_request(if expired {
+                "this QR code expired"
+            } else {
+                "no QR code has this ticket"
+            })
+        })?;
+    let following = emu.lock().users.get(&from).is_some_and(|u| u.following);
+    let spec = if following {
+        MessageSpec::Scan { scene }
+    } else {
+        MessageSpec::Subscribe { scene: Some(scene) }
+    };
+    let conversation = emu.send(&from, spec).await?;
+    Ok(Json(json!(conversation)))
 }
 
 /// `POST /emulator/send?from=OPENID` with a message ([`SendBody`]): the [`super::Conversation`].

@@ -41,6 +41,9 @@ struct WebToken {
 pub(crate) struct OAuth {
     codes: HashMap<String, Code>,
     tokens: HashMap<String, WebToken>,
+    /// Who is at the browser: the user the authorization page grants when the request names
+    /// none (`POST /emulator/oauth/browser`); else the first follower.
+    pub browser: Option<String>,
 }
 
 impl OAuth {
@@ -87,7 +90,7 @@ impl Emulator {
 
 /// `GET /connect/oauth2/authorize?appid&redirect_uri&response_type=code&scope&state[&openid]`:
 /// 302 to `redirect_uri?code=CODE&state=STATE`, for `openid` (an emulator extension; default
-/// the first follower).
+/// the user at the browser, else the first follower).
 pub(crate) async fn authorize(State(emu): State<Emulator>, RawQuery(q): RawQuery) -> Response {
     match authorize_location(&emu, q.as_deref()) {
         Ok(location) => (StatusCode::FOUND, [(header::LOCATION, location)]).into_response(),
@@ -119,11 +122,15 @@ fn authorize_location(emu: &Emulator, query: Option<&str>) -> Result<String, Api
         .ok_or_else(|| error(10005, "invalid scope"))?;
     let openid = match q.get("openid").filter(|o| !o.is_empty()) {
         Some(openid) => openid.clone(),
-        None => emu
-            .lock()
-            .users
-            .first_follower()
-            .ok_or_else(|| ApiError::new(40003))?,
+        None => {
+            let state = emu.lock();
+            state
+                .oauth
+                .browser
+                .clone()
+                .or_else(|| state.users.first_follower())
+                .ok_or_else(|| ApiError::new(40003))?
+        }
     };
     let code = emu
         .oauth_code(&openid, scope)

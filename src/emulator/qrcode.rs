@@ -65,6 +65,16 @@ impl QrCodes {
             .map(|(ticket, _)| ticket.clone())
     }
 
+    /// The scene of `ticket`: `Ok` while it is valid at `now`, `Err(true)` once it expired,
+    /// `Err(false)` for a ticket never issued.
+    pub fn scene_of(&self, ticket: &str, now: Duration) -> Result<String, bool> {
+        match self.tickets.get(ticket) {
+            Some(t) if t.expires.is_none_or(|e| e > now) => Ok(t.scene.clone()),
+            Some(_) => Err(true),
+            None => Err(false),
+        }
+    }
+
     fn insert(&mut self, scene: String, expires: Option<Duration>) -> String {
         let mut ticket = format!("gQ{}", random_string(54, false));
         while self.tickets.contains_key(&ticket) {
