@@ -7,6 +7,8 @@ pub mod emu;
 pub mod nginx;
 pub mod pg;
 pub mod process;
+pub mod receiver;
+pub mod setup;
 
 use std::path::{Path, PathBuf};
 

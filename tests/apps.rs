@@ -1,0 +1,384 @@
+//! The platform for app developers through the real binary, with the emulator as WeChat and a
+//! receiving server that checks every webhook's signature: a site binds its users by QR code
+//! and by the web-authorization link (chromium following the redirects), hears of it by
+//! webhook, pushes to its own user ids; message webhooks answer the reply; bad input is
+//! refused with a clear error.
+
+mod common;
+
+use std::time::Duration;
+
+use common::receiver::{Answer, Receiver};
+use common::setup::{Setup, setup};
+use serde_json::{Value, json};
+
+/// An app made with `huixin apps create`: its token and signing secret.
+struct MadeApp {
+    token: String,
+    secret: String,
+}
+
+fn create_app(s: &Setup, args: &[&str]) -> MadeApp {
+    let mut full = vec!["apps", "create"];
+    full.extend_from_slice(args);
+    let out = s.run(&full);
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| panic!("no {name} in {out}"))
+    };
+    MadeApp {
+        token: field("token:"),
+        secret: field("secret:"),
+    }
+}
+
+/// Starts a receiver on the setup's runtime.
+fn receiver(s: &Setup, secrets: &[&str]) -> Receiver {
+    s.runtime.block_on(Receiver::start(secrets))
+}
+
+/// The follower scans the QR code of `ticket` (subscribing when they do not follow yet): the
+/// conversation's final reply text, if any.
+fn scan(s: &Setup, openid: &str, ticket: &str) -> Option<String> {
+    let conversation: Value = s.runtime.block_on(async {
+        reqwest::Client::new()
+            .post(format!("{}/emulator/scan?from={openid}", s.em.base))
+            .json(&json!({ "ticket": ticket }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    conversation["user_saw"]["reply"]["body"]["content"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// The follower sends a text; the reply text they saw, if any.
+fn say(s: &Setup, openid: &str, text: &str) -> Value {
+    s.runtime.block_on(async {
+        reqwest::Client::new()
+            .post(format!("{}/emulator/send?from={openid}", s.em.base))
+            .json(&json!({ "type": "text", "content": text }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    })
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[test]
+fn a_site_binds_its_user_by_qr_code_and_pushes_to_them() {
+    let s = setup(&["o_other"], "[apps]\nbind_reply = \"已绑定 {app}\"\n");
+    let site = receiver(&s, &[]);
+    let app = create_app(&s, &["shop", "--callback", &site.url("/hook")]);
+    site.add_secret(&app.secret);
+    let _server = s.serve();
+
+    let (code, offer) = s.post(
+        "/api/v1/bindings",
+        Some(&app.token),
+        json!({ "uid": "site-user-42", "extra": "order page" }),
+    );
+    assert_eq!(code, 201, "{offer}");
+    assert_eq!(offer["state"], "pending");
+    assert!(offer["qrcode"]["url"].as_str().unwrap().contains("showqrcode"));
+    let id = offer["id"].as_str().unwrap().to_owned();
+    let ticket = offer["qrcode"]["ticket"].as_str().unwrap().to_owned();
+
+    // The site embeds huixin's own image of the code.
+    let png_url = offer["qrcode"]["png"].as_str().unwrap().to_owned();
+    let png = s.runtime.block_on(async {
+        let r = reqwest::get(&png_url).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "image/png");
+        r.bytes().await.unwrap()
+    });
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+
+    // A new follower scans it: subscribed, bound, told so.
+    let reply = scan(&s, "o_site_user", &ticket);
+    assert_eq!(reply.as_deref(), Some("已绑定 shop"));
+
+    // The site hears of it, signed, with its uid and extra, never the OpenID.
+    let got = site.wait(WAIT, |r| r.iter().any(|r| r.event == "binding"));
+    let binding = got.iter().find(|r| r.event == "binding").unwrap();
+    assert!(binding.signed, "{binding:?}");
+    assert_eq!(binding.body["event"], "binding");
+    assert_eq!(binding.body["app"]["name"], "shop");
+    assert_eq!(binding.body["data"]["uid"], "site-user-42");
+    assert_eq!(binding.body["data"]["extra"], "order page");
+    assert_eq!(binding.body["data"]["source"], "scan");
+    assert!(!binding.body.to_string().contains("o_site_user"));
+    let follow = site.wait(WAIT, |r| r.iter().any(|r| r.event == "follow"));
+    let follow = follow.iter().find(|r| r.event == "follow").unwrap();
+    assert_eq!(follow.body["data"]["uid"], "site-user-42");
+    assert_eq!(follow.body["data"]["scene"], format!("bind:{id}"));
+
+    // The code says so too.
+    let (code, status) = s.get(&format!("/api/v1/bindings/{id}"), Some(&app.token));
+    assert_eq!(code, 200, "{status}");
+    let status: Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["state"], "bound");
+
+    // The site pushes to its uid; the follower gets the template message.
+    let (code, accepted) = s.post(
+        "/api/v1/push",
+        Some(&app.token),
+        json!({ "to_uid": ["site-user-42"], "title": "发货通知", "body": "**已发货**" }),
+    );
+    assert_eq!(code, 200, "{accepted}");
+    assert_eq!(accepted["recipients"], 1);
+    let push = accepted["id"].as_str().unwrap().to_owned();
+    s.settle(&app.token, &push, |st| st["counts"]["delivered"] == 1);
+    assert_eq!(s.templates_to("o_site_user").len(), 1);
+
+    // An OpenID is not the app's to name; an unknown uid is refused by name.
+    let (code, body) = s.post(
+        "/api/v1/push",
+        Some(&app.token),
+        json!({ "to": ["o_other"], "title": "x" }),
+    );
+    assert_eq!(code, 403, "{body}");
+    let (code, body) = s.post(
+        "/api/v1/push",
+        Some(&app.token),
+        json!({ "to_uid": ["site-user-404"], "title": "x" }),
+    );
+    assert_eq!(code, 404, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("site-user-404"));
+
+    // The code bound once: another follower scanning it is told, and nothing changes.
+    let reply = scan(&s, "o_other", &ticket);
+    assert!(reply.unwrap().contains("已被使用"));
+    let (_, list) = s.get("/api/v1/bindings?uid=site-user-42", Some(&app.token));
+    let list: Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list["total"], 1, "{list}");
+    assert_eq!(list["bindings"][0]["state"], "bound");
+
+    // Unfollowing marks the binding, and the site hears of it.
+    say_event(&s, "o_site_user", json!({ "type": "unsubscribe" }));
+    site.wait(WAIT, |r| r.iter().any(|r| r.event == "unfollow"));
+    let (_, list) = s.get("/api/v1/bindings?uid=site-user-42", Some(&app.token));
+    let list: Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list["bindings"][0]["state"], "unfollowed");
+
+    // Every delivery was signed.
+    assert!(site.received().iter().all(|r| r.signed));
+}
+
+fn say_event(s: &Setup, openid: &str, event: Value) -> Value {
+    s.runtime.block_on(async {
+        reqwest::Client::new()
+            .post(format!("{}/emulator/send?from={openid}", s.em.base))
+            .json(&event)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    })
+}
+
+/// Debian's chromium (`.ci/run` installs it); `CHROMIUM` overrides the path.
+fn chromium() -> String {
+    std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".into())
+}
+
+/// The DOM headless chromium ends on after following `url`'s redirects.
+fn browse(url: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--virtual-time-budget=3000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .output()
+        .expect("chromium runs (apt-get install chromium; .ci/run does)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_follower_binds_through_the_link_in_a_browser() {
+    let s = setup(&["o_reader"], "");
+    let site = receiver(&s, &[]);
+    let app = create_app(&s, &["blog", "--callback", &site.url("/hook")]);
+    site.add_secret(&app.secret);
+    let _server = s.serve();
+    let (code, offer) = s.post(
+        "/api/v1/bindings",
+        Some(&app.token),
+        json!({ "uid": "reader-7" }),
+    );
+    assert_eq!(code, 201, "{offer}");
+    let link = offer["link"].as_str().unwrap().to_owned();
+
+    // The reader is at the browser: /bind/ID → WeChat's authorization → /oauth/callback.
+    s.runtime.block_on(async {
+        reqwest::Client::new()
+            .post(format!("{}/emulator/oauth/browser", s.em.base))
+            .json(&json!({ "openid": "o_reader" }))
+            .send()
+            .await
+            .unwrap();
+    });
+    let dom = browse(&link);
+    assert!(dom.contains("绑定成功"), "{dom}");
+    assert!(dom.contains("blog"), "{dom}");
+
+    let got = site.wait(WAIT, |r| r.iter().any(|r| r.event == "binding"));
+    let binding = got.iter().find(|r| r.event == "binding").unwrap();
+    assert!(binding.signed);
+    assert_eq!(binding.body["data"]["uid"], "reader-7");
+    assert_eq!(binding.body["data"]["source"], "link");
+    assert_eq!(binding.body["data"]["following"], true);
+
+    // The link was used: opening it again says so.
+    let dom = browse(&link);
+    assert!(dom.contains("已被使用"), "{dom}");
+
+    // With a return URL, the browser lands on the site.
+    let (_, offer) = s.post(
+        "/api/v1/bindings",
+        Some(&app.token),
+        json!({ "uid": "reader-8", "return_url": site.url("/welcome") }),
+    );
+    let dom = browse(offer["link"].as_str().unwrap());
+    assert!(dom.contains("{}"), "the site's page: {dom}");
+    assert!(site.received().iter().any(|r| r.path == "/welcome"));
+}
+
+#[test]
+fn a_message_webhook_answers_the_reply() {
+    let s = setup(
+        &[],
+        "[apps]\nreply_budget_ms = 1500\n[rules]\ndir = \"no-rules\"\n",
+    );
+    let bot = receiver(&s, &[]);
+    let app = create_app(&s, &["bot", "--callback", &bot.url("/bot"), "--reply"]);
+    bot.add_secret(&app.secret);
+    // No rules at all: the app is the bot.
+    std::fs::create_dir(s.dir.path().join("no-rules")).unwrap();
+    let _server = s.serve();
+    let (_, offer) = s.post("/api/v1/bindings", Some(&app.token), json!({ "uid": "u1" }));
+    scan(&s, "o_chat", offer["qrcode"]["ticket"].as_str().unwrap());
+
+    // Within the budget: the passive reply.
+    bot.script(
+        "/bot",
+        [Answer::Json(
+            Duration::ZERO,
+            json!({ "reply": { "type": "text", "content": "来自网站的回答" } }),
+        )],
+    );
+    let conversation = say(&s, "o_chat", "你好");
+    assert_eq!(
+        conversation["user_saw"]["reply"]["body"]["content"], "来自网站的回答",
+        "{conversation}"
+    );
+    let messages = bot.events("/bot", "message");
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].body["data"]["message"]["content"], "你好");
+    assert_eq!(messages[0].body["data"]["uid"], "u1");
+
+    // Slower than the budget: nothing passive, then a customer-service message.
+    bot.script(
+        "/bot",
+        [Answer::Json(
+            Duration::from_millis(2500),
+            json!({ "reply": "晚到的回答" }),
+        )],
+    );
+    let conversation = say(&s, "o_chat", "慢一点");
+    assert_eq!(conversation["user_saw"]["kind"], "nothing", "{conversation}");
+    let start = std::time::Instant::now();
+    while s.em.received("o_chat", "custom").is_empty() && start.elapsed() < WAIT {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let custom = s.em.received("o_chat", "custom");
+    assert_eq!(custom.len(), 1, "{custom:?}");
+    assert_eq!(custom[0]["text"]["content"], "晚到的回答");
+
+    // A WeChat retry is answered by dedup: the webhook was called once per message.
+    assert_eq!(bot.events("/bot", "message").len(), 2);
+}
+
+#[test]
+fn bad_input_is_refused_clearly() {
+    let s = setup(&[], "");
+    let app = create_app(&s, &["site"]);
+    // A callback that is not http(s), or is huixin itself.
+    for (url, why) in [
+        ("ftp://example.com/hook", "not an http(s) URL"),
+        (&format!("http://localhost:{}/hook", s.port) as &str, "huixin itself"),
+    ] {
+        let out = common::process::huixin(
+            s.dir.path(),
+            &["apps", "create", "bad", "--callback", url],
+            &[],
+        );
+        assert!(!out.status.success());
+        let err = common::process::stderr(&out);
+        assert!(err.contains(why), "{url}: {err}");
+    }
+    let _server = s.serve();
+    // An unknown token.
+    let (code, body) = s.post(
+        "/api/v1/bindings",
+        Some("AT_unknownunknownunknownunknown"),
+        json!({ "uid": "x" }),
+    );
+    assert_eq!(code, 401, "{body}");
+    // A push key is not an app token.
+    let admin = s.admin_key();
+    let (code, body) = s.post("/api/v1/bindings", Some(&admin), json!({ "uid": "x" }));
+    assert_eq!(code, 403, "{body}");
+    // A uid over 64 characters, or none.
+    let (code, body) = s.post(
+        "/api/v1/bindings",
+        Some(&app.token),
+        json!({ "uid": "u".repeat(65) }),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("64"));
+    let (code, _) = s.post("/api/v1/bindings", Some(&app.token), json!({}));
+    assert_eq!(code, 400);
+    // An expired code: the scan says so, the link shows the page, nothing is bound.
+    let (code, offer) = s.post(
+        "/api/v1/bindings",
+        Some(&app.token),
+        json!({ "uid": "late", "expire_seconds": 1 }),
+    );
+    assert_eq!(code, 201, "{offer}");
+    std::thread::sleep(Duration::from_millis(2100));
+    let (code, page) = s.get(
+        &format!("/bind/{}", offer["id"].as_str().unwrap()),
+        None,
+    );
+    assert_eq!(code, 410);
+    assert!(page.contains("链接已过期"));
+    let (_, list) = s.get("/api/v1/bindings", Some(&app.token));
+    let list: Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list["total"], 0);
+}
