@@ -111,19 +111,12 @@ fn refused(e: &PushError) -> Response {
     answer(code, &e.to_string(), Value::Null)
 }
 
-/// The fields of the body (JSON, form) and the query together; the body wins.
+/// The fields of the query and the body (JSON, form).
 async fn fields_of(request: Request) -> Result<Fields, PushError> {
-    let query = request.uri().query().map(str::to_owned);
-    let mut fields = Fields::read(request).await.map_err(|e| match e {
+    Fields::read(request).await.map_err(|e| match e {
         FieldsError::TooLarge => PushError::TooLarge,
         e => PushError::Invalid(e.to_string()),
-    })?;
-    for (k, v) in query_pairs(query.as_deref()) {
-        if fields.value(&k).is_none() {
-            fields.set(&k, v);
-        }
-    }
-    Ok(fields)
+    })
 }
 
 fn query_fields(raw: Option<&str>) -> Fields {

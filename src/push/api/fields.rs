@@ -55,12 +55,17 @@ impl Fields {
         self.map.get(name)
     }
 
-    /// A field that is a list: a JSON array of strings, or a comma-separated string.
+    /// A field that is a list: a JSON array of strings (or numbers, as text), or a
+    /// comma-separated string.
     pub fn list(&self, name: &str) -> Vec<String> {
         match self.map.get(name) {
             Some(Value::Array(items)) => items
                 .iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
+                .filter_map(|v| match v {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
                 .collect(),
             Some(Value::String(s)) => s
                 .split(',')
