@@ -9,12 +9,12 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use common::emu::{API_APP_ID, API_SECRET, RunningEmulator, TEMPLATE, emulator_settings};
-use common::process::{HUIXIN, Running, huixin, stderr, stdout};
-use common::setup::{Setup, setup, setup_with};
-use huixin::emulator::{BotTarget, Fault};
+use common::emu::TEMPLATE;
+use common::process::{huixin, stderr, stdout};
+use common::setup::{setup, setup_with};
+use huixin::emulator::Fault;
 use huixin::simulator::MessageSpec;
-use huixin::wechat::{Mode, Reply};
+use huixin::wechat::Reply;
 use serde_json::{Value, json};
 
 const TEMPLATE_PATH: &str = "/cgi-bin/message/template/send";

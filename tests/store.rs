@@ -2570,6 +2570,9 @@ mod writer {
         async fn push_next_due(&self) -> Result<Option<i64>, StoreError> {
             unreachable!()
         }
+        async fn push_delete(&self, _: i64) -> Result<bool, StoreError> {
+            unreachable!()
+        }
         async fn push_purge(&self, _: i64) -> Result<u64, StoreError> {
             unreachable!()
         }

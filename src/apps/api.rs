@@ -15,6 +15,7 @@
 //!   comes back to `GET /oauth/callback?code=&state=ID`; bound, the browser goes to the
 //!   return URL, or sees a page saying so.
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -161,11 +162,11 @@ async fn list_bindings(
     State(apps): State<Apps>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
-    query: Option<Query<ListQuery>>,
+    query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
     let result = async {
         let app = app_of(&apps, &headers, &query_fields(raw.as_deref())).await?;
-        let Some(Query(q)) = query else {
+        let Ok(Query(q)) = query else {
             return Err(PushError::Invalid(
                 "offset and limit are numbers; uid is text".into(),
             ));
@@ -301,7 +302,10 @@ struct CallbackQuery {
     state: Option<String>,
 }
 
-async fn oauth_callback(State(apps): State<Apps>, query: Option<Query<CallbackQuery>>) -> Response {
+async fn oauth_callback(
+    State(apps): State<Apps>,
+    query: Result<Query<CallbackQuery>, QueryRejection>,
+) -> Response {
     let (Some(code), Some(state)) = query
         .map(|Query(q)| (q.code.filter(|c| !c.is_empty()), q.state))
         .unwrap_or_default()

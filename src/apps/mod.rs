@@ -102,7 +102,7 @@ pub enum Completed {
     /// Bound: the binding, and the app's name.
     Bound {
         /// The binding as stored.
-        binding: BindingRow,
+        binding: Box<BindingRow>,
         /// The app's name.
         app: String,
         /// Where the browser should go next (the code's or the app's `return_url`), if anywhere.
@@ -480,7 +480,7 @@ impl Apps {
             .find(|u| !u.is_empty())
             .map(str::to_owned);
         Ok(Completed::Bound {
-            binding,
+            binding: Box::new(binding),
             app: app.name,
             return_url,
         })

@@ -245,6 +245,9 @@ fn item(uid: Option<&str>, topic: Option<i64>, result: &Result<Accepted, PushErr
     }
 }
 
+/// One target of a send: (uid, topic number, the push, or why not).
+type Target = (Option<String>, Option<i64>, Result<PushRequest, PushError>);
+
 /// Sends to `uids` and `topics` of the app: one push each, stored together.
 async fn send(
     apps: &Apps,
@@ -264,8 +267,7 @@ async fn send(
         return Err(PushError::Invalid(format!("at most {MAX_TOPICS} topicIds")));
     }
     // Targets in request order: (uid, topic number, the push, or why not).
-    let mut targets: Vec<(Option<String>, Option<i64>, Result<PushRequest, PushError>)> =
-        Vec::new();
+    let mut targets: Vec<Target> = Vec::new();
     let known: std::collections::HashSet<String> = {
         let rows = apps
             .store()

@@ -67,6 +67,7 @@ async fn api_push(State(pushes): State<Pushes>, request: Request) -> Response {
         let key = pushes.authenticate_to_push(&key).await?;
         let request = PushRequest {
             to: fields.list("to"),
+            to_uid: fields.list("to_uid"),
             topic: fields.get("topic"),
             title: fields.get("title").unwrap_or_default(),
             body: fields.get("body").unwrap_or_default(),

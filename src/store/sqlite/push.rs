@@ -524,6 +524,18 @@ impl PushStore for SqliteBackend {
         .await?)
     }
 
+    async fn push_delete(&self, seq: i64) -> Result<bool, StoreError> {
+        self.tracked(async {
+            Ok(sqlx::query("DELETE FROM pushes WHERE seq = ?1")
+                .bind(seq)
+                .execute(&self.writer)
+                .await?
+                .rows_affected()
+                == 1)
+        })
+        .await
+    }
+
     async fn push_purge(&self, before: i64) -> Result<u64, StoreError> {
         self.tracked(async {
             Ok(sqlx::query("DELETE FROM pushes WHERE created_at < ?1")
