@@ -2573,6 +2573,12 @@ mod writer {
         async fn push_delete(&self, _: i64) -> Result<bool, StoreError> {
             unreachable!()
         }
+        async fn push_recipient_by_msgid(
+            &self,
+            _: i64,
+        ) -> Result<Option<(i64, String)>, StoreError> {
+            unreachable!()
+        }
         async fn push_purge(&self, _: i64) -> Result<u64, StoreError> {
             unreachable!()
         }

@@ -232,6 +232,7 @@ impl Builder {
         let platform = Apps::new(&config, pushes.clone(), client.clone(), webhooks.clone());
         platform.reload().await?;
         webhooks.set_answer_hook(apps::bot::answer_hook(client.clone()));
+        pushes.set_settled_hook(apps::events::settled_hook(platform.clone()));
         let late = self.late.unwrap_or_else(|| match &client {
             Some(client) => Arc::new(outbound::late::CustomerServiceLate::new(client.clone())),
             None => Arc::new(LogLateReplies),

@@ -14,7 +14,7 @@
 use serde_json::{Value, json};
 
 use super::Apps;
-use crate::push::service::PushError;
+use crate::push::service::{PushError, Settled};
 use crate::store::apps::{AppRow, BindCode, BindingRow};
 use crate::webhooks::{Outgoing, Webhooks};
 use crate::wechat::Message;
@@ -317,5 +317,116 @@ pub async fn binding_done(
         });
     }
     send(apps.webhooks(), outgoing).await;
+    Ok(())
+}
+
+/// What becomes of pushes' fates: the app whose token made a push hears `push.delivered` or
+/// `push.failed` for each of its followers (by uid). Pushes made otherwise cost one lookup
+/// (remembered) and send nothing.
+pub fn settled_hook(apps: Apps) -> crate::push::service::SettledHook {
+    let owners: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<i64, Option<i64>>>> =
+        std::sync::Arc::default();
+    std::sync::Arc::new(move |settled: Settled| {
+        if !apps.live().iter().any(|a| !a.callback_url.is_empty()) {
+            return;
+        }
+        let apps = apps.clone();
+        let owners = std::sync::Arc::clone(&owners);
+        tokio::spawn(async move {
+            if let Err(e) = push_settled(&apps, &owners, settled).await {
+                tracing::warn!(error = %e, "a push's fate not sent to its app");
+            }
+        });
+    })
+}
+
+/// The apps that made pushes, by push seq (`None`: not an app's), remembered up to this many.
+const OWNERS_KEPT: usize = 10_000;
+
+async fn push_settled(
+    apps: &Apps,
+    owners: &std::sync::Mutex<std::collections::HashMap<i64, Option<i64>>>,
+    settled: Settled,
+) -> Result<(), PushError> {
+    let backend = apps.store().backend();
+    let (seq, openid, delivered, status) = match settled {
+        Settled::Finished {
+            msgid,
+            delivered,
+            status,
+        } => match backend.push_recipient_by_msgid(msgid).await? {
+            Some((seq, openid)) => (seq, openid, delivered, status),
+            None => return Ok(()),
+        },
+        Settled::Failed {
+            push_seq,
+            openid,
+            error,
+        } => (push_seq, openid, false, error),
+    };
+    let known = owners
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&seq)
+        .copied();
+    let Some(push) = backend.push_by_seq(seq).await? else {
+        return Ok(());
+    };
+    let owner = match known {
+        Some(owner) => owner,
+        None => {
+            let owner = match &push.key_hash {
+                Some(hash) => backend
+                    .key_by_hash(hash)
+                    .await?
+                    .filter(|k| k.kind == "app")
+                    .and_then(|k| k.target.parse::<i64>().ok()),
+                None => None,
+            };
+            let mut map = owners.lock().unwrap_or_else(|p| p.into_inner());
+            if map.len() >= OWNERS_KEPT {
+                map.clear();
+            }
+            map.insert(seq, owner);
+            owner
+        }
+    };
+    let Some(app) = owner.and_then(|id| apps.live_app(id)) else {
+        return Ok(());
+    };
+    if app.callback_url.is_empty() || app.callback_format == "wxpusher" {
+        return Ok(());
+    }
+    let uids: Vec<String> = backend
+        .bindings_of_follower(app.id, &openid)
+        .await?
+        .into_iter()
+        .map(|b| b.uid)
+        .collect();
+    let event = if delivered { PUSH_DELIVERED } else { PUSH_FAILED };
+    let body = json!({
+        "event": event,
+        "time": now_ms(),
+        "app": {"id": app.id, "name": app.name},
+        "data": {
+            "push": {"id": push.id, "seq": push.seq, "title": push.title,
+                     "target": push.target, "created_at": push.created_at},
+            "uid": uids.first(),
+            "uids": uids,
+            "status": status,
+        },
+    });
+    send(
+        apps.webhooks(),
+        vec![Outgoing {
+            app_id: Some(app.id),
+            endpoint: app_endpoint(app.id),
+            url: app.callback_url.clone(),
+            event: event.to_owned(),
+            ordering: openid,
+            body,
+        }],
+    )
+    .await;
     Ok(())
 }

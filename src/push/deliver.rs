@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::render::{TEMPLATE_FIELD_MAX_CHARS, summary, template_value};
-use super::service::Pushes;
+use super::service::{Pushes, Settled};
 use crate::bot::tasks::Tasks;
 use crate::outbound::{ApiError, Client, TemplateMessage};
 use crate::store::push::{Attempt, Claimed, Outcome, PushRow};
@@ -428,7 +428,18 @@ async fn settle(pushes: &Pushes, owner: &str, batch: &[Outcome]) {
             .push_settle(owner, batch, unix_now())
             .await
         {
-            Ok(()) => return,
+            Ok(()) => {
+                for outcome in batch {
+                    if let Attempt::Failed { error } = &outcome.attempt {
+                        pushes.settled(Settled::Failed {
+                            push_seq: outcome.push_seq,
+                            openid: outcome.openid.clone(),
+                            error: error.clone(),
+                        });
+                    }
+                }
+                return;
+            }
             Err(e) => {
                 tracing::error!(error = %e, outcomes = batch.len(), "push delivery: cannot record outcomes");
             }
@@ -460,6 +471,11 @@ pub fn job_finished(pushes: &Pushes, tasks: &Tasks, msgid: u64, status: SendStat
                 Ok(0) => continue,
                 Ok(_) => {
                     tracing::debug!(msgid, status = %status, "push delivery confirmed");
+                    pushes.settled(Settled::Finished {
+                        msgid,
+                        delivered,
+                        status: status.as_str().to_owned(),
+                    });
                     return;
                 }
                 Err(e) => tracing::error!(error = %e, msgid, "cannot record TEMPLATESENDJOBFINISH"),

@@ -318,6 +318,33 @@ impl From<RecipientRow> for RecipientStatus {
     }
 }
 
+/// How a recipient's delivery ended for good, as [`Pushes::set_settled_hook`] hears it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// `TEMPLATESENDJOBFINISH` for the recipient sent as `msgid`: delivered, or failed with
+    /// WeChat's `status`.
+    Finished {
+        /// WeChat's msgid.
+        msgid: i64,
+        /// Whether it reached the follower.
+        delivered: bool,
+        /// WeChat's status (`success`, `failed:user block`, …).
+        status: String,
+    },
+    /// WeChat refused the send for good, or the attempts ran out.
+    Failed {
+        /// The push.
+        push_seq: i64,
+        /// The follower.
+        openid: String,
+        /// Why.
+        error: String,
+    },
+}
+
+/// What [`Pushes::set_settled_hook`] takes.
+pub type SettledHook = Arc<dyn Fn(Settled) + Send + Sync>;
+
 /// The push service. Cheap to clone.
 #[derive(Clone)]
 pub struct Pushes {
@@ -333,6 +360,8 @@ struct Inner {
     timezone: jiff::tz::TimeZone,
     credentials: bool,
     committer: Committer,
+    /// Told when a recipient's delivery ends ([`Pushes::set_settled_hook`]).
+    settled: RwLock<Option<SettledHook>>,
     /// What keys that authenticated stand for, by hash (see [`Pushes::authenticate_to_push`]).
     known_keys: std::sync::Mutex<std::collections::HashMap<String, Scope>>,
 }
@@ -370,6 +399,7 @@ impl Pushes {
                     && !config.wechat.app_secret.is_empty(),
                 committer: Committer::default(),
                 known_keys: std::sync::Mutex::new(std::collections::HashMap::new()),
+                settled: RwLock::new(None),
             }),
         }
     }
@@ -417,6 +447,29 @@ impl Pushes {
     /// The store.
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Calls `hook` whenever a recipient's delivery ends for good (the platform tells apps of
+    /// their pushes' fates). It runs on the delivery path: it must not block.
+    pub fn set_settled_hook(&self, hook: SettledHook) {
+        *self
+            .inner
+            .settled
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(hook);
+    }
+
+    /// Tells the settled hook, if any.
+    pub(crate) fn settled(&self, event: Settled) {
+        let hook = self
+            .inner
+            .settled
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(hook) = hook {
+            hook(event);
+        }
     }
 
     /// Completes when a push was accepted since the last call (the worker waits on it).

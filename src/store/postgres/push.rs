@@ -472,6 +472,18 @@ impl PushStore for PostgresBackend {
         .await
     }
 
+    async fn push_recipient_by_msgid(
+        &self,
+        msgid: i64,
+    ) -> Result<Option<(i64, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT push_seq, openid FROM push_recipients WHERE msgid = $1 LIMIT 1",
+        )
+        .bind(msgid)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     async fn push_next_due(&self) -> Result<Option<i64>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT MIN(t) FROM ( \
