@@ -26,6 +26,8 @@
 //!   messages, menu, QR codes, users, media, OAuth; late replies and the rules' send functions.
 //! - [`push`]: the push service: keys, topics, stored pushes delivered as template
 //!   messages, the detail page, and the push APIs huixin speaks.
+//! - [`webhooks`]: webhooks out: followers' events stored in an outbox, signed, POSTed to
+//!   apps and the config's receivers with retries, in order per follower; the deliveries' API.
 //! - [`simulator`]: plays WeChat against a running server (`huixin simulate`, the tests).
 //! - [`emulator`]: a local WeChat (`huixin emulator`, the tests): its API, the call log,
 //!   faults, and WeChat's side of the callback.
@@ -68,4 +70,5 @@ pub mod simulator;
 pub mod store;
 pub mod support;
 pub mod telemetry;
+pub mod webhooks;
 pub mod wechat;

@@ -20,6 +20,7 @@ const ORDER: &[&str] = &[
     "server",
     "outbound",
     "push",
+    "webhooks",
     "simulator",
     "emulator",
     "app",
