@@ -50,6 +50,7 @@ CREATE TABLE bindings (
     UNIQUE (app_id, uid)
 );
 CREATE INDEX bindings_by_openid ON bindings (openid, app_id);
+CREATE INDEX bindings_by_app ON bindings (app_id, seq);
 
 -- Topic numbers, kept per name forever (a topic made again gets its old number), and which
 -- app a topic belongs to (its token may push to it).
@@ -86,12 +87,17 @@ CREATE TABLE webhook_deliveries (
     created_at   INTEGER NOT NULL,
     updated_at   INTEGER NOT NULL
 );
-CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, next_at)
-    WHERE state IN ('pending', 'sending');
+-- What is due: pending ones from next_at, sending ones once their lease runs out.
+CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (next_at)
+    WHERE state = 'pending';
+CREATE INDEX webhook_deliveries_sending ON webhook_deliveries (lease_until)
+    WHERE state = 'sending';
+-- Whether an earlier delivery of the same endpoint and ordering still waits.
 CREATE INDEX webhook_deliveries_waiting ON webhook_deliveries (endpoint, ordering, seq)
     WHERE state IN ('pending', 'sending');
 CREATE INDEX webhook_deliveries_by_app ON webhook_deliveries (app_id, seq);
-CREATE INDEX webhook_deliveries_done ON webhook_deliveries (updated_at)
+-- What a purge deletes: finished deliveries by when they were stored.
+CREATE INDEX webhook_deliveries_done ON webhook_deliveries (created_at)
     WHERE state IN ('delivered', 'failed');
 
 CREATE TABLE webhook_attempts (

@@ -28,6 +28,7 @@ use super::{
 };
 use crate::support::clock::unix_now;
 
+mod apps;
 mod push;
 
 static MIGRATOR: Migrator = sqlx::migrate!("src/store/postgres/migrations");

@@ -38,6 +38,7 @@ impl PushStore for SqliteBackend {
         now: i64,
     ) -> Result<bool, StoreError> {
         self.tracked(async {
+            let mut tx = self.writer.begin().await?;
             let created = sqlx::query(
                 "INSERT INTO topics (name, open, description, created_at) VALUES (?1, ?2, ?3, ?4) \
              ON CONFLICT (name) DO NOTHING",
@@ -46,9 +47,19 @@ impl PushStore for SqliteBackend {
             .bind(open)
             .bind(description)
             .bind(now)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
+            if created == 1 {
+                // A name keeps its number forever: a topic made again has its old one.
+                sqlx::query(
+                    "INSERT INTO topic_numbers (name) VALUES (?1) ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
             Ok(created == 1)
         })
         .await
