@@ -24,7 +24,7 @@ pub const ENV_PREFIX: &str = "HUIXIN_";
 
 /// Sections of the config; `HUIXIN_<SECTION>_<KEY>` maps to `[section] key`.
 const SECTIONS: &[&str] = &[
-    "server", "wechat", "storage", "rules", "bot", "push", "emulator", "log",
+    "server", "wechat", "storage", "rules", "bot", "push", "apps", "emulator", "log",
 ];
 
 /// The whole configuration.
@@ -43,6 +43,13 @@ pub struct Config {
     pub bot: BotConfig,
     /// `[push]`: the push service.
     pub push: PushConfig,
+    /// `[apps]`: apps of developers, their bindings and the webhook outbox.
+    pub apps: AppsConfig,
+    /// `[[webhooks]]`: receivers of followers' events named in the config (besides apps'
+    /// callback URLs). Left out of the defaults when empty, so the defaults stay a table of
+    /// sections.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<ConfigWebhook>,
     /// `[emulator]`: `huixin emulator`, the local stand-in for WeChat's platform.
     pub emulator: EmulatorConfig,
     /// `[log]`: logging.
@@ -378,6 +385,147 @@ impl Default for PushConfig {
     }
 }
 
+/// `[apps]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppsConfig {
+    /// `reply_budget_ms`: how long a message webhook that may answer the passive reply is
+    /// waited for; a later answer goes out as a customer-service message. Below `[bot]
+    /// reply_deadline_ms`. Default 3000.
+    pub reply_budget_ms: u64,
+    /// `bind_reply`: what a follower is told once bound (`{app}` stands for the app's name).
+    /// Default `已绑定 {app}`.
+    pub bind_reply: String,
+    /// `bind_expire_secs`: the default life of a binding code (60-2592000, WeChat's longest
+    /// temporary QR code). Default 1800.
+    pub bind_expire_secs: u64,
+    /// `webhook_timeout_ms`: one attempt's limit, from connecting to the end of the answer
+    /// (100-120000). Default 10000.
+    pub webhook_timeout_ms: u64,
+    /// `webhook_max_attempts`: attempts per delivery before it counts as failed (1-100).
+    /// Default 12.
+    pub webhook_max_attempts: u32,
+    /// `webhook_retry_backoff_ms`: the wait before the second attempt; it doubles for each
+    /// later one, at most one hour, each wait ±20% at random (10-3600000). Default 2000.
+    pub webhook_retry_backoff_ms: u64,
+    /// `webhook_concurrency`: attempts in flight at once, per process (1-1024). Default 16.
+    pub webhook_concurrency: u32,
+    /// `webhook_retention_days`: how long delivered and failed deliveries are kept, with their
+    /// attempts; 0 keeps them forever. Default 7.
+    pub webhook_retention_days: u32,
+    /// `webhook_lease_ms`: how long a delivery claimed by a process stays claimed; when that
+    /// process dies, another (or the same, restarted) sends it again after this. 0: the
+    /// attempt's timeout and 30 s more. Else more than `webhook_timeout_ms`. Default 0.
+    pub webhook_lease_ms: u64,
+}
+
+impl Default for AppsConfig {
+    fn default() -> Self {
+        Self {
+            reply_budget_ms: 3_000,
+            bind_reply: "已绑定 {app}".into(),
+            bind_expire_secs: 1_800,
+            webhook_timeout_ms: 10_000,
+            webhook_max_attempts: 12,
+            webhook_retry_backoff_ms: 2_000,
+            webhook_concurrency: 16,
+            webhook_retention_days: 7,
+            webhook_lease_ms: 0,
+        }
+    }
+}
+
+impl AppsConfig {
+    /// How long a claimed delivery stays claimed: `webhook_lease_ms`, or when that is 0 the
+    /// attempt's timeout and 30 s more (so an attempt always ends within its lease).
+    pub fn webhook_lease(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(match self.webhook_lease_ms {
+            0 => self.webhook_timeout_ms.saturating_add(30_000),
+            ms => ms,
+        })
+    }
+}
+
+/// The events a webhook may subscribe to (`[[webhooks]] events`).
+pub const WEBHOOK_EVENTS: &[&str] = &[
+    "follow",
+    "unfollow",
+    "message",
+    "binding",
+    "push.delivered",
+    "push.failed",
+];
+
+/// The shape of a webhook's payloads (`[[webhooks]] format`, an app's `callback_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// huixin's own JSON.
+    #[default]
+    Huixin,
+    /// WxPusher's callbacks (`app_subscribe`, `send_up_cmd`).
+    Wxpusher,
+}
+
+impl WebhookFormat {
+    /// `huixin` or `wxpusher`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Huixin => "huixin",
+            Self::Wxpusher => "wxpusher",
+        }
+    }
+}
+
+/// One `[[webhooks]]` entry: a receiver of the listed events of every follower. Its
+/// deliveries' endpoint is `config:NAME`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConfigWebhook {
+    /// `name`: 1-32 of `[-_A-Za-z0-9]`, unique among the entries. Required.
+    pub name: String,
+    /// `url`: where deliveries are POSTed, `http://` or `https://`. Required.
+    pub url: String,
+    /// `secret`: the HMAC-SHA256 key of the signatures, at least 16 characters. Required.
+    pub secret: Secret,
+    /// `events`: what it receives (see [`WEBHOOK_EVENTS`]). Default all.
+    #[serde(deserialize_with = "string_or_list")]
+    pub events: Vec<String>,
+    /// `format`: `huixin` or `wxpusher`. Default `huixin`.
+    pub format: WebhookFormat,
+    /// `reply`: whether its answers to `message` events may be the passive reply. Default
+    /// false.
+    pub reply: bool,
+}
+
+impl Default for ConfigWebhook {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            url: String::new(),
+            secret: Secret::default(),
+            events: WEBHOOK_EVENTS.iter().map(|e| (*e).to_owned()).collect(),
+            format: WebhookFormat::Huixin,
+            reply: false,
+        }
+    }
+}
+
+impl ConfigWebhook {
+    /// `config:NAME`, its deliveries' endpoint.
+    pub fn endpoint(&self) -> String {
+        format!("config:{}", self.name)
+    }
+
+    /// Whether it receives `event`.
+    pub fn wants(&self, event: &str) -> bool {
+        self.events.iter().any(|e| e == event)
+    }
+}
+
+/// The shortest webhook secret accepted.
+pub const MIN_WEBHOOK_SECRET_LEN: usize = 16;
+
 /// `[log]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -655,7 +803,114 @@ impl Config {
         if push.max_body_bytes < 1024 {
             return invalid("[push] max_body_bytes must be at least 1024".into());
         }
+        self.validate_apps()
+    }
+
+    fn validate_apps(&self) -> Result<(), ConfigError> {
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        let apps = &self.apps;
+        if apps.reply_budget_ms >= self.bot.reply_deadline_ms {
+            return invalid(format!(
+                "[apps] reply_budget_ms ({}) must be below [bot] reply_deadline_ms ({}), or the \
+                 deadline answers before the webhook may",
+                apps.reply_budget_ms, self.bot.reply_deadline_ms
+            ));
+        }
+        if !(60..=2_592_000).contains(&apps.bind_expire_secs) {
+            return invalid(
+                "[apps] bind_expire_secs must be between 60 and 2592000 (30 days, WeChat's \
+                 longest temporary QR code)"
+                    .into(),
+            );
+        }
+        if !(100..=120_000).contains(&apps.webhook_timeout_ms) {
+            return invalid("[apps] webhook_timeout_ms must be between 100 and 120000".into());
+        }
+        if !(1..=100).contains(&apps.webhook_max_attempts) {
+            return invalid("[apps] webhook_max_attempts must be between 1 and 100".into());
+        }
+        if !(10..=3_600_000).contains(&apps.webhook_retry_backoff_ms) {
+            return invalid(
+                "[apps] webhook_retry_backoff_ms must be between 10 and 3600000 (one hour)".into(),
+            );
+        }
+        if !(1..=1_024).contains(&apps.webhook_concurrency) {
+            return invalid("[apps] webhook_concurrency must be between 1 and 1024".into());
+        }
+        if apps.webhook_lease_ms != 0 && apps.webhook_lease_ms <= apps.webhook_timeout_ms {
+            return invalid(format!(
+                "[apps] webhook_lease_ms ({}) must be 0 (automatic) or longer than \
+                 webhook_timeout_ms ({}), or an attempt could outlive its claim and be sent twice",
+                apps.webhook_lease_ms, apps.webhook_timeout_ms
+            ));
+        }
+        let mut names: Vec<&str> = Vec::new();
+        for (i, hook) in self.webhooks.iter().enumerate() {
+            let at = match hook.name.as_str() {
+                "" => format!("[[webhooks]] entry {}", i + 1),
+                name => format!("[[webhooks]] {name:?}"),
+            };
+            let name = &hook.name;
+            if !valid_webhook_name(name) {
+                return invalid(format!(
+                    "{at}: name must be 1-32 letters, digits, '-' or '_' (it names the \
+                     endpoint config:NAME)"
+                ));
+            }
+            if names.contains(&name.as_str()) {
+                return invalid(format!("{at}: the name is used twice"));
+            }
+            names.push(name);
+            if !valid_http_url(&hook.url) {
+                return invalid(format!("{at}: url {:?} must be an http(s) URL", hook.url));
+            }
+            if hook.secret.expose().chars().count() < MIN_WEBHOOK_SECRET_LEN {
+                return invalid(format!(
+                    "{at}: secret is required, at least {MIN_WEBHOOK_SECRET_LEN} characters \
+                     (it signs the deliveries)"
+                ));
+            }
+            if hook.events.is_empty() {
+                return invalid(format!(
+                    "{at}: events is empty; leave it out for all ({})",
+                    WEBHOOK_EVENTS.join(", ")
+                ));
+            }
+            for (j, event) in hook.events.iter().enumerate() {
+                if !WEBHOOK_EVENTS.contains(&event.as_str()) {
+                    return invalid(format!(
+                        "{at}: events: unknown {event:?} (known: {})",
+                        WEBHOOK_EVENTS.join(", ")
+                    ));
+                }
+                if hook.events[..j].contains(event) {
+                    return invalid(format!("{at}: events: {event:?} is listed twice"));
+                }
+            }
+        }
         Ok(())
+    }
+}
+
+/// Whether `name` can name a `[[webhooks]]` entry: 1-32 of `[-_A-Za-z0-9]`.
+pub fn valid_webhook_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Whether `url` is an absolute `http://` or `https://` URL with a host.
+fn valid_http_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    match rest {
+        Some(rest) => {
+            let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+            !host.is_empty() && !url.contains(char::is_whitespace)
+        }
+        None => false,
     }
 }
 
@@ -682,6 +937,7 @@ const STRING_KEYS: &[(&str, &str)] = &[
     ("push", "title_field"),
     ("push", "summary_field"),
     ("push", "time_field"),
+    ("apps", "bind_reply"),
     ("rules", "dir"),
     ("rules", "fallback"),
     ("rules", "timezone"),

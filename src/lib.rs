@@ -26,8 +26,8 @@
 //!   messages, menu, QR codes, users, media, OAuth; late replies and the rules' send functions.
 //! - [`push`]: the push service: keys, topics, stored pushes delivered as template
 //!   messages, the detail page, and the push APIs huixin speaks.
-//! - [`webhooks`]: the durable outbox of signed webhook deliveries, its worker and its
-//!   listing API.
+//! - [`webhooks`]: webhooks out: followers' events stored in an outbox, signed, POSTed to
+//!   apps and the config's receivers with retries, in order per follower; the deliveries' API.
 //! - [`apps`]: the platform for app developers: apps, binding a site's users to followers
 //!   (QR codes and web authorization), the events their webhooks hear, WxPusher's API.
 //! - [`simulator`]: plays WeChat against a running server (`huixin simulate`, the tests).
