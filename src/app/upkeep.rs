@@ -60,5 +60,9 @@ async fn prune_platform(store: &Store, webhooks: &Webhooks) {
         Ok(n) => tracing::debug!(codes = n, "expired binding codes purged"),
         Err(e) => tracing::warn!(error = %e, "purging expired binding codes failed"),
     }
-    webhooks.purge().await;
+    match webhooks.purge(unix_now()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(deliveries = n, "old webhook deliveries purged ([apps] webhook_retention_days)"),
+        Err(e) => tracing::warn!(error = %e, "purging old webhook deliveries failed"),
+    }
 }

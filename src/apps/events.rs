@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use super::Apps;
 use crate::push::service::{PushError, Settled};
 use crate::store::apps::{AppRow, BindCode, BindingRow};
+use crate::config::WebhookFormat;
 use crate::webhooks::{Outgoing, Webhooks};
 use crate::wechat::Message;
 use crate::wechat::message::MessageKind;
@@ -47,16 +48,6 @@ pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// The endpoint name of an app's callback.
-pub fn app_endpoint(app: i64) -> String {
-    format!("app:{app}")
-}
-
-/// The endpoint name of a config entry.
-pub fn config_endpoint(name: &str) -> String {
-    format!("config:{name}")
 }
 
 /// The message as a JSON object of its typed fields, the same fields rules see (see
@@ -148,7 +139,7 @@ impl Audience {
         let time = now_ms();
         let mut out = Vec::new();
         for hook in apps.webhooks().endpoints_for(event) {
-            let body = if hook.format == "wxpusher" {
+            let body = if hook.format == WebhookFormat::Wxpusher {
                 match wxpusher(None, &self.openid) {
                     Some(body) => body,
                     None => continue,
@@ -159,14 +150,7 @@ impl Audience {
                 data["bindings"] = self.bindings_json(apps);
                 json!({"event": event, "time": time, "app": null, "data": data})
             };
-            out.push(Outgoing {
-                app_id: None,
-                endpoint: config_endpoint(&hook.name),
-                url: hook.url.clone(),
-                event: event.to_owned(),
-                ordering: self.openid.clone(),
-                body,
-            });
+            out.push(Outgoing::to_config(&hook, event, &self.openid, body));
         }
         for (app, uids) in self.apps(apps) {
             let body = if app.callback_format == "wxpusher" {
@@ -181,14 +165,7 @@ impl Audience {
                 json!({"event": event, "time": time,
                        "app": {"id": app.id, "name": app.name}, "data": data})
             };
-            out.push(Outgoing {
-                app_id: Some(app.id),
-                endpoint: app_endpoint(app.id),
-                url: app.callback_url.clone(),
-                event: event.to_owned(),
-                ordering: self.openid.clone(),
-                body,
-            });
+            out.push(Outgoing::to_app(&app, event, &self.openid, body));
         }
         out
     }
@@ -289,17 +266,10 @@ pub async fn binding_done(
             json!({"event": BINDING, "time": time,
                    "app": {"id": app.id, "name": app.name}, "data": data})
         };
-        outgoing.push(Outgoing {
-            app_id: Some(app.id),
-            endpoint: app_endpoint(app.id),
-            url: app.callback_url.clone(),
-            event: BINDING.to_owned(),
-            ordering: binding.openid.clone(),
-            body,
-        });
+        outgoing.push(Outgoing::to_app(app, BINDING, &binding.openid, body));
     }
     for hook in apps.webhooks().endpoints_for(BINDING) {
-        let body = if hook.format == "wxpusher" {
+        let body = if hook.format == WebhookFormat::Wxpusher {
             app_subscribe.clone()
         } else {
             let mut data = data.clone();
@@ -307,14 +277,7 @@ pub async fn binding_done(
             json!({"event": BINDING, "time": time,
                    "app": {"id": app.id, "name": app.name}, "data": data})
         };
-        outgoing.push(Outgoing {
-            app_id: None,
-            endpoint: config_endpoint(&hook.name),
-            url: hook.url.clone(),
-            event: BINDING.to_owned(),
-            ordering: binding.openid.clone(),
-            body,
-        });
+        outgoing.push(Outgoing::to_config(&hook, BINDING, &binding.openid, body));
     }
     send(apps.webhooks(), outgoing).await;
     Ok(())
@@ -418,14 +381,7 @@ async fn push_settled(
     });
     send(
         apps.webhooks(),
-        vec![Outgoing {
-            app_id: Some(app.id),
-            endpoint: app_endpoint(app.id),
-            url: app.callback_url.clone(),
-            event: event.to_owned(),
-            ordering: openid,
-            body,
-        }],
+        vec![Outgoing::to_app(&app, event, &openid, body)],
     )
     .await;
     Ok(())

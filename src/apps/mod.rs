@@ -270,6 +270,7 @@ impl Apps {
         if !backend.app_update(id, changes).await? {
             return Err(PushError::NotFound(format!("no app {id}")));
         }
+        self.webhooks().forget_app(id);
         self.reload().await?;
         backend
             .app(id)
@@ -280,6 +281,7 @@ impl Apps {
     /// Revokes an app and its token; false when it was not live.
     pub async fn revoke(&self, id: i64) -> Result<bool, PushError> {
         let revoked = self.store().backend().app_revoke(id, unix_now()).await?;
+        self.webhooks().forget_app(id);
         self.reload().await?;
         if revoked {
             tracing::info!(app = id, "app revoked");
@@ -374,7 +376,9 @@ impl Apps {
             )));
         }
         check_return_url(return_url)?;
-        let expire = expire_secs.unwrap_or(self.config().bind_expire_secs);
+        let expire = expire_secs.unwrap_or_else(|| {
+            u32::try_from(self.config().bind_expire_secs).unwrap_or(u32::MAX)
+        });
         if expire == 0 || expire > crate::outbound::qrcode::MAX_EXPIRE_SECONDS {
             return Err(PushError::Invalid(format!(
                 "a binding code lives 1–{} seconds (30 days), not {expire}",

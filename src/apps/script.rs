@@ -15,8 +15,8 @@
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 use serde_json::json;
 
-use super::events::{self, now_ms};
-use super::{Apps, events::app_endpoint};
+use super::Apps;
+use super::events::now_ms;
 use crate::outbound::script::DryRun;
 use crate::push::service::PushError;
 use crate::rules::api::ScriptModule;
@@ -152,17 +152,14 @@ fn webhook(app: &str, event: &str, data: Map) -> Result<String, Box<EvalAltResul
     let outgoing = if let Some(name) = app.strip_prefix("config:") {
         let hook = apps
             .webhooks()
-            .configured(name)
+            .endpoints()
+            .iter()
+            .find(|h| h.name == name)
+            .cloned()
             .ok_or_else(|| runtime_error(format!("webhook: no [[webhooks]] entry {name:?}")))?;
-        Outgoing {
-            app_id: None,
-            endpoint: events::config_endpoint(&hook.name),
-            url: hook.url.clone(),
-            event: event.to_owned(),
-            ordering: openid.clone(),
-            body: json!({"event": event, "time": time, "app": null,
-                         "data": {"openid": openid, "data": data}}),
-        }
+        let body = json!({"event": event, "time": time, "app": null,
+                          "data": {"openid": openid, "data": data}});
+        Outgoing::to_config(&hook, event, &openid, body)
     } else {
         let target = apps
             .live()
@@ -184,16 +181,10 @@ fn webhook(app: &str, event: &str, data: Map) -> Result<String, Box<EvalAltResul
             .filter(|b| b.app_id == target.id)
             .map(|b| b.uid)
             .collect();
-        Outgoing {
-            app_id: Some(target.id),
-            endpoint: app_endpoint(target.id),
-            url: target.callback_url.clone(),
-            event: event.to_owned(),
-            ordering: openid.clone(),
-            body: json!({"event": event, "time": time,
-                         "app": {"id": target.id, "name": target.name},
-                         "data": {"uid": uids.first(), "uids": uids, "data": data}}),
-        }
+        let body = json!({"event": event, "time": time,
+                          "app": {"id": target.id, "name": target.name},
+                          "data": {"uid": uids.first(), "uids": uids, "data": data}});
+        Outgoing::to_app(&target, event, &openid, body)
     };
     let ids = runtime
         .block_on(apps.webhooks().enqueue(vec![outgoing]))
