@@ -283,6 +283,8 @@ fn a_message_webhook_answers_the_reply() {
     let _server = s.serve();
     let (_, offer) = s.post("/api/v1/bindings", Some(&app.token), json!({ "uid": "u1" }));
     scan(&s, "o_chat", offer["qrcode"]["ticket"].as_str().unwrap());
+    // The binding and the follow are delivered before the receiver's answers are scripted.
+    bot.wait(WAIT, |r| r.len() == 2);
 
     // Within the budget: the passive reply.
     bot.script(
@@ -295,12 +297,18 @@ fn a_message_webhook_answers_the_reply() {
     let conversation = say(&s, "o_chat", "你好");
     assert_eq!(
         conversation["user_saw"]["reply"]["body"]["content"], "来自网站的回答",
-        "{conversation}"
+        "{conversation} {:?}",
+        bot.received()
     );
     let messages = bot.events("/bot", "message");
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].body["data"]["message"]["content"], "你好");
     assert_eq!(messages[0].body["data"]["uid"], "u1");
+    assert!(
+        !messages[0].body.to_string().contains("o_chat"),
+        "an app never sees the OpenID: {:?}",
+        messages[0].body
+    );
 
     // Slower than the budget: nothing passive, then a customer-service message.
     bot.script(

@@ -348,14 +348,7 @@ async fn oauth_callback(
     if let Some(url) = return_url {
         return Redirect::to(url).into_response();
     }
-    let following = apps
-        .store()
-        .backend()
-        .follower(&token.openid)
-        .await
-        .ok()
-        .flatten()
-        .is_some_and(|f| f.subscribed);
+    let following = apps.follows(&token.openid).await.unwrap_or(false);
     let message = if following {
         format!("已与 {app} 绑定，可以关闭这个页面了。Bound to {app}.")
     } else {

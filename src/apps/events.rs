@@ -148,6 +148,9 @@ impl Audience {
                 let mut data = data.clone();
                 data["openid"] = json!(self.openid);
                 data["bindings"] = self.bindings_json(apps);
+                if let Some(message) = data.get_mut("message").and_then(Value::as_object_mut) {
+                    message.insert("from".into(), json!(self.openid));
+                }
                 json!({"event": event, "time": time, "app": null, "data": data})
             };
             out.push(Outgoing::to_config(&hook, event, &self.openid, body));
@@ -209,9 +212,23 @@ pub async fn unfollow(apps: &Apps, openid: &str) -> Result<(), PushError> {
     Ok(())
 }
 
+/// The message as an app sees it: without the sender's OpenID (`from`, `raw.FromUserName`);
+/// the app knows the follower by its uids.
+fn message_for_apps(msg: &Message) -> Value {
+    let mut json = message_json(msg);
+    if let Some(o) = json.as_object_mut() {
+        o.remove("from");
+        if let Some(raw) = o.get_mut("raw").and_then(Value::as_object_mut) {
+            raw.remove("FromUserName");
+        }
+    }
+    json
+}
+
 /// The `message` deliveries of `msg`: the data, and the WxPusher `send_up_cmd` of a text.
+/// Config receivers get the whole message; apps get it without the OpenID.
 pub(crate) fn message_outgoing(apps: &Apps, audience: &Audience, msg: &Message) -> Vec<Outgoing> {
-    let data = json!({"message": message_json(msg)});
+    let data = json!({"message": message_for_apps(msg)});
     let content = match &msg.kind {
         MessageKind::Text(t) => Some(t.content.clone()),
         _ => None,

@@ -474,10 +474,7 @@ impl Apps {
             tracing::info!(app = app.id, uid = %uid, previous = %previous, "uid bound to another follower");
         }
         tracing::info!(app = app.id, uid = %uid, source, "bound");
-        let following = backend
-            .follower(openid)
-            .await?
-            .is_some_and(|f| f.subscribed);
+        let following = self.follows(openid).await?;
         events::binding_done(self, &app, &binding, &code, following).await?;
         let return_url = [code.return_url.as_str(), app.return_url.as_str()]
             .into_iter()
@@ -488,6 +485,25 @@ impl Apps {
             app: app.name,
             return_url,
         })
+    }
+
+    /// Whether `openid` follows the account: as huixin saw (a follow, or messages from before
+    /// huixin, without an unfollow since), else as WeChat says (a user who authorized a link
+    /// may never have written).
+    pub async fn follows(&self, openid: &str) -> Result<bool, PushError> {
+        if let Some(f) = self.store().backend().follower(openid).await? {
+            return Ok(f.subscribed || f.unsubscribed_at.is_none());
+        }
+        let Some(client) = self.client() else {
+            return Ok(false);
+        };
+        match client.user_info(openid).await {
+            Ok(info) => Ok(info.subscribe == 1),
+            Err(e) => {
+                tracing::debug!(error = %e, "whether a user follows: WeChat did not say");
+                Ok(false)
+            }
+        }
     }
 
     /// The uid app `app` knows `openid` by from an earlier code without uid, or a new one.
