@@ -10,6 +10,10 @@
 
 use std::collections::BTreeSet;
 
+use huixin::store::apps::{
+    AppChanges, AppRow, AttemptRow, BindCode, BindingRow, DeliveryFilter, DeliveryOutcome,
+    DeliveryResult, DeliveryRow, NewApp, NewBinding, NewDelivery,
+};
 use huixin::store::push::{
     Attempt, Claimed, KeyRow, NewPush, Outcome, PushRow, RecipientRow, Topic,
 };
@@ -90,12 +94,22 @@ macro_rules! store_suite {
                 push_next_due_tracks_pending_and_leases,
                 push_history_filters_and_pages,
                 push_purge_removes_old_pushes_and_their_recipients,
+                apps_insert_update_and_revoke,
+                bind_codes_single_use_and_open,
+                bindings_upsert_list_and_change,
+                topic_numbers_are_kept_per_name,
+                webhook_insert_and_claim_oldest_first,
+                webhook_orderings_go_one_at_a_time,
+                webhook_leases_settle_and_attempts,
+                webhook_deliveries_listing_and_purge,
+                webhook_insert_claimed_unless_one_waits,
             );
             store_suite!(@url open;
                 generated_token_survives_reopen,
                 generated_token_agrees_across_handles,
                 migrations_are_idempotent,
                 rate_buckets_are_shared_between_handles,
+                webhook_claims_from_two_handles_keep_the_order,
             );
         }
     };
@@ -2236,6 +2250,1329 @@ mod suite {
         );
     }
 
+    // --- the platform: apps, binding codes, bindings, topic numbers, the webhook outbox ----
+
+    /// An app to store, made at `T`, its token stored as the key hash `token_hash`.
+    fn new_app<'a>(name: &'a str, token_hash: &'a str) -> NewApp<'a> {
+        NewApp {
+            name,
+            callback_url: "https://app.example/hook",
+            callback_format: "huixin",
+            replies: true,
+            secret: "whsec_0123456789",
+            return_url: "",
+            created_at: T,
+            token_hash,
+            token_prefix: "AT_abc",
+        }
+    }
+
+    /// Stores an app named `name` (token hash `h_NAME`); its id.
+    async fn insert_app(store: &Store, name: &str) -> i64 {
+        let hash = format!("h_{name}");
+        store
+            .backend()
+            .app_insert(&new_app(name, &hash))
+            .await
+            .unwrap_or_else(|e| panic!("app {name} is stored: {e}"))
+    }
+
+    fn new_binding<'a>(app_id: i64, uid: &'a str, openid: &'a str, now: i64) -> NewBinding<'a> {
+        NewBinding {
+            app_id,
+            uid,
+            openid,
+            extra: "",
+            source: "scan",
+            now,
+        }
+    }
+
+    /// Binds; the binding and the follower the uid stood for before.
+    async fn bind(store: &Store, binding: &NewBinding<'_>) -> (BindingRow, Option<String>) {
+        store
+            .backend()
+            .binding_upsert(binding)
+            .await
+            .expect("binding stored")
+    }
+
+    fn uids(rows: &[BindingRow]) -> Vec<&str> {
+        rows.iter().map(|b| b.uid.as_str()).collect()
+    }
+
+    /// A `message` delivery to `endpoint`, ordered by `ordering`, stored at `now_ms`.
+    fn delivery<'a>(
+        id: &'a str,
+        app_id: Option<i64>,
+        endpoint: &'a str,
+        ordering: &'a str,
+        now_ms: i64,
+    ) -> NewDelivery<'a> {
+        NewDelivery {
+            id,
+            app_id,
+            endpoint,
+            url: "https://app.example/hook",
+            event: "message",
+            ordering,
+            body: "{\"event\":\"message\",\"text\":\"你好\"}",
+            now_ms,
+        }
+    }
+
+    /// Stores deliveries of the config's endpoint `config:ops` (`(id, ordering)`), at
+    /// `now_ms`; their seqs.
+    async fn outbox(store: &Store, deliveries: &[(&str, &str)], now_ms: i64) -> Vec<i64> {
+        let new: Vec<NewDelivery<'_>> = deliveries
+            .iter()
+            .map(|(id, ordering)| delivery(id, None, "config:ops", ordering, now_ms))
+            .collect();
+        store
+            .backend()
+            .webhook_insert(&new)
+            .await
+            .expect("deliveries stored")
+    }
+
+    async fn wh_claim(
+        store: &Store,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: u32,
+    ) -> Vec<DeliveryRow> {
+        store
+            .backend()
+            .webhook_claim(owner, now_ms, lease_until_ms, limit)
+            .await
+            .expect("claim")
+    }
+
+    fn wh_ids(rows: &[DeliveryRow]) -> Vec<&str> {
+        rows.iter().map(|d| d.id.as_str()).collect()
+    }
+
+    /// An attempt of delivery `seq` that started at `at`, took 15 ms and got `status`.
+    fn wh_outcome(
+        seq: i64,
+        at: i64,
+        status: Option<i64>,
+        result: DeliveryResult,
+    ) -> DeliveryOutcome {
+        DeliveryOutcome {
+            seq,
+            at,
+            duration_ms: 15,
+            status,
+            result,
+        }
+    }
+
+    fn delivered(seq: i64, at: i64) -> DeliveryOutcome {
+        wh_outcome(seq, at, Some(200), DeliveryResult::Delivered)
+    }
+
+    async fn wh_settle(store: &Store, owner: &str, outcomes: &[DeliveryOutcome], now_ms: i64) {
+        store
+            .backend()
+            .webhook_settle(owner, outcomes, now_ms)
+            .await
+            .expect("outcomes recorded");
+    }
+
+    async fn wh(store: &Store, id: &str) -> DeliveryRow {
+        store
+            .backend()
+            .webhook_delivery(id)
+            .await
+            .expect("delivery reads")
+            .unwrap_or_else(|| panic!("delivery {id} is stored"))
+    }
+
+    async fn wh_next_due(store: &Store) -> Option<i64> {
+        store
+            .backend()
+            .webhook_next_due()
+            .await
+            .expect("next due reads")
+    }
+
+    pub async fn apps_insert_update_and_revoke(store: &Store) {
+        let b = store.backend();
+        assert!(b.apps().await.unwrap().is_empty());
+        assert_eq!(b.app(1).await.unwrap(), None);
+
+        let shop = b.app_insert(&new_app("shop", "h_shop")).await.unwrap();
+        let stored = AppRow {
+            id: shop,
+            name: "shop".into(),
+            callback_url: "https://app.example/hook".into(),
+            callback_format: "huixin".into(),
+            replies: true,
+            secret: "whsec_0123456789".into(),
+            return_url: "".into(),
+            created_at: T,
+            revoked_at: None,
+        };
+        assert_eq!(b.app(shop).await.unwrap(), Some(stored.clone()));
+        assert_eq!(b.app_by_name("shop").await.unwrap(), Some(stored.clone()));
+        assert_eq!(b.app_by_name("Shop").await.unwrap(), None);
+        // Its token is a push key of kind app, whose target is the app's id.
+        let token = b
+            .key_by_hash("h_shop")
+            .await
+            .unwrap()
+            .expect("the token is a key");
+        assert_eq!(
+            (
+                token.key_prefix.as_str(),
+                token.kind.as_str(),
+                token.target.as_str(),
+                token.label.as_str(),
+                token.created_at,
+                token.revoked_at
+            ),
+            ("AT_abc", "app", shop.to_string().as_str(), "shop", T, None)
+        );
+
+        // A live name is unique; nothing of the refused app is stored.
+        match b.app_insert(&new_app("shop", "h_shop_2")).await {
+            Err(StoreError::Database(_)) => {}
+            other => panic!("a second live shop: {other:?}"),
+        }
+        assert_eq!(b.key_by_hash("h_shop_2").await.unwrap(), None);
+        let blog = b.app_insert(&new_app("blog", "h_blog")).await.unwrap();
+        assert!(blog > shop, "ids in creation order: {shop}, {blog}");
+        let names: Vec<String> = b
+            .apps()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.name)
+            .collect();
+        assert_eq!(names, ["shop", "blog"], "by id");
+
+        // Changes: only the fields given.
+        let changes = AppChanges {
+            callback_url: Some("https://shop.example/v2".into()),
+            replies: Some(false),
+            ..AppChanges::default()
+        };
+        assert!(b.app_update(shop, &changes).await.unwrap());
+        let changed = AppRow {
+            callback_url: "https://shop.example/v2".into(),
+            replies: false,
+            ..stored.clone()
+        };
+        assert_eq!(b.app(shop).await.unwrap(), Some(changed.clone()));
+        let more = AppChanges {
+            callback_format: Some("wxpusher".into()),
+            return_url: Some("https://shop.example/welcome".into()),
+            ..AppChanges::default()
+        };
+        assert!(b.app_update(shop, &more).await.unwrap());
+        let changed = AppRow {
+            callback_format: "wxpusher".into(),
+            return_url: "https://shop.example/welcome".into(),
+            ..changed
+        };
+        assert_eq!(b.app(shop).await.unwrap(), Some(changed.clone()));
+        assert!(
+            b.app_update(shop, &AppChanges::default()).await.unwrap(),
+            "no change still finds the app"
+        );
+        assert!(!b.app_update(blog + 100, &changes).await.unwrap());
+
+        // Revoking takes its tokens, and no other key: another app's, or a user key whose
+        // target looks like the app's id.
+        let lookalike = key_row("h_user", "ukUser0001", "user", &shop.to_string(), T);
+        b.key_insert(&lookalike).await.unwrap();
+        assert!(b.app_revoke(shop, T + 10).await.unwrap());
+        assert!(!b.app_revoke(shop, T + 11).await.unwrap(), "revoking twice");
+        assert!(!b.app_revoke(blog + 100, T + 11).await.unwrap());
+        assert_eq!(
+            b.app(shop).await.unwrap(),
+            Some(AppRow {
+                revoked_at: Some(T + 10),
+                ..changed.clone()
+            }),
+            "kept for the record"
+        );
+        assert_eq!(b.app_by_name("shop").await.unwrap(), None);
+        assert_eq!(
+            b.key_by_hash("h_shop").await.unwrap().unwrap().revoked_at,
+            Some(T + 10)
+        );
+        assert_eq!(
+            b.key_by_hash("h_blog").await.unwrap().unwrap().revoked_at,
+            None
+        );
+        assert_eq!(b.key_by_hash("h_user").await.unwrap(), Some(lookalike));
+        assert!(
+            !b.app_update(shop, &changes).await.unwrap(),
+            "a revoked app does not change"
+        );
+
+        // The name of a revoked app is free again.
+        let again = b.app_insert(&new_app("shop", "h_shop_3")).await.unwrap();
+        assert!(again > blog);
+        assert_eq!(b.app_by_name("shop").await.unwrap().unwrap().id, again);
+        let ids: Vec<(i64, bool)> = b
+            .apps()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.id, a.revoked_at.is_some()))
+            .collect();
+        assert_eq!(ids, [(shop, true), (blog, false), (again, false)]);
+    }
+
+    pub async fn bind_codes_single_use_and_open(store: &Store) {
+        let b = store.backend();
+        let app = insert_app(store, "shop").await;
+        let single = BindCode {
+            id: "bc_single".into(),
+            app_id: app,
+            uid: "site-user-42".into(),
+            extra: "campaign=7".into(),
+            return_url: "https://shop.example/bound".into(),
+            ticket: "".into(),
+            qr_content: "".into(),
+            created_at: T,
+            expires_at: T + 600,
+            used_at: None,
+            used_by: None,
+            used_uid: None,
+        };
+        b.bind_code_insert(&single).await.unwrap();
+        assert_eq!(
+            b.bind_code("bc_single").await.unwrap(),
+            Some(single.clone())
+        );
+        assert_eq!(b.bind_code("bc_nothing").await.unwrap(), None);
+        assert!(
+            b.bind_code_insert(&single).await.is_err(),
+            "an id is used once"
+        );
+        b.bind_code_set_ticket(
+            "bc_single",
+            "gQH47joAAAAAAAAAASxo",
+            "http://weixin.qq.com/q/x1",
+        )
+        .await
+        .unwrap();
+        let single = BindCode {
+            ticket: "gQH47joAAAAAAAAAASxo".into(),
+            qr_content: "http://weixin.qq.com/q/x1".into(),
+            ..single
+        };
+        assert_eq!(
+            b.bind_code("bc_single").await.unwrap(),
+            Some(single.clone())
+        );
+
+        // With a uid: used once.
+        assert!(
+            b.bind_code_use("bc_single", "o_a", "site-user-42", T + 10)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !b.bind_code_use("bc_single", "o_b", "site-user-42", T + 20)
+                .await
+                .unwrap(),
+            "a second use is refused"
+        );
+        let used = BindCode {
+            used_at: Some(T + 10),
+            used_by: Some("o_a".into()),
+            used_uid: Some("site-user-42".into()),
+            ..single
+        };
+        assert_eq!(
+            b.bind_code("bc_single").await.unwrap(),
+            Some(used.clone()),
+            "the refused use changed nothing"
+        );
+
+        // Without one: every use before it expires, each recorded over the last.
+        let open = BindCode {
+            id: "bc_open".into(),
+            uid: "".into(),
+            extra: "".into(),
+            return_url: "".into(),
+            ticket: "".into(),
+            qr_content: "".into(),
+            used_at: None,
+            used_by: None,
+            used_uid: None,
+            ..used.clone()
+        };
+        b.bind_code_insert(&open).await.unwrap();
+        assert!(
+            b.bind_code_use("bc_open", "o_a", "UID_aaaa", T + 1)
+                .await
+                .unwrap()
+        );
+        assert!(
+            b.bind_code_use("bc_open", "o_b", "UID_bbbb", T + 599)
+                .await
+                .unwrap()
+        );
+        let last = BindCode {
+            used_at: Some(T + 599),
+            used_by: Some("o_b".into()),
+            used_uid: Some("UID_bbbb".into()),
+            ..open.clone()
+        };
+        assert_eq!(b.bind_code("bc_open").await.unwrap(), Some(last.clone()));
+        assert!(
+            !b.bind_code_use("bc_open", "o_c", "UID_cccc", T + 600)
+                .await
+                .unwrap(),
+            "expired: it binds until expires_at"
+        );
+        assert_eq!(b.bind_code("bc_open").await.unwrap(), Some(last));
+
+        // An unused single-use code that expired binds no one.
+        let late = BindCode {
+            id: "bc_late".into(),
+            expires_at: T + 5,
+            used_at: None,
+            used_by: None,
+            used_uid: None,
+            ..used.clone()
+        };
+        b.bind_code_insert(&late).await.unwrap();
+        assert!(
+            !b.bind_code_use("bc_late", "o_a", "site-user-42", T + 5)
+                .await
+                .unwrap()
+        );
+        assert_eq!(b.bind_code("bc_late").await.unwrap(), Some(late));
+        assert!(!b.bind_code_use("bc_nothing", "o_a", "u", T).await.unwrap());
+
+        // Purging: codes that expired before the cutoff.
+        assert_eq!(b.bind_codes_purge(T + 5).await.unwrap(), 0);
+        assert_eq!(b.bind_codes_purge(T + 6).await.unwrap(), 1);
+        assert_eq!(b.bind_code("bc_late").await.unwrap(), None);
+        assert!(b.bind_code("bc_single").await.unwrap().is_some());
+        assert_eq!(b.bind_codes_purge(T + 601).await.unwrap(), 2);
+        assert_eq!(b.bind_code("bc_open").await.unwrap(), None);
+    }
+
+    pub async fn bindings_upsert_list_and_change(store: &Store) {
+        let b = store.backend();
+        let shop = insert_app(store, "shop").await;
+        let blog = insert_app(store, "blog").await;
+
+        let (first, previous) = bind(
+            store,
+            &NewBinding {
+                extra: "x1",
+                ..new_binding(shop, "site-1", "o_a", T)
+            },
+        )
+        .await;
+        assert_eq!(previous, None);
+        let expected = BindingRow {
+            seq: first.seq,
+            app_id: shop,
+            uid: "site-1".into(),
+            openid: "o_a".into(),
+            extra: "x1".into(),
+            source: "scan".into(),
+            state: "bound".into(),
+            blocked: false,
+            created_at: T,
+            updated_at: T,
+        };
+        assert_eq!(first, expected);
+        assert_eq!(
+            b.binding(shop, "site-1").await.unwrap(),
+            Some(expected.clone())
+        );
+        assert_eq!(
+            b.binding_by_seq(first.seq).await.unwrap(),
+            Some(expected.clone())
+        );
+        assert_eq!(b.binding(blog, "site-1").await.unwrap(), None);
+        assert_eq!(b.binding(shop, "site-9").await.unwrap(), None);
+        assert_eq!(b.binding_by_seq(first.seq + 100).await.unwrap(), None);
+
+        // The same follower again: made over, no previous follower.
+        let (again, previous) = bind(
+            store,
+            &NewBinding {
+                extra: "x2",
+                source: "link",
+                ..new_binding(shop, "site-1", "o_a", T + 1)
+            },
+        )
+        .await;
+        assert_eq!(previous, None);
+        assert_eq!(
+            again,
+            BindingRow {
+                extra: "x2".into(),
+                source: "link".into(),
+                updated_at: T + 1,
+                ..expected.clone()
+            }
+        );
+
+        // Several uids for one follower, one follower in several apps.
+        let (site2, _) = bind(store, &new_binding(shop, "site-2", "o_a", T + 2)).await;
+        let (minted, _) = bind(store, &new_binding(blog, "UID_abcdef", "o_a", T + 3)).await;
+        let (site3, _) = bind(store, &new_binding(shop, "site-3", "o_b", T + 4)).await;
+        assert!(first.seq < site2.seq && site2.seq < minted.seq && minted.seq < site3.seq);
+        assert_eq!(
+            uids(&b.bindings_of_follower(shop, "o_a").await.unwrap()),
+            ["site-1", "site-2"]
+        );
+        assert_eq!(
+            uids(&b.bindings_of_follower(blog, "o_a").await.unwrap()),
+            ["UID_abcdef"]
+        );
+        assert!(
+            b.bindings_of_follower(blog, "o_b")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let everywhere: Vec<(i64, String)> = b
+            .bindings_of_openid("o_a")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| (b.app_id, b.uid))
+            .collect();
+        assert_eq!(
+            everywhere,
+            [
+                (shop, "site-1".to_owned()),
+                (shop, "site-2".to_owned()),
+                (blog, "UID_abcdef".to_owned())
+            ]
+        );
+        assert!(b.bindings_of_openid("o_nobody").await.unwrap().is_empty());
+        let mut of = uids(
+            &b.bindings_of_uids(
+                shop,
+                &strings(&["site-3", "site-1", "nobody", "UID_abcdef"]),
+            )
+            .await
+            .unwrap(),
+        )
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+        of.sort();
+        assert_eq!(of, ["site-1", "site-3"], "this app's, those that exist");
+        assert!(b.bindings_of_uids(shop, &[]).await.unwrap().is_empty());
+        assert!(
+            b.bindings_of_uids(blog, &strings(&["site-1", "it's \"quoted\""]))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // Blocking, then the uid bound to another follower: the previous one is named, and
+        // the block and creation time stay.
+        assert!(b.binding_block(shop, first.seq, true, T + 5).await.unwrap());
+        assert!(
+            !b.binding_block(blog, first.seq, true, T + 5).await.unwrap(),
+            "another app's binding"
+        );
+        assert!(
+            !b.binding_block(shop, site3.seq + 100, true, T + 5)
+                .await
+                .unwrap()
+        );
+        assert!(b.binding_block(shop, site3.seq, true, T + 5).await.unwrap());
+        let (moved, previous) = bind(
+            store,
+            &NewBinding {
+                extra: "x3",
+                ..new_binding(shop, "site-1", "o_c", T + 6)
+            },
+        )
+        .await;
+        assert_eq!(previous.as_deref(), Some("o_a"));
+        assert_eq!(
+            moved,
+            BindingRow {
+                openid: "o_c".into(),
+                extra: "x3".into(),
+                source: "scan".into(),
+                blocked: true,
+                updated_at: T + 6,
+                ..expected.clone()
+            }
+        );
+        assert_eq!(
+            uids(&b.bindings_of_follower(shop, "o_a").await.unwrap()),
+            ["site-2"]
+        );
+
+        // Unfollowing marks every binding of the follower, in every app; following again
+        // brings them back.
+        assert_eq!(
+            b.bindings_mark("o_a", "unfollowed", T + 7).await.unwrap(),
+            2
+        );
+        assert_eq!(
+            b.bindings_mark("o_a", "unfollowed", T + 8).await.unwrap(),
+            0,
+            "already marked"
+        );
+        let marked = b.binding(blog, "UID_abcdef").await.unwrap().unwrap();
+        assert_eq!(
+            (marked.state.as_str(), marked.updated_at),
+            ("unfollowed", T + 7)
+        );
+        assert_eq!(
+            b.binding(shop, "site-1").await.unwrap().unwrap().state,
+            "bound"
+        );
+        assert_eq!(b.bindings_mark("o_a", "bound", T + 9).await.unwrap(), 2);
+        assert_eq!(
+            b.binding(shop, "site-2").await.unwrap().unwrap().state,
+            "bound"
+        );
+        // Binding again makes an unfollowed binding bound.
+        b.bindings_mark("o_b", "unfollowed", T + 9).await.unwrap();
+        let (rebound, _) = bind(store, &new_binding(shop, "site-3", "o_b", T + 10)).await;
+        assert_eq!((rebound.state.as_str(), rebound.blocked), ("bound", true));
+
+        // Pages and counts: site-1 (blocked), site-2, site-3 (blocked).
+        let page = |uid: Option<&'static str>, blocked: Option<bool>, offset: u32, limit: u32| async move {
+            uids(
+                &b.bindings_page(shop, uid, blocked, offset, limit)
+                    .await
+                    .unwrap(),
+            )
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+        };
+        assert_eq!(page(None, None, 0, 2).await, ["site-1", "site-2"]);
+        assert_eq!(page(None, None, 2, 2).await, ["site-3"]);
+        assert!(page(None, None, 3, 2).await.is_empty());
+        assert!(page(None, None, 0, 0).await.is_empty());
+        assert_eq!(page(None, Some(true), 0, 10).await, ["site-1", "site-3"]);
+        assert_eq!(page(None, Some(false), 0, 10).await, ["site-2"]);
+        assert_eq!(page(Some("site-3"), None, 0, 10).await, ["site-3"]);
+        assert!(page(Some("site-2"), Some(true), 0, 10).await.is_empty());
+        assert_eq!(
+            uids(&b.bindings_page(blog, None, None, 0, 10).await.unwrap()),
+            ["UID_abcdef"]
+        );
+        let count =
+            |uid, blocked| async move { b.bindings_count(shop, uid, blocked).await.unwrap() };
+        assert_eq!(count(None, None).await, 3);
+        assert_eq!(count(None, Some(true)).await, 2);
+        assert_eq!(count(None, Some(false)).await, 1);
+        assert_eq!(count(Some("site-1"), None).await, 1);
+        assert_eq!(count(Some("site-1"), Some(false)).await, 0);
+        assert_eq!(count(Some("nobody"), None).await, 0);
+        assert_eq!(b.bindings_count(blog, None, None).await.unwrap(), 1);
+
+        // Unblocking, deleting.
+        assert!(
+            b.binding_block(shop, site3.seq, false, T + 11)
+                .await
+                .unwrap()
+        );
+        assert_eq!(count(None, Some(true)).await, 1);
+        assert!(
+            !b.binding_delete(blog, site2.seq).await.unwrap(),
+            "another app's"
+        );
+        assert!(b.binding_delete(shop, site2.seq).await.unwrap());
+        assert!(
+            !b.binding_delete(shop, site2.seq).await.unwrap(),
+            "deleting twice"
+        );
+        assert_eq!(b.binding(shop, "site-2").await.unwrap(), None);
+        assert_eq!(count(None, None).await, 2);
+        assert_eq!(page(None, None, 0, 10).await, ["site-1", "site-3"]);
+    }
+
+    pub async fn topic_numbers_are_kept_per_name(store: &Store) {
+        let b = store.backend();
+        let num = |name: &'static str| async move {
+            b.topic(name)
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("{name}"))
+                .num
+        };
+        assert!(b.topic_create("news", true, "", T).await.unwrap());
+        assert!(b.topic_create("alerts", false, "", T).await.unwrap());
+        let (news, alerts) = (num("news").await, num("alerts").await);
+        assert!(0 < news && news < alerts, "increasing: {news}, {alerts}");
+        assert!(!b.topic_create("news", false, "", T + 1).await.unwrap());
+        assert_eq!(num("news").await, news, "a second create keeps the number");
+        let listed: Vec<(String, i64)> = b
+            .topics()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.name, t.num))
+            .collect();
+        assert_eq!(
+            listed,
+            [("alerts".to_owned(), alerts), ("news".to_owned(), news)]
+        );
+        assert_eq!(b.topic_by_num(news).await.unwrap().as_deref(), Some("news"));
+        assert_eq!(
+            b.topic_by_num(alerts).await.unwrap().as_deref(),
+            Some("alerts")
+        );
+        assert_eq!(b.topic_by_num(alerts + 100).await.unwrap(), None);
+
+        // Deleted, its number names no topic; made again, it has its old number, and new
+        // names still get new ones.
+        assert!(b.topic_delete("news").await.unwrap());
+        assert_eq!(b.topic_by_num(news).await.unwrap(), None);
+        assert!(b.topic_create("sports", true, "", T + 2).await.unwrap());
+        let sports = num("sports").await;
+        assert!(sports > alerts);
+        assert!(b.topic_create("news", true, "again", T + 3).await.unwrap());
+        assert_eq!(num("news").await, news);
+        assert_eq!(b.topic_by_num(news).await.unwrap().as_deref(), Some("news"));
+        assert!(b.topic_create("weather", true, "", T + 4).await.unwrap());
+        assert!(num("weather").await > sports);
+
+        // A topic of an app.
+        let app = insert_app(store, "shop").await;
+        assert_eq!(b.topic("news").await.unwrap().unwrap().app_id, None);
+        assert!(b.topic_set_app("news", Some(app)).await.unwrap());
+        assert_eq!(
+            b.topic("news").await.unwrap(),
+            Some(Topic {
+                name: "news".into(),
+                open: true,
+                description: "again".into(),
+                created_at: T + 3,
+                members: 0,
+                num: news,
+                app_id: Some(app),
+            })
+        );
+        assert_eq!(b.topic("sports").await.unwrap().unwrap().app_id, None);
+        assert!(!b.topic_set_app("nothing", Some(app)).await.unwrap());
+        assert!(b.topic_set_app("news", None).await.unwrap());
+        assert_eq!(b.topic("news").await.unwrap().unwrap().app_id, None);
+    }
+
+    pub async fn webhook_insert_and_claim_oldest_first(store: &Store) {
+        let b = store.backend();
+        let app = insert_app(store, "shop").await;
+        assert_eq!(wh_next_due(store).await, None);
+        assert!(b.webhook_insert(&[]).await.unwrap().is_empty());
+        let endpoint = format!("app:{app}");
+        let seqs = b
+            .webhook_insert(&[
+                delivery("d1", Some(app), &endpoint, "o_a", T_MS),
+                delivery("d2", Some(app), &endpoint, "o_b", T_MS),
+                delivery("d3", None, "config:ops", "o_a", T_MS + 5),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(seqs.len(), 3);
+        assert!(seqs[0] < seqs[1] && seqs[1] < seqs[2], "{seqs:?}");
+        assert_eq!(
+            wh(store, "d1").await,
+            DeliveryRow {
+                seq: seqs[0],
+                id: "d1".into(),
+                app_id: Some(app),
+                endpoint: endpoint.clone(),
+                url: "https://app.example/hook".into(),
+                event: "message".into(),
+                ordering: "o_a".into(),
+                body: "{\"event\":\"message\",\"text\":\"你好\"}".into(),
+                state: "pending".into(),
+                attempts: 0,
+                next_at: T_MS,
+                last_status: None,
+                last_error: None,
+                created_at: T_MS,
+                updated_at: T_MS,
+            }
+        );
+        assert_eq!(wh(store, "d3").await.app_id, None);
+        assert_eq!(b.webhook_delivery("d9").await.unwrap(), None);
+        assert!(
+            b.webhook_insert(&[delivery("d1", None, "config:ops", "", T_MS)])
+                .await
+                .is_err(),
+            "a public id is used once"
+        );
+        assert_eq!(wh_next_due(store).await, Some(T_MS), "due at once");
+
+        let lease = T_MS + 30_000;
+        assert!(
+            wh_claim(store, "w0", T_MS - 1, lease, 10).await.is_empty(),
+            "not yet due"
+        );
+        assert!(
+            wh_claim(store, "w0", T_MS, lease, 0).await.is_empty(),
+            "a limit of 0"
+        );
+        let first = wh_claim(store, "w1", T_MS, lease, 1).await;
+        assert_eq!(wh_ids(&first), ["d1"], "oldest first");
+        assert_eq!(
+            (
+                first[0].state.as_str(),
+                first[0].attempts,
+                first[0].updated_at
+            ),
+            ("sending", 1, T_MS)
+        );
+        assert_eq!(
+            wh(store, "d1").await,
+            first[0],
+            "the claim returns the stored row"
+        );
+        let rest = wh_claim(store, "w2", T_MS + 10, lease, 10).await;
+        assert_eq!(
+            wh_ids(&rest),
+            ["d2", "d3"],
+            "oldest first, each claimed once"
+        );
+        assert!(wh_claim(store, "w3", T_MS + 20, lease, 10).await.is_empty());
+        assert_eq!(
+            wh_next_due(store).await,
+            Some(lease),
+            "when the first lease runs out"
+        );
+    }
+
+    pub async fn webhook_orderings_go_one_at_a_time(store: &Store) {
+        let lease = T_MS + 30_000;
+        // d1, d2: one follower of config:ops. d3: another follower. d4: the same follower at
+        // another endpoint. d5, d6: no ordering.
+        let seqs = outbox(store, &[("d1", "o_a"), ("d2", "o_a"), ("d3", "o_b")], T_MS).await;
+        store
+            .backend()
+            .webhook_insert(&[
+                delivery("d4", None, "config:audit", "o_a", T_MS),
+                delivery("d5", None, "config:ops", "", T_MS),
+                delivery("d6", None, "config:ops", "", T_MS),
+            ])
+            .await
+            .unwrap();
+        let claimed = wh_claim(store, "w1", T_MS, lease, 10).await;
+        assert_eq!(
+            wh_ids(&claimed),
+            ["d1", "d3", "d4", "d5", "d6"],
+            "d2 waits for d1"
+        );
+        let by_id = |id: &str| claimed.iter().find(|d| d.id == id).unwrap().seq;
+        wh_settle(
+            store,
+            "w1",
+            &["d3", "d4", "d5", "d6"].map(|id| delivered(by_id(id), T_MS + 1)),
+            T_MS + 2,
+        )
+        .await;
+        assert!(
+            wh_claim(store, "w2", T_MS + 3, lease, 10).await.is_empty(),
+            "d1 is being sent"
+        );
+
+        // d1 fails and is to be retried: d2 still waits, and is not due before d1 is.
+        wh_settle(
+            store,
+            "w1",
+            &[wh_outcome(
+                seqs[0],
+                T_MS + 1,
+                Some(503),
+                DeliveryResult::Retry {
+                    next_at: T_MS + 60_000,
+                    error: "HTTP 503".into(),
+                },
+            )],
+            T_MS + 4,
+        )
+        .await;
+        assert!(
+            wh_claim(store, "w2", T_MS + 5, lease, 10).await.is_empty(),
+            "d2 waits"
+        );
+        assert_eq!(
+            wh_next_due(store).await,
+            Some(T_MS + 60_000),
+            "d1's retry, not d2"
+        );
+        let retried = wh_claim(store, "w2", T_MS + 60_000, T_MS + 90_000, 10).await;
+        assert_eq!(wh_ids(&retried), ["d1"]);
+        assert_eq!(retried[0].attempts, 2);
+
+        // d1 delivered: d2's turn.
+        wh_settle(
+            store,
+            "w2",
+            &[delivered(seqs[0], T_MS + 60_001)],
+            T_MS + 60_002,
+        )
+        .await;
+        assert_eq!(wh_next_due(store).await, Some(T_MS), "d2 was due all along");
+        let next = wh_claim(store, "w3", T_MS + 60_003, T_MS + 90_000, 10).await;
+        assert_eq!(wh_ids(&next), ["d2"]);
+
+        // A delivery that failed for good lets the next one go too.
+        let more = outbox(store, &[("d7", "o_c"), ("d8", "o_c")], T_MS + 70_000).await;
+        assert_eq!(
+            wh_ids(&wh_claim(store, "w4", T_MS + 70_000, T_MS + 99_000, 10).await),
+            ["d7"]
+        );
+        wh_settle(
+            store,
+            "w4",
+            &[wh_outcome(
+                more[0],
+                T_MS + 70_000,
+                Some(410),
+                DeliveryResult::Failed {
+                    error: "HTTP 410".into(),
+                },
+            )],
+            T_MS + 70_001,
+        )
+        .await;
+        assert_eq!(
+            wh_ids(&wh_claim(store, "w4", T_MS + 70_002, T_MS + 99_000, 10).await),
+            ["d8"]
+        );
+    }
+
+    pub async fn webhook_leases_settle_and_attempts(store: &Store) {
+        let b = store.backend();
+        let seqs = outbox(store, &[("d1", "o_a"), ("d2", "o_a")], T_MS).await;
+        let (d1, d2) = (seqs[0], seqs[1]);
+        assert_eq!(
+            wh_ids(&wh_claim(store, "w1", T_MS, T_MS + 30_000, 10).await),
+            ["d1"]
+        );
+        assert!(
+            wh_claim(store, "w2", T_MS + 29_999, T_MS + 60_000, 10)
+                .await
+                .is_empty(),
+            "leased, and d2 waits"
+        );
+        // The lease runs out: another owner takes d1 over (d2 still waits).
+        let taken = wh_claim(store, "w2", T_MS + 30_000, T_MS + 60_000, 10).await;
+        assert_eq!(wh_ids(&taken), ["d1"]);
+        assert_eq!(taken[0].attempts, 2);
+
+        // The first owner's late outcome changes nothing.
+        wh_settle(store, "w1", &[delivered(d1, T_MS)], T_MS + 30_001).await;
+        assert_eq!(wh(store, "d1").await, taken[0]);
+        assert!(b.webhook_attempts(&[d1]).await.unwrap().is_empty());
+
+        // The holder's retry is recorded, with its attempt.
+        wh_settle(
+            store,
+            "w2",
+            &[wh_outcome(
+                d1,
+                T_MS + 30_000,
+                Some(500),
+                DeliveryResult::Retry {
+                    next_at: T_MS + 40_000,
+                    error: "HTTP 500".into(),
+                },
+            )],
+            T_MS + 30_100,
+        )
+        .await;
+        assert_eq!(
+            wh(store, "d1").await,
+            DeliveryRow {
+                state: "pending".into(),
+                next_at: T_MS + 40_000,
+                last_status: Some(500),
+                last_error: Some("HTTP 500".into()),
+                updated_at: T_MS + 30_100,
+                ..taken[0].clone()
+            }
+        );
+        let first_attempt = AttemptRow {
+            delivery_seq: d1,
+            attempt: 2,
+            at: T_MS + 30_000,
+            duration_ms: 15,
+            status: Some(500),
+            error: Some("HTTP 500".into()),
+        };
+        assert_eq!(
+            b.webhook_attempts(&[d1]).await.unwrap(),
+            std::slice::from_ref(&first_attempt)
+        );
+
+        // Released (the owner stops before sending): due at once, the attempt given back,
+        // nothing recorded. A release by someone else changes nothing.
+        assert_eq!(
+            wh_claim(store, "w3", T_MS + 40_000, T_MS + 70_000, 10).await[0].attempts,
+            3
+        );
+        let released = wh_outcome(d1, T_MS + 40_001, None, DeliveryResult::Released);
+        wh_settle(store, "w2", std::slice::from_ref(&released), T_MS + 40_002).await;
+        assert_eq!(wh(store, "d1").await.state, "sending");
+        wh_settle(store, "w3", std::slice::from_ref(&released), T_MS + 40_003).await;
+        let back = wh(store, "d1").await;
+        assert_eq!(
+            (
+                back.state.as_str(),
+                back.attempts,
+                back.next_at,
+                back.last_status,
+                back.last_error.as_deref()
+            ),
+            ("pending", 2, T_MS + 40_003, Some(500), Some("HTTP 500")),
+        );
+        assert_eq!(b.webhook_attempts(&[d1]).await.unwrap().len(), 1);
+        assert_eq!(wh_next_due(store).await, Some(T_MS + 40_003));
+
+        // Delivered at the next attempt, which is numbered 3 again.
+        let again = wh_claim(store, "w4", T_MS + 40_004, T_MS + 70_000, 10).await;
+        assert_eq!((wh_ids(&again), again[0].attempts), (vec!["d1"], 3));
+        wh_settle(
+            store,
+            "w4",
+            &[wh_outcome(
+                d1,
+                T_MS + 40_005,
+                Some(204),
+                DeliveryResult::Delivered,
+            )],
+            T_MS + 40_020,
+        )
+        .await;
+        let done = wh(store, "d1").await;
+        assert_eq!(
+            (
+                done.state.as_str(),
+                done.attempts,
+                done.last_status,
+                done.last_error.as_deref(),
+                done.updated_at
+            ),
+            ("delivered", 3, Some(204), None, T_MS + 40_020)
+        );
+        // Settled once: a second outcome, even the owner's, changes nothing.
+        wh_settle(store, "w4", std::slice::from_ref(&released), T_MS + 40_030).await;
+        assert_eq!(wh(store, "d1").await, done);
+
+        // d2 fails for good, without an answer.
+        assert_eq!(
+            wh_ids(&wh_claim(store, "w5", T_MS + 40_040, T_MS + 70_000, 10).await),
+            ["d2"]
+        );
+        wh_settle(
+            store,
+            "w5",
+            &[wh_outcome(
+                d2,
+                T_MS + 40_041,
+                None,
+                DeliveryResult::Failed {
+                    error: "connection refused".into(),
+                },
+            )],
+            T_MS + 40_050,
+        )
+        .await;
+        let failed = wh(store, "d2").await;
+        assert_eq!(
+            (
+                failed.state.as_str(),
+                failed.last_status,
+                failed.last_error.as_deref()
+            ),
+            ("failed", None, Some("connection refused"))
+        );
+        assert_eq!(
+            b.webhook_attempts(&[d2, d1]).await.unwrap(),
+            [
+                first_attempt,
+                AttemptRow {
+                    delivery_seq: d1,
+                    attempt: 3,
+                    at: T_MS + 40_005,
+                    duration_ms: 15,
+                    status: Some(204),
+                    error: None,
+                },
+                AttemptRow {
+                    delivery_seq: d2,
+                    attempt: 1,
+                    at: T_MS + 40_041,
+                    duration_ms: 15,
+                    status: None,
+                    error: Some("connection refused".into()),
+                },
+            ],
+            "by delivery, then attempt"
+        );
+        assert!(b.webhook_attempts(&[]).await.unwrap().is_empty());
+        assert_eq!(wh_next_due(store).await, None, "nothing waits");
+    }
+
+    pub async fn webhook_deliveries_listing_and_purge(store: &Store) {
+        let b = store.backend();
+        let shop = insert_app(store, "shop").await;
+        let blog = insert_app(store, "blog").await;
+        let (shop_end, blog_end) = (format!("app:{shop}"), format!("app:{blog}"));
+        let mut seqs = Vec::new();
+        for (i, (id, app, endpoint, event)) in [
+            ("e1", Some(shop), shop_end.as_str(), "message"),
+            ("e2", Some(shop), shop_end.as_str(), "message"),
+            ("e3", Some(blog), blog_end.as_str(), "follow"),
+            ("e4", None, "config:ops", "message"),
+            ("e5", Some(shop), shop_end.as_str(), "binding"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let new = NewDelivery {
+                event,
+                ..delivery(id, app, endpoint, "", T_MS + i as i64)
+            };
+            seqs.extend(b.webhook_insert(&[new]).await.unwrap());
+        }
+        let list = |filter: DeliveryFilter| async move {
+            wh_ids(&b.webhook_deliveries(&filter).await.unwrap())
+                .into_iter()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        let all = DeliveryFilter {
+            limit: 10,
+            ..DeliveryFilter::default()
+        };
+        assert_eq!(
+            list(all.clone()).await,
+            ["e5", "e4", "e3", "e2", "e1"],
+            "newest first"
+        );
+        assert_eq!(
+            list(DeliveryFilter {
+                app_id: Some(Some(shop)),
+                ..all.clone()
+            })
+            .await,
+            ["e5", "e2", "e1"]
+        );
+        assert_eq!(
+            list(DeliveryFilter {
+                app_id: Some(None),
+                ..all.clone()
+            })
+            .await,
+            ["e4"],
+            "the config's"
+        );
+        assert_eq!(
+            list(DeliveryFilter {
+                event: Some("message".into()),
+                ..all.clone()
+            })
+            .await,
+            ["e4", "e2", "e1"]
+        );
+        assert_eq!(
+            list(DeliveryFilter {
+                app_id: Some(Some(shop)),
+                event: Some("message".into()),
+                ..all.clone()
+            })
+            .await,
+            ["e2", "e1"]
+        );
+        // Paging back from the newest.
+        let page = DeliveryFilter {
+            limit: 2,
+            ..all.clone()
+        };
+        assert_eq!(list(page.clone()).await, ["e5", "e4"]);
+        assert_eq!(
+            list(DeliveryFilter {
+                before_seq: Some(seqs[3]),
+                ..page.clone()
+            })
+            .await,
+            ["e3", "e2"]
+        );
+        assert_eq!(
+            list(DeliveryFilter {
+                before_seq: Some(seqs[1]),
+                ..page.clone()
+            })
+            .await,
+            ["e1"]
+        );
+        assert!(
+            list(DeliveryFilter {
+                limit: 0,
+                ..all.clone()
+            })
+            .await
+            .is_empty()
+        );
+
+        // e1 delivered, e2 failed, e3 being sent, e4 and e5 pending.
+        let claimed = wh_claim(store, "w", T_MS + 10, T_MS + 30_000, 3).await;
+        assert_eq!(wh_ids(&claimed), ["e1", "e2", "e3"]);
+        wh_settle(
+            store,
+            "w",
+            &[
+                delivered(seqs[0], T_MS + 10),
+                wh_outcome(
+                    seqs[1],
+                    T_MS + 10,
+                    Some(404),
+                    DeliveryResult::Failed {
+                        error: "HTTP 404".into(),
+                    },
+                ),
+            ],
+            T_MS + 20,
+        )
+        .await;
+        let state = |state: &str| DeliveryFilter {
+            state: Some(state.into()),
+            ..all.clone()
+        };
+        assert_eq!(list(state("delivered")).await, ["e1"]);
+        assert_eq!(list(state("failed")).await, ["e2"]);
+        assert_eq!(list(state("sending")).await, ["e3"]);
+        assert_eq!(list(state("pending")).await, ["e5", "e4"]);
+        assert_eq!(
+            wh_next_due(store).await,
+            Some(T_MS + 3),
+            "e4, stored at T_MS + 3"
+        );
+
+        // Purging takes finished deliveries stored before the cutoff, with their attempts;
+        // waiting ones stay however old.
+        assert_eq!(b.webhook_purge(T_MS).await.unwrap(), 0);
+        assert_eq!(b.webhook_purge(T_MS + 1).await.unwrap(), 1);
+        assert_eq!(b.webhook_delivery("e1").await.unwrap(), None);
+        assert!(b.webhook_attempts(&[seqs[0]]).await.unwrap().is_empty());
+        assert_eq!(b.webhook_attempts(&[seqs[1]]).await.unwrap().len(), 1);
+        assert_eq!(b.webhook_purge(T_MS + 1_000).await.unwrap(), 1);
+        assert_eq!(list(all.clone()).await, ["e5", "e4", "e3"]);
+        assert!(b.webhook_attempts(&[seqs[1]]).await.unwrap().is_empty());
+    }
+
+    pub async fn webhook_insert_claimed_unless_one_waits(store: &Store) {
+        let b = store.backend();
+        let lease = T_MS + 30_000;
+        let (s1, claimed) = b
+            .webhook_insert_claimed(
+                &delivery("d1", None, "config:ops", "o_a", T_MS),
+                "w1",
+                lease,
+            )
+            .await
+            .unwrap();
+        assert!(claimed, "nothing before it");
+        let d1 = wh(store, "d1").await;
+        assert_eq!(
+            (
+                d1.seq,
+                d1.state.as_str(),
+                d1.attempts,
+                d1.next_at,
+                d1.updated_at
+            ),
+            (s1, "sending", 1, T_MS, T_MS)
+        );
+        assert_eq!(wh_next_due(store).await, Some(lease), "its lease counts");
+        let (s2, claimed) = b
+            .webhook_insert_claimed(
+                &delivery("d2", None, "config:ops", "o_a", T_MS + 1),
+                "w1",
+                lease,
+            )
+            .await
+            .unwrap();
+        assert!(!claimed, "d1 is being sent");
+        assert!(s2 > s1);
+        assert_eq!(
+            (
+                wh(store, "d2").await.state.as_str(),
+                wh(store, "d2").await.attempts
+            ),
+            ("pending", 0)
+        );
+        // Other followers, other endpoints and no ordering go at once.
+        for (id, endpoint, ordering) in [
+            ("d3", "config:ops", "o_b"),
+            ("d4", "config:audit", "o_a"),
+            ("d5", "config:ops", ""),
+            ("d6", "config:ops", ""),
+        ] {
+            let (_, claimed) = b
+                .webhook_insert_claimed(
+                    &delivery(id, None, endpoint, ordering, T_MS + 2),
+                    "w1",
+                    lease,
+                )
+                .await
+                .unwrap();
+            assert!(claimed, "{id}");
+        }
+        assert!(
+            wh_claim(store, "w2", T_MS + 3, lease, 10).await.is_empty(),
+            "d2 waits for d1"
+        );
+        // The owner settles what it claimed on insert.
+        wh_settle(store, "w1", &[delivered(s1, T_MS)], T_MS + 4).await;
+        assert_eq!(wh(store, "d1").await.state, "delivered");
+        // A delivery stored while an earlier one is pending (d2) waits too.
+        let (_, claimed) = b
+            .webhook_insert_claimed(
+                &delivery("d7", None, "config:ops", "o_a", T_MS + 5),
+                "w1",
+                lease,
+            )
+            .await
+            .unwrap();
+        assert!(!claimed, "d2 is pending");
+        assert_eq!(
+            wh_ids(&wh_claim(store, "w2", T_MS + 6, lease, 10).await),
+            ["d2"]
+        );
+        let (_, claimed) = b
+            .webhook_insert_claimed(
+                &delivery("d8", None, "config:ops", "o_a", T_MS + 7),
+                "w1",
+                lease,
+            )
+            .await
+            .unwrap();
+        assert!(!claimed, "d2 is being sent, d7 pending");
+        assert!(
+            b.webhook_insert_claimed(
+                &delivery("d8", None, "config:ops", "", T_MS + 8),
+                "w1",
+                lease
+            )
+            .await
+            .is_err(),
+            "a public id is used once"
+        );
+    }
+
     // --- opening ---------------------------------------------------------------------------
 
     pub async fn migrations_are_idempotent(store: Store, url: &str) {
@@ -2299,6 +3636,169 @@ mod suite {
         store.backend().prune(0, 0, later).await.unwrap();
         for _ in 0..3 {
             assert_eq!(take(&other, t + 600_001).await, None, "a fresh bucket");
+        }
+    }
+
+    /// Two handles (two processes) claim from one outbox at once while two more store
+    /// deliveries: no delivery is claimed twice, and each follower's deliveries are sent one at
+    /// a time, in the order they were stored.
+    pub async fn webhook_claims_from_two_handles_keep_the_order(store: Store, url: &str) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+
+        let other = Store::open(url).await.expect("opens again");
+        let lease = T_MS + 3_600_000;
+
+        // Two claims at the same moment, of one follower's two deliveries: one of them takes
+        // the first, neither the second.
+        for round in 0..10 {
+            let (first, second) = (format!("r{round}a"), format!("r{round}b"));
+            let ordering = format!("o_round_{round}");
+            let seqs = outbox(
+                &store,
+                &[
+                    (first.as_str(), ordering.as_str()),
+                    (second.as_str(), ordering.as_str()),
+                ],
+                T_MS,
+            )
+            .await;
+            let (x, y) = tokio::join!(
+                wh_claim(&store, "x", T_MS, lease, 10),
+                wh_claim(&other, "y", T_MS, lease, 10)
+            );
+            let mut got = wh_ids(&x);
+            got.extend(wh_ids(&y));
+            assert_eq!(got, [first.as_str()], "round {round}");
+            let owner = if x.is_empty() { "y" } else { "x" };
+            wh_settle(&store, owner, &[delivered(seqs[0], T_MS)], T_MS).await;
+            let next = wh_claim(&other, "y", T_MS, lease, 10).await;
+            assert_eq!(wh_ids(&next), [second.as_str()], "round {round}");
+            wh_settle(&store, "y", &[delivered(seqs[1], T_MS)], T_MS).await;
+        }
+
+        // Then many at once: two writers per handle store deliveries of a few followers (half
+        // of them claimed on insert, and settled by the writer), two claimers per handle send
+        // what is due. Each notes a claim once it has it and a settlement before making it, so
+        // the log shows every claim after the settlement of the delivery before it.
+        const ORDERINGS: usize = 5;
+        const PER_WRITER: usize = 30;
+        const TOTAL: usize = 4 * PER_WRITER;
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        enum Event {
+            Claimed,
+            Settled,
+        }
+        let log: Arc<Mutex<Vec<(Event, i64)>>> = Arc::default();
+        let settled = Arc::new(AtomicUsize::new(0));
+        let note = |log: &Mutex<Vec<(Event, i64)>>, event, seq| {
+            log.lock().unwrap().push((event, seq));
+        };
+        let mut tasks = Vec::new();
+        for (w, handle) in [&store, &other, &store, &other].into_iter().enumerate() {
+            let (handle, log, settled) = (handle.clone(), Arc::clone(&log), Arc::clone(&settled));
+            tasks.push(tokio::spawn(async move {
+                let owner = format!("writer{w}");
+                for i in 0..PER_WRITER {
+                    let id = format!("w{w}-{i}");
+                    let ordering = format!("o_{}", (i + w) % ORDERINGS);
+                    let new = delivery(&id, None, "config:ops", &ordering, T_MS);
+                    let b = handle.backend();
+                    if i % 2 == 0 {
+                        b.webhook_insert(&[new]).await.expect("stored");
+                        continue;
+                    }
+                    let (seq, claimed) = b
+                        .webhook_insert_claimed(&new, &owner, lease)
+                        .await
+                        .expect("stored");
+                    if claimed {
+                        note(&log, Event::Claimed, seq);
+                        note(&log, Event::Settled, seq);
+                        wh_settle(&handle, &owner, &[delivered(seq, T_MS)], T_MS).await;
+                        settled.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }));
+        }
+        for (c, handle) in [&store, &other, &store, &other].into_iter().enumerate() {
+            let (handle, log, settled) = (handle.clone(), Arc::clone(&log), Arc::clone(&settled));
+            tasks.push(tokio::spawn(async move {
+                let owner = format!("claimer{c}");
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+                while settled.load(Ordering::SeqCst) < TOTAL {
+                    assert!(std::time::Instant::now() < deadline, "{owner} gave up");
+                    let claimed = wh_claim(&handle, &owner, T_MS, lease, 4).await;
+                    if claimed.is_empty() {
+                        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                        continue;
+                    }
+                    for d in &claimed {
+                        note(&log, Event::Claimed, d.seq);
+                    }
+                    for d in &claimed {
+                        note(&log, Event::Settled, d.seq);
+                    }
+                    let outcomes: Vec<DeliveryOutcome> =
+                        claimed.iter().map(|d| delivered(d.seq, T_MS)).collect();
+                    wh_settle(&handle, &owner, &outcomes, T_MS).await;
+                    settled.fetch_add(claimed.len(), Ordering::SeqCst);
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.expect("no task failed");
+        }
+
+        let log = log.lock().unwrap().clone();
+        let stored = store
+            .backend()
+            .webhook_deliveries(&DeliveryFilter {
+                limit: 1_000,
+                ..DeliveryFilter::default()
+            })
+            .await
+            .unwrap();
+        let stored: Vec<&DeliveryRow> = stored.iter().filter(|d| d.id.starts_with('w')).collect();
+        assert_eq!(stored.len(), TOTAL);
+        assert!(
+            stored
+                .iter()
+                .all(|d| d.state == "delivered" && d.attempts == 1),
+            "each delivered at its one attempt"
+        );
+        let claims: Vec<i64> = log
+            .iter()
+            .filter(|(e, _)| *e == Event::Claimed)
+            .map(|(_, seq)| *seq)
+            .collect();
+        assert_eq!(
+            claims.iter().collect::<BTreeSet<_>>().len(),
+            claims.len(),
+            "no delivery claimed twice"
+        );
+        assert_eq!(claims.len(), TOTAL);
+        let at = |event: Event, seq: i64| {
+            log.iter()
+                .position(|&(e, s)| e == event && s == seq)
+                .unwrap_or_else(|| panic!("{event:?} {seq}"))
+        };
+        for n in 0..ORDERINGS {
+            let ordering = format!("o_{n}");
+            let mut seqs: Vec<i64> = stored
+                .iter()
+                .filter(|d| d.ordering == ordering)
+                .map(|d| d.seq)
+                .collect();
+            seqs.sort_unstable();
+            for pair in seqs.windows(2) {
+                assert!(
+                    at(Event::Settled, pair[0]) < at(Event::Claimed, pair[1]),
+                    "{ordering}: {} claimed before {} was settled",
+                    pair[1],
+                    pair[0]
+                );
+            }
         }
     }
 }
