@@ -90,7 +90,12 @@ fn a_site_binds_its_user_by_qr_code_and_pushes_to_them() {
     );
     assert_eq!(code, 201, "{offer}");
     assert_eq!(offer["state"], "pending");
-    assert!(offer["qrcode"]["url"].as_str().unwrap().contains("showqrcode"));
+    assert!(
+        offer["qrcode"]["url"]
+            .as_str()
+            .unwrap()
+            .contains("showqrcode")
+    );
     let id = offer["id"].as_str().unwrap().to_owned();
     let ticket = offer["qrcode"]["ticket"].as_str().unwrap().to_owned();
 
@@ -296,7 +301,8 @@ fn a_message_webhook_answers_the_reply() {
     );
     let conversation = say(&s, "o_chat", "你好");
     assert_eq!(
-        conversation["user_saw"]["reply"]["body"]["content"], "来自网站的回答",
+        conversation["user_saw"]["reply"]["body"]["content"],
+        "来自网站的回答",
         "{conversation} {:?}",
         bot.received()
     );
@@ -319,7 +325,10 @@ fn a_message_webhook_answers_the_reply() {
         )],
     );
     let conversation = say(&s, "o_chat", "慢一点");
-    assert_eq!(conversation["user_saw"]["kind"], "nothing", "{conversation}");
+    assert_eq!(
+        conversation["user_saw"]["kind"], "nothing",
+        "{conversation}"
+    );
     let start = std::time::Instant::now();
     while s.em.received("o_chat", "custom").is_empty() && start.elapsed() < WAIT {
         std::thread::sleep(Duration::from_millis(50));
@@ -339,7 +348,10 @@ fn bad_input_is_refused_clearly() {
     // A callback that is not http(s), or is huixin itself.
     for (url, why) in [
         ("ftp://example.com/hook", "not an http(s) URL"),
-        (&format!("http://localhost:{}/hook", s.port) as &str, "huixin itself"),
+        (
+            &format!("http://localhost:{}/hook", s.port) as &str,
+            "huixin itself",
+        ),
     ] {
         let out = common::process::huixin(
             s.dir.path(),
@@ -380,13 +392,126 @@ fn bad_input_is_refused_clearly() {
     );
     assert_eq!(code, 201, "{offer}");
     std::thread::sleep(Duration::from_millis(2100));
-    let (code, page) = s.get(
-        &format!("/bind/{}", offer["id"].as_str().unwrap()),
-        None,
-    );
+    let (code, page) = s.get(&format!("/bind/{}", offer["id"].as_str().unwrap()), None);
     assert_eq!(code, 410);
     assert!(page.contains("链接已过期"));
     let (_, list) = s.get("/api/v1/bindings", Some(&app.token));
     let list: Value = serde_json::from_str(&list).unwrap();
     assert_eq!(list["total"], 0);
+}
+
+#[test]
+fn rules_see_bindings_and_fire_webhooks_through_the_outbox() {
+    let s = setup(&[], "[rules]\ndir = \"rules\"\n");
+    let site = receiver(&s, &[]);
+    let app = create_app(&s, &["crm", "--callback", &site.url("/crm")]);
+    site.add_secret(&app.secret);
+    let rules = s.dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(
+        rules.join("10-bind.rhai"),
+        r#"
+rule(#{ content: "whoami" }, |msg| {
+    let b = bind_info();
+    if b == () { return text("not bound"); }
+    text(`${b.app}:${b.uid}:${bindings().len()}:${bind_info("crm").uid}`)
+});
+rule(#{ prefix: "order " }, |msg| {
+    let id = webhook("crm", "order.created", #{ item: msg.content.sub_string(6), qty: 2 });
+    text(`sent ${id.len()}`)
+});
+"#,
+    )
+    .unwrap();
+    let _server = s.serve();
+    let reply =
+        |text: &str| say(&s, "o_rhai", text)["user_saw"]["reply"]["body"]["content"].clone();
+    assert_eq!(reply("whoami"), "not bound");
+    let (_, offer) = s.post(
+        "/api/v1/bindings",
+        Some(&app.token),
+        json!({ "uid": "c-1" }),
+    );
+    scan(&s, "o_rhai", offer["qrcode"]["ticket"].as_str().unwrap());
+    assert_eq!(reply("whoami"), "crm:c-1:1:c-1");
+    assert_eq!(reply("order 茶叶"), "sent 32");
+    let got = site.wait(WAIT, |r| r.iter().any(|r| r.event == "order.created"));
+    let order = got.iter().find(|r| r.event == "order.created").unwrap();
+    assert!(order.signed);
+    assert_eq!(order.body["data"]["uid"], "c-1");
+    assert_eq!(order.body["data"]["data"]["item"], "茶叶");
+    assert_eq!(order.body["data"]["data"]["qty"], 2);
+}
+
+#[test]
+fn webhooks_pending_at_a_kill_are_delivered_after_the_restart() {
+    let s = setup(
+        &[],
+        "[apps]\nwebhook_retry_backoff_ms = 200\nwebhook_timeout_ms = 1000\n",
+    );
+    let site = receiver(&s, &[]);
+    let app = create_app(&s, &["site", "--callback", &site.url("/hook")]);
+    site.add_secret(&app.secret);
+    // The receiver is down (500) for a while: events pile up in the outbox.
+    site.script("/hook", (0..1000).map(|_| Answer::Status(500)));
+    let server = s.serve();
+    let (_, offer) = s.post(
+        "/api/v1/bindings",
+        Some(&app.token),
+        json!({ "uid": "k-1" }),
+    );
+    scan(&s, "o_kill", offer["qrcode"]["ticket"].as_str().unwrap());
+    for i in 0..5 {
+        say(&s, "o_kill", &format!("message {i}"));
+    }
+    site.wait(WAIT, |r| !r.is_empty());
+    // kill -9 (dropping the child kills it): nothing is flushed, nothing handed back.
+    drop(server);
+    // The receiver recovers; a new process delivers everything, each once, in order, once
+    // the dead process's leases ran out.
+    site.clear_script("/hook");
+    let _server = s.serve();
+    let got = site.wait(Duration::from_secs(60), |r| {
+        r.iter()
+            .filter(|r| r.event == "message")
+            .map(|r| &r.delivery)
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+            == 5
+    });
+    // Delivered once each after recovery: every id answered 200 exactly once.
+    let messages: Vec<String> = got
+        .iter()
+        .filter(|r| r.event == "message")
+        .map(|r| {
+            r.body["data"]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let mut firsts = Vec::new();
+    for m in &messages {
+        if !firsts.contains(m) {
+            firsts.push(m.clone());
+        }
+    }
+    assert_eq!(
+        firsts,
+        (0..5).map(|i| format!("message {i}")).collect::<Vec<_>>(),
+        "in order per follower"
+    );
+    let (code, list) = s.get("/api/v1/webhooks/deliveries?limit=200", Some(&app.token));
+    assert_eq!(code, 200, "{list}");
+    let list: Value = serde_json::from_str(&list).unwrap();
+    let deliveries = list["deliveries"].as_array().unwrap();
+    assert_eq!(
+        deliveries.len(),
+        7,
+        "binding, follow and five messages: {list}"
+    );
+    assert!(
+        deliveries.iter().all(|d| d["state"] == "delivered"),
+        "{list}"
+    );
 }

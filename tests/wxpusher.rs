@@ -95,7 +95,9 @@ fn the_seed_story_qrcode_callback_send_and_status() {
     let _server = s.serve();
 
     let (uid, code) = follow_through_qrcode(&s, &token, "o_fan", "user-9");
-    let got = site.wait(WAIT, |r| r.iter().any(|r| r.body["action"] == "app_subscribe"));
+    let got = site.wait(WAIT, |r| {
+        r.iter().any(|r| r.body["action"] == "app_subscribe")
+    });
     let subscribe = got
         .iter()
         .find(|r| r.body["action"] == "app_subscribe")
@@ -105,7 +107,10 @@ fn the_seed_story_qrcode_callback_send_and_status() {
     assert_eq!(subscribe.body["data"]["extra"], "user-9");
     assert_eq!(subscribe.body["data"]["source"], "scan");
     assert_eq!(subscribe.body["data"]["appName"], "wx");
-    assert!(!subscribe.body.to_string().contains("o_fan"), "never the OpenID");
+    assert!(
+        !subscribe.body.to_string().contains("o_fan"),
+        "never the OpenID"
+    );
     // The code's image.
     let (status, _) = s.get(&format!("/api/fun/qrcode/{code}.jpg"), None);
     assert_eq!(status, 200);
@@ -178,17 +183,29 @@ fn the_seed_story_qrcode_callback_send_and_status() {
     assert_eq!(answer["success"], false);
 
     // The user list, both versions.
-    let v2 = get_json(&s, &format!("/api/fun/wxuser/v2?appToken={token}&page=1&pageSize=10"));
+    let v2 = get_json(
+        &s,
+        &format!("/api/fun/wxuser/v2?appToken={token}&page=1&pageSize=10"),
+    );
     assert_ok(&v2);
     assert_eq!(v2["data"]["total"], 1);
     assert_eq!(v2["data"]["records"][0]["uid"], uid.as_str());
-    let v1 = get_json(&s, &format!("/api/fun/wxuser?appToken={token}&page=1&pageSize=10"));
+    let v1 = get_json(
+        &s,
+        &format!("/api/fun/wxuser?appToken={token}&page=1&pageSize=10"),
+    );
     assert_ok(&v1);
     assert_eq!(v1["data"]["records"][0]["enable"], true);
 
     // What the follower writes goes to the app as send_up_cmd.
-    emulator_send(&s, "o_fan", json!({ "type": "text", "content": "上行消息" }));
-    let got = site.wait(WAIT, |r| r.iter().any(|r| r.body["action"] == "send_up_cmd"));
+    emulator_send(
+        &s,
+        "o_fan",
+        json!({ "type": "text", "content": "上行消息" }),
+    );
+    let got = site.wait(WAIT, |r| {
+        r.iter().any(|r| r.body["action"] == "send_up_cmd")
+    });
     let up = got
         .iter()
         .find(|r| r.body["action"] == "send_up_cmd")

@@ -8,8 +8,8 @@ use std::time::Duration;
 use crate::bot::tasks::Tasks;
 use crate::config::Config;
 use crate::store::Store;
-use crate::webhooks::Webhooks;
 use crate::support::clock::unix_now;
+use crate::webhooks::Webhooks;
 
 /// How often the store is pruned.
 const EVERY: Duration = Duration::from_secs(3600);
@@ -62,7 +62,10 @@ async fn prune_platform(store: &Store, webhooks: &Webhooks) {
     }
     match webhooks.purge(unix_now()).await {
         Ok(0) => {}
-        Ok(n) => tracing::info!(deliveries = n, "old webhook deliveries purged ([apps] webhook_retention_days)"),
+        Ok(n) => tracing::info!(
+            deliveries = n,
+            "old webhook deliveries purged ([apps] webhook_retention_days)"
+        ),
         Err(e) => tracing::warn!(error = %e, "purging old webhook deliveries failed"),
     }
 }

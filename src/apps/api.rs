@@ -38,7 +38,9 @@ pub fn routes(apps: Apps) -> axum::Router {
     axum::Router::new()
         .route(
             "/api/v1/bindings",
-            get(list_bindings).post(create_binding).delete(delete_binding),
+            get(list_bindings)
+                .post(create_binding)
+                .delete(delete_binding),
         )
         .route("/api/v1/bindings/{id}", get(binding_status))
         .route("/api/v1/bindings/{id}/qrcode.png", get(qrcode_png))
@@ -65,7 +67,11 @@ fn code_json(apps: &Apps, code: &BindCode, image_url: Option<&str>) -> Value {
     let base = apps.pushes().public_base();
     let now = unix_now();
     let state = if code.uid.is_empty() {
-        if code.expires_at <= now { "expired" } else { "open" }
+        if code.expires_at <= now {
+            "expired"
+        } else {
+            "open"
+        }
     } else if code.used_at.is_some() {
         "bound"
     } else if code.expires_at <= now {
@@ -352,7 +358,9 @@ async fn oauth_callback(
     let message = if following {
         format!("已与 {app} 绑定，可以关闭这个页面了。Bound to {app}.")
     } else {
-        format!("已与 {app} 绑定。请关注公众号，才能收到消息。Bound to {app}: follow the account to receive its messages.")
+        format!(
+            "已与 {app} 绑定。请关注公众号，才能收到消息。Bound to {app}: follow the account to receive its messages."
+        )
     };
     notice(StatusCode::OK, "绑定成功", &message)
 }

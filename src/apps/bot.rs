@@ -81,7 +81,8 @@ async fn scanned(apps: &Apps, ctx: &Context) -> Flow {
         Some(code) => Some(bind(apps, code, openid).await),
         None => None,
     };
-    if follow && let Err(e) = events::follow(apps, openid, scene.as_deref(), ticket.as_deref()).await
+    if follow
+        && let Err(e) = events::follow(apps, openid, scene.as_deref(), ticket.as_deref()).await
     {
         tracing::error!(error = %e, "follow not sent to the webhooks");
     }
@@ -213,8 +214,12 @@ pub fn answer_hook(client: Option<Client>) -> Arc<dyn Fn(Answered) + Send + Sync
         };
         tokio::spawn(async move {
             match client.send_custom(&message).await {
-                Ok(()) => tracing::info!(delivery = %answered.delivery_id, "late webhook reply sent"),
-                Err(e) => tracing::warn!(error = %e, delivery = %answered.delivery_id, "late webhook reply not sent"),
+                Ok(()) => {
+                    tracing::info!(delivery = %answered.delivery_id, "late webhook reply sent")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, delivery = %answered.delivery_id, "late webhook reply not sent")
+                }
             }
         });
     })

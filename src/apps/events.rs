@@ -14,9 +14,9 @@
 use serde_json::{Value, json};
 
 use super::Apps;
+use crate::config::WebhookFormat;
 use crate::push::service::{PushError, Settled};
 use crate::store::apps::{AppRow, BindCode, BindingRow};
-use crate::config::WebhookFormat;
 use crate::webhooks::{Outgoing, Webhooks};
 use crate::wechat::Message;
 use crate::wechat::message::MessageKind;
@@ -80,9 +80,10 @@ impl Audience {
             Vec::new()
         };
         if !configured
-            && !bindings
-                .iter()
-                .any(|b| apps.live_app(b.app_id).is_some_and(|a| !a.callback_url.is_empty()))
+            && !bindings.iter().any(|b| {
+                apps.live_app(b.app_id)
+                    .is_some_and(|a| !a.callback_url.is_empty())
+            })
         {
             return Ok(None);
         }
@@ -383,7 +384,11 @@ async fn push_settled(
         .into_iter()
         .map(|b| b.uid)
         .collect();
-    let event = if delivered { PUSH_DELIVERED } else { PUSH_FAILED };
+    let event = if delivered {
+        PUSH_DELIVERED
+    } else {
+        PUSH_FAILED
+    };
     let body = json!({
         "event": event,
         "time": now_ms(),

@@ -146,7 +146,12 @@ impl std::fmt::Debug for Apps {
 impl Apps {
     /// The service over `pushes`' store; `client` makes the QR codes and answers web
     /// authorization (without one, binding codes cannot be made).
-    pub fn new(config: &Config, pushes: Pushes, client: Option<Client>, webhooks: Webhooks) -> Self {
+    pub fn new(
+        config: &Config,
+        pushes: Pushes,
+        client: Option<Client>,
+        webhooks: Webhooks,
+    ) -> Self {
         let mut own = vec![format!("http://{}", config.server.listen)];
         if !config.server.public_url.is_empty() {
             own.push(config.server.public_url.trim_end_matches('/').to_owned());
@@ -376,9 +381,8 @@ impl Apps {
             )));
         }
         check_return_url(return_url)?;
-        let expire = expire_secs.unwrap_or_else(|| {
-            u32::try_from(self.config().bind_expire_secs).unwrap_or(u32::MAX)
-        });
+        let expire = expire_secs
+            .unwrap_or_else(|| u32::try_from(self.config().bind_expire_secs).unwrap_or(u32::MAX));
         if expire == 0 || expire > crate::outbound::qrcode::MAX_EXPIRE_SECONDS {
             return Err(PushError::Invalid(format!(
                 "a binding code lives 1–{} seconds (30 days), not {expire}",
@@ -406,10 +410,13 @@ impl Apps {
             used_uid: None,
         };
         let scene = Scene::Str(format!("{BIND_SCENE_PREFIX}{}", code.id));
-        let qr = client.create_qrcode(&scene, Some(expire)).await.map_err(|e| {
-            tracing::warn!(app = app.id, error = %e, "binding code: WeChat made no QR code");
-            PushError::Upstream(format!("WeChat made no QR code: {e}"))
-        })?;
+        let qr = client
+            .create_qrcode(&scene, Some(expire))
+            .await
+            .map_err(|e| {
+                tracing::warn!(app = app.id, error = %e, "binding code: WeChat made no QR code");
+                PushError::Upstream(format!("WeChat made no QR code: {e}"))
+            })?;
         code.ticket = qr.ticket;
         code.qr_content = qr.url;
         self.store().backend().bind_code_insert(&code).await?;
@@ -551,9 +558,7 @@ pub fn check_uid(uid: &str) -> Result<(), PushError> {
         )));
     }
     if uid.chars().any(char::is_control) {
-        return Err(PushError::Invalid(
-            "uid has control characters".into(),
-        ));
+        return Err(PushError::Invalid("uid has control characters".into()));
     }
     Ok(())
 }

@@ -47,10 +47,7 @@ pub fn parse(reply: &Value) -> Result<Reply, String> {
             _ => Err(format!("a {} reply needs {name}", text("type"))),
         }
     };
-    let kind = object
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or("text");
+    let kind = object.get("type").and_then(Value::as_str).unwrap_or("text");
     Ok(match kind {
         "text" => Reply::text(required("content")?),
         "image" => Reply::image(required("media_id")?),

@@ -111,12 +111,10 @@ fn bind_info(app: Option<&str>) -> Result<Dynamic, Box<EvalAltResult>> {
     let found = match app {
         None => rows.iter().max_by_key(|b| (b.updated_at, b.seq)),
         Some(app) => {
-            let id = app.parse::<i64>().ok().or_else(|| {
-                apps.live()
-                    .iter()
-                    .find(|a| a.name == app)
-                    .map(|a| a.id)
-            });
+            let id = app
+                .parse::<i64>()
+                .ok()
+                .or_else(|| apps.live().iter().find(|a| a.name == app).map(|a| a.id));
             rows.iter()
                 .filter(|b| Some(b.app_id) == id)
                 .max_by_key(|b| (b.updated_at, b.seq))

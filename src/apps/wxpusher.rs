@@ -292,7 +292,9 @@ async fn send(
         let target = if known.contains(&uid) {
             Ok(request(vec![uid.clone()], None))
         } else {
-            Err(PushError::NotFound("用户不存在或已取消关注 (no such uid)".into()))
+            Err(PushError::NotFound(
+                "用户不存在或已取消关注 (no such uid)".into(),
+            ))
         };
         targets.push((Some(uid), None, target));
     }
@@ -647,7 +649,11 @@ async fn reject_user(State(apps): State<Apps>, RawQuery(raw): RawQuery) -> Respo
         {
             return Err(PushError::NotFound(format!("no user {id}")));
         }
-        Ok(json!(if reject { "拉黑成功" } else { "取消拉黑成功" }))
+        Ok(json!(if reject {
+            "拉黑成功"
+        } else {
+            "取消拉黑成功"
+        }))
     }
     .await;
     match result {

@@ -122,10 +122,7 @@ pub async fn run(config: &Config, args: AppsArgs) -> Result<ExitCode, CliError> 
                 } else {
                     format!("{} ({})", app.callback_url, app.callback_format)
                 };
-                let bound = store
-                    .backend()
-                    .bindings_count(app.id, None, None)
-                    .await?;
+                let bound = store.backend().bindings_count(app.id, None, None).await?;
                 println!(
                     "{}\t{}\t{state}\t{bound} bound\t{callback}{}",
                     app.id,

@@ -899,11 +899,7 @@ impl Pushes {
         let id = generate_push_id();
         let created_at = unix_now();
         let key = match sender {
-            Sender::Key(key) => Some((
-                key.hash.clone(),
-                key.scope.kind(),
-                key.scope.target(),
-            )),
+            Sender::Key(key) => Some((key.hash.clone(), key.scope.kind(), key.scope.target())),
             Sender::Trusted => None,
         };
         // The topic's members are copied into the push by the store, in its transaction.
@@ -1033,7 +1029,11 @@ impl Pushes {
             return Err(PushError::NotFound(format!(
                 "no follower is bound to uid {} of this app{}",
                 shown.join(", "),
-                if missing.len() > shown.len() { ", …" } else { "" }
+                if missing.len() > shown.len() {
+                    ", …"
+                } else {
+                    ""
+                }
             )));
         }
         Ok((openids, topic))

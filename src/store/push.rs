@@ -349,8 +349,10 @@ pub trait PushStore: Send + Sync {
         now: i64,
     ) -> Result<u64, StoreError>;
     /// The recipient sent as WeChat's `msgid`: (push seq, OpenID).
-    async fn push_recipient_by_msgid(&self, msgid: i64)
-    -> Result<Option<(i64, String)>, StoreError>;
+    async fn push_recipient_by_msgid(
+        &self,
+        msgid: i64,
+    ) -> Result<Option<(i64, String)>, StoreError>;
     /// When the next recipient is due (milliseconds), if any is waiting.
     async fn push_next_due(&self) -> Result<Option<i64>, StoreError>;
     /// Deletes one push (with its recipients, and so its detail page); false when there was

@@ -151,11 +151,9 @@ async fn list(
     if let Some(s) = &delivery_state
         && !STATES.contains(&s.as_str())
     {
-        return Err(PushError::Invalid(format!(
-            "state must be one of: {}",
-            STATES.join(", ")
-        ))
-        .into());
+        return Err(
+            PushError::Invalid(format!("state must be one of: {}", STATES.join(", "))).into(),
+        );
     }
     let limit = number(&query, "limit")?
         .unwrap_or(i64::from(DEFAULT_LIMIT))

@@ -260,7 +260,9 @@ impl Webhooks {
             let attempted = send::attempt(&webhooks, &row).await;
             // Recorded first: once the caller hears "answered", the delivery is done and the
             // follower's next one may go.
-            webhooks.settle(std::slice::from_ref(&attempted.outcome)).await;
+            webhooks
+                .settle(std::slice::from_ref(&attempted.outcome))
+                .await;
             // The caller takes the answer while it waits; once it stopped waiting, the hook.
             if let Err(attempted) = tx.send(attempted) {
                 webhooks.hand_over(&row, attempted.answer);
@@ -439,10 +441,7 @@ impl Webhooks {
     }
 
     fn secrets(&self) -> std::sync::MutexGuard<'_, HashMap<i64, (Option<String>, Instant)>> {
-        self.inner
-            .secrets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.inner.secrets.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::{CONTENT_TYPE, LOCATION};
 use serde_json::Value;
 
-use super::sign::{
-    self, DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign,
-};
+use super::sign::{self, DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
 use super::{MAX_ANSWER_BYTES, MAX_BACKOFF, SecretError, Webhooks, millis, now_ms};
 use crate::config::AppsConfig;
 use crate::store::apps::{DeliveryOutcome, DeliveryResult, DeliveryRow};
@@ -241,7 +239,10 @@ fn request_failed(e: reqwest::Error, config: &AppsConfig) -> Posted {
     let e = e.without_url();
     let (error, retry) = if e.is_builder() {
         // A URL or header that cannot be sent at all: no later attempt differs.
-        (format!("cannot make the request: {}", error_chain(&e)), false)
+        (
+            format!("cannot make the request: {}", error_chain(&e)),
+            false,
+        )
     } else if e.is_timeout() {
         (
             format!(

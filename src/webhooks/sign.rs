@@ -179,7 +179,13 @@ mod tests {
             Err(VerifyError::Mismatch)
         );
         assert_eq!(
-            check("another_secret_0000", "1700000000", BODY, &header, 1_700_000_000),
+            check(
+                "another_secret_0000",
+                "1700000000",
+                BODY,
+                &header,
+                1_700_000_000
+            ),
             Err(VerifyError::Mismatch)
         );
         // The timestamp is signed: moving it breaks the signature.

@@ -171,6 +171,11 @@ impl Receiver {
             .extend(answers);
     }
 
+    /// Forgets the answers still scripted for `path` (it answers 200 again).
+    pub fn clear_script(&self, path: &str) {
+        self.inner.lock().unwrap().script.remove(path);
+    }
+
     /// Everything received so far.
     pub fn received(&self) -> Vec<Received> {
         self.inner.lock().unwrap().received.clone()

@@ -153,4 +153,3 @@ impl Setup {
         self.em.received(openid, "template")
     }
 }
-

@@ -517,12 +517,12 @@ impl PushStore for SqliteBackend {
         &self,
         msgid: i64,
     ) -> Result<Option<(i64, String)>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT push_seq, openid FROM push_recipients WHERE msgid = ?1 LIMIT 1",
+        Ok(
+            sqlx::query_as("SELECT push_seq, openid FROM push_recipients WHERE msgid = ?1 LIMIT 1")
+                .bind(msgid)
+                .fetch_optional(&self.pool)
+                .await?,
         )
-        .bind(msgid)
-        .fetch_optional(&self.pool)
-        .await?)
     }
 
     async fn push_next_due(&self) -> Result<Option<i64>, StoreError> {
