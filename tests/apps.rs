@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::receiver::{Answer, Receiver};
-use common::setup::{Setup, setup};
+use common::setup::{Setup, setup, setup_emulated};
 use serde_json::{Value, json};
 
 /// An app made with `huixin apps create`: its token and signing secret.
@@ -514,4 +514,79 @@ fn webhooks_pending_at_a_kill_are_delivered_after_the_restart() {
         deliveries.iter().all(|d| d["state"] == "delivered"),
         "{list}"
     );
+}
+
+#[test]
+fn a_wechat_retry_does_not_call_the_webhook_twice() {
+    // WeChat gives up on an answer after 1 s and retries; the webhook takes 1.5 s to answer.
+    let s = setup_emulated(
+        &[],
+        "[apps]\nreply_budget_ms = 2500\n[rules]\ndir = \"no-rules\"\n",
+        |settings| settings.reply_timeout = Duration::from_millis(1000),
+    );
+    std::fs::create_dir(s.dir.path().join("no-rules")).unwrap();
+    let bot = receiver(&s, &[]);
+    let app = create_app(&s, &["slowbot", "--callback", &bot.url("/bot"), "--reply"]);
+    bot.add_secret(&app.secret);
+    let _server = s.serve();
+    let (_, offer) = s.post("/api/v1/bindings", Some(&app.token), json!({ "uid": "r1" }));
+    scan(&s, "o_retry", offer["qrcode"]["ticket"].as_str().unwrap());
+    bot.wait(WAIT, |r| r.len() == 2);
+    bot.script(
+        "/bot",
+        [Answer::Json(
+            Duration::from_millis(1500),
+            json!({ "reply": "慢但只一次" }),
+        )],
+    );
+    let conversation = say(&s, "o_retry", "hello");
+    let attempts = conversation["attempts"].as_array().unwrap().len();
+    assert!(attempts >= 2, "WeChat retried: {conversation}");
+    assert_eq!(
+        conversation["user_saw"]["reply"]["body"]["content"], "慢但只一次",
+        "the retry got the first attempt's reply: {conversation}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        bot.events("/bot", "message").len(),
+        1,
+        "one call for one message"
+    );
+}
+
+#[test]
+fn config_receivers_hear_every_follower_with_openids() {
+    let s = setup(&[], "");
+    let ops = receiver(&s, &["ops-secret-0123456789"]);
+    let config = std::fs::read_to_string(s.dir.path().join("huixin.toml")).unwrap();
+    std::fs::write(
+        s.dir.path().join("huixin.toml"),
+        format!(
+            "{config}\n[[webhooks]]\nname = \"ops\"\nurl = \"{}\"\n\
+             secret = \"ops-secret-0123456789\"\nevents = [\"follow\", \"message\"]\n",
+            ops.url("/ops")
+        ),
+    )
+    .unwrap();
+    let admin = s.admin_key();
+    let _server = s.serve();
+    say_event(&s, "o_any", json!({ "type": "subscribe" }));
+    say(&s, "o_any", "hi there");
+    let got = ops.wait(WAIT, |r| r.len() >= 2);
+    assert!(got.iter().all(|r| r.signed), "{got:?}");
+    let follow = got.iter().find(|r| r.event == "follow").unwrap();
+    assert_eq!(follow.body["data"]["openid"], "o_any");
+    assert_eq!(follow.body["app"], Value::Null);
+    let message = got.iter().find(|r| r.event == "message").unwrap();
+    assert_eq!(message.body["data"]["message"]["content"], "hi there");
+    assert_eq!(message.body["data"]["message"]["from"], "o_any");
+    // Not subscribed to unfollow: nothing comes.
+    say_event(&s, "o_any", json!({ "type": "unsubscribe" }));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(ops.events("/ops", "unfollow").is_empty());
+    // The admin key lists the config's deliveries.
+    let (code, list) = s.get("/api/v1/webhooks/deliveries?app=config", Some(&admin));
+    assert_eq!(code, 200, "{list}");
+    let list: Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list["deliveries"].as_array().unwrap().len(), 2, "{list}");
 }

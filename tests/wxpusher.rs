@@ -306,3 +306,47 @@ print(json.dumps({{"ok": True}}))
     }
     assert_eq!(s.templates_to("o_py").len(), 1);
 }
+
+#[test]
+fn an_apps_topic_is_sent_to_by_its_number() {
+    let s = setup(&[], "");
+    let (token, _) = create_app(&s, &["news-app", "--format", "wxpusher"]);
+    s.run(&["topics", "add", "news"]);
+    s.run(&["topics", "add", "elsewhere"]);
+    s.run(&["apps", "topic", "news-app", "news"]);
+    let listing = s.run(&["topics"]);
+    let number = |name: &str| -> i64 {
+        let line = listing.lines().find(|l| l.starts_with(name)).unwrap();
+        line.split('\t')
+            .nth(1)
+            .unwrap()
+            .trim_start_matches('#')
+            .parse()
+            .unwrap()
+    };
+    let (news, elsewhere) = (number("news"), number("elsewhere"));
+    let _server = s.serve();
+    // A follower joins the topic by scanning its QR code.
+    emulator_send(
+        &s,
+        "o_reader",
+        json!({ "type": "subscribe", "scene": "topic:news" }),
+    );
+    let (_, answer) = s.post(
+        "/api/send/message",
+        None,
+        json!({ "appToken": token, "content": "头条", "topicIds": [news, elsewhere.to_string()] }),
+    );
+    assert_ok(&answer);
+    assert_eq!(answer["data"][0]["topicId"], news);
+    assert_eq!(answer["data"][0]["code"], 1000, "{answer}");
+    assert_eq!(
+        answer["data"][1]["code"], 1001,
+        "another app's topic: {answer}"
+    );
+    let start = std::time::Instant::now();
+    while s.templates_to("o_reader").is_empty() && start.elapsed() < WAIT {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(s.templates_to("o_reader").len(), 1);
+}

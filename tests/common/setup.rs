@@ -37,6 +37,18 @@ pub fn setup(followers: &[&str], push_section: &str) -> Setup {
 }
 
 pub fn setup_with(followers: &[&str], push_section: &str, latency: Duration) -> Setup {
+    setup_emulated(followers, push_section, |settings| {
+        settings.latency = latency
+    })
+}
+
+/// [`setup`] with the emulator's settings changed by `tune` (its latency, how long it waits
+/// for a reply before retrying).
+pub fn setup_emulated(
+    followers: &[&str],
+    push_section: &str,
+    tune: impl FnOnce(&mut huixin::emulator::Settings),
+) -> Setup {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -45,7 +57,7 @@ pub fn setup_with(followers: &[&str], push_section: &str, latency: Duration) -> 
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let mut settings = emulator_settings(followers);
-    settings.latency = latency;
+    tune(&mut settings);
     settings.bot = Some(BotTarget {
         callback_url: format!("http://127.0.0.1:{port}/wechat"),
         token: super::TOKEN.into(),
