@@ -4572,6 +4572,95 @@ async fn upgrading_drops_clear_push_keys_and_keeps_them_working() {
     assert!(!columns.iter().any(|c| c == "key"), "{columns:?}");
 }
 
+/// A database made before topics had numbers: the migrations up to `before` from `folder`
+/// (under src/store), run by sqlx itself on `pool`, then three topics made in two seconds.
+async fn topics_before_numbers<DB: sqlx::Database>(
+    folder: &str,
+    before: &str,
+    pool: &sqlx::Pool<DB>,
+) where
+    <DB as sqlx::Database>::Connection: sqlx::migrate::Migrate,
+    for<'c> &'c mut <DB as sqlx::Database>::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/store")
+        .join(folder);
+    for entry in std::fs::read_dir(&source).expect("migrations") {
+        let name = entry.expect("entry").file_name();
+        if name.to_string_lossy().as_ref() < before {
+            std::fs::copy(source.join(&name), dir.path().join(&name)).expect("copied");
+        }
+    }
+    sqlx::migrate::Migrator::new(dir.path())
+        .await
+        .expect("migrator")
+        .run(pool)
+        .await
+        .expect("the schema as it was");
+    sqlx::raw_sql(
+        "INSERT INTO topics (name, description, created_at) \
+         VALUES ('zeta', '', 5), ('alpha', '', 9), ('beta', '', 5)",
+    )
+    .execute(pool)
+    .await
+    .expect("topics");
+}
+
+/// Upgrading numbers the topics there are in the order they were made (by name within a
+/// second); topics made later follow.
+async fn check_upgraded_topic_numbers(url: &str) {
+    let store = Store::open(url).await.expect("upgrades");
+    let b = store.backend();
+    assert!(b.topic_create("gamma", true, "", 10).await.unwrap());
+    let numbers: Vec<(String, i64, Option<i64>)> = b
+        .topics()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.name, t.num, t.app_id))
+        .collect();
+    assert_eq!(
+        numbers,
+        [
+            ("alpha".to_owned(), 3, None),
+            ("beta".to_owned(), 1, None),
+            ("gamma".to_owned(), 4, None),
+            ("zeta".to_owned(), 2, None),
+        ]
+    );
+    assert_eq!(b.topic_by_num(1).await.unwrap().as_deref(), Some("beta"));
+}
+
+#[tokio::test]
+async fn sqlite_upgrading_numbers_the_topics_there_are() {
+    let (_dir, url) = fresh_sqlite().await;
+    {
+        use sqlx::sqlite::SqliteConnectOptions;
+        let options = url
+            .parse::<SqliteConnectOptions>()
+            .expect("url")
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.expect("pool");
+        topics_before_numbers("migrations", "0011", &pool).await;
+        pool.close().await;
+    }
+    check_upgraded_topic_numbers(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_upgrading_numbers_the_topics_there_are() {
+    let Some(db) = pg::database("postgres_upgrading_numbers_the_topics_there_are").await else {
+        return;
+    };
+    {
+        let pool = sqlx::PgPool::connect(db.url()).await.expect("pool");
+        topics_before_numbers("postgres/migrations", "0003", &pool).await;
+        pool.close().await;
+    }
+    check_upgraded_topic_numbers(db.url()).await;
+}
+
 /// PostgreSQL's connection settings reach the connections: the statement timeout (from the
 /// URL, over the key) cancels a statement that runs too long, the pool has the size asked.
 #[tokio::test(flavor = "multi_thread")]

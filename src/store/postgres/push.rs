@@ -28,6 +28,7 @@ impl PushStore for PostgresBackend {
         now: i64,
     ) -> Result<bool, StoreError> {
         self.tracked(async {
+            let mut tx = self.pool.begin().await?;
             let created = sqlx::query(
                 "INSERT INTO topics (name, open, description, created_at) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (name) DO NOTHING",
@@ -36,9 +37,24 @@ impl PushStore for PostgresBackend {
             .bind(open)
             .bind(description)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
+            if created == 1 {
+                // A name keeps its number forever: a topic made again has its old one. Looked
+                // up first, so that it does not use up a number (ON CONFLICT would). Two
+                // processes creating one name at once meet at the topic's row: the second
+                // finds it made.
+                sqlx::query(
+                    "INSERT INTO topic_numbers (name) SELECT $1 \
+                     WHERE NOT EXISTS (SELECT 1 FROM topic_numbers WHERE name = $1) \
+                     ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
             Ok(created == 1)
         })
         .await
