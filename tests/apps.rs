@@ -590,3 +590,56 @@ fn config_receivers_hear_every_follower_with_openids() {
     let list: Value = serde_json::from_str(&list).unwrap();
     assert_eq!(list["deliveries"].as_array().unwrap().len(), 2, "{list}");
 }
+
+#[test]
+fn a_hanging_receiver_holds_up_nothing_and_loses_nothing() {
+    let s = setup(
+        &[],
+        "[apps]\nwebhook_timeout_ms = 400\nwebhook_retry_backoff_ms = 100\n",
+    );
+    let site = receiver(&s, &[]);
+    let app = create_app(&s, &["stuck", "--callback", &site.url("/hook")]);
+    site.add_secret(&app.secret);
+    site.script("/hook", [Answer::Hang, Answer::Hang]);
+    let _server = s.serve();
+    let (_, offer) = s.post(
+        "/api/v1/bindings",
+        Some(&app.token),
+        json!({ "uid": "h-1" }),
+    );
+    let started = std::time::Instant::now();
+    let reply = scan(&s, "o_hang", offer["qrcode"]["ticket"].as_str().unwrap());
+    assert!(reply.unwrap().contains("stuck"));
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "the follower's answer did not wait for the receiver"
+    );
+    // Two attempts time out; the third is answered: delivered once, the attempts on record.
+    site.wait(WAIT, |r| {
+        r.iter().filter(|r| r.event == "binding").count() >= 3
+    });
+    let start = std::time::Instant::now();
+    let binding = loop {
+        let (_, list) = s.get(
+            "/api/v1/webhooks/deliveries?event=binding",
+            Some(&app.token),
+        );
+        let list: Value = serde_json::from_str(&list).unwrap();
+        let d = list["deliveries"][0].clone();
+        if d["state"] == "delivered" || start.elapsed() > WAIT {
+            break d;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(binding["state"], "delivered", "{binding}");
+    let log = binding["attempts_log"].as_array().unwrap();
+    assert_eq!(log.len(), 3, "{binding}");
+    assert!(
+        log[0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("time"),
+        "a timeout is named: {binding}"
+    );
+    assert_eq!(log[2]["status"], 200);
+}
