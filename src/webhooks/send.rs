@@ -70,7 +70,7 @@ pub(crate) async fn attempt(webhooks: &Webhooks, row: &DeliveryRow) -> Attempted
                     endpoint = %row.endpoint,
                     status,
                     attempt = row.attempts,
-                    error = %error,
+                    error = %loggable(status, &error),
                     retry_in_ms = millis(wait),
                     "webhook attempt failed; retrying"
                 );
@@ -90,7 +90,7 @@ pub(crate) async fn attempt(webhooks: &Webhooks, row: &DeliveryRow) -> Attempted
                     endpoint = %row.endpoint,
                     status,
                     attempt = row.attempts,
-                    error = %error,
+                    error = %loggable(status, &error),
                     "webhook delivery failed"
                 );
                 DeliveryResult::Failed { error }
@@ -231,6 +231,16 @@ async fn post(webhooks: &Webhooks, row: &DeliveryRow) -> Posted {
             format!("HTTP {code}: {snippet}")
         },
         retry: true,
+    }
+}
+
+/// What of an attempt's error goes to the log: all of it when the receiver did not answer;
+/// only the status when it did, since the stored error quotes the receiver's answer, which
+/// may echo the body.
+fn loggable(status: Option<u16>, error: &str) -> String {
+    match status {
+        None => error.to_owned(),
+        Some(code) => format!("HTTP {code}"),
     }
 }
 
