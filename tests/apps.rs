@@ -643,3 +643,39 @@ fn a_hanging_receiver_holds_up_nothing_and_loses_nothing() {
     );
     assert_eq!(log[2]["status"], 200);
 }
+
+#[test]
+fn the_apps_command_lists_changes_and_revokes() {
+    let s = setup(&[], "");
+    let app = create_app(&s, &["one", "--callback", "https://one.example.com/hook"]);
+    assert!(
+        app.token.starts_with("AT_") && app.token.len() == 35,
+        "{}",
+        app.token
+    );
+    let list = s.run(&["apps"]);
+    assert!(
+        list.contains("one\tactive\t0 bound\thttps://one.example.com/hook (huixin)"),
+        "{list}"
+    );
+    s.run(&[
+        "apps", "set", "one", "--reply", "true", "--format", "wxpusher",
+    ]);
+    let shown = s.run(&["apps", "show", "one"]);
+    assert!(shown.contains("replies:    true"), "{shown}");
+    assert!(shown.contains("format:     wxpusher"), "{shown}");
+    assert!(shown.contains(&app.secret), "{shown}");
+    // A second app of the same name is refused while the first is live.
+    let out = common::process::huixin(s.dir.path(), &["apps", "create", "one"], &[]);
+    assert!(!out.status.success());
+    assert!(common::process::stderr(&out).contains("exists"));
+    let _server = s.serve();
+    let (code, _) = s.post("/api/v1/bindings", Some(&app.token), json!({ "uid": "x" }));
+    assert_eq!(code, 201);
+    s.run(&["apps", "revoke", "one"]);
+    let (code, body) = s.post("/api/v1/bindings", Some(&app.token), json!({ "uid": "x" }));
+    assert_eq!(code, 401, "a revoked app's token stops at once: {body}");
+    assert!(s.run(&["apps"]).contains("one\trevoked"));
+    // The name is free again.
+    create_app(&s, &["one"]);
+}
