@@ -739,17 +739,6 @@ fn behind_nginx_the_three_processes_answer_as_one_and_a_users_limit_holds() {
     assert_eq!(codes, [200, 200, 200, 200, 200, 200, 429, 429], "{codes:?}");
 }
 
-/// The token and signing secret `huixin apps create` printed.
-fn app_credentials(out: &str) -> (String, String) {
-    let field = |name: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().to_owned())
-            .unwrap_or_else(|| panic!("no {name} in {out}"))
-    };
-    (field("token:"), field("secret:"))
-}
-
 #[test]
 fn a_followers_webhooks_arrive_once_and_in_order_whichever_process_took_the_message() {
     let Some(mut c) = cluster(
@@ -762,8 +751,13 @@ fn a_followers_webhooks_arrive_once_and_in_order_whichever_process_took_the_mess
         return;
     };
     let site = c.runtime.block_on(common::receiver::Receiver::start(&[]));
-    let (token, secret) =
-        app_credentials(&c.run(&["apps", "create", "site", "--callback", &site.url("/hook")]));
+    let common::setup::MadeApp { token, secret } = common::setup::app_credentials(&c.run(&[
+        "apps",
+        "create",
+        "site",
+        "--callback",
+        &site.url("/hook"),
+    ]));
     site.add_secret(&secret);
     // The receiver fails its first two requests: later events wait for the earlier ones.
     site.script(
