@@ -12,6 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Output;
 
+use huixin::store::apps::{
+    BindCode, DeliveryOutcome, DeliveryResult, NewApp, NewBinding, NewDelivery,
+};
 use huixin::store::copy::{LEFT_OUT, TABLES};
 use huixin::store::push::{Attempt, KeyRow, NewPush, Outcome};
 use huixin::store::{
@@ -28,6 +31,10 @@ const T: i64 = 1_700_000_000;
 const LOG_ROWS: usize = 2_345;
 /// The access token and the key hashes: never printed.
 const ACCESS_TOKEN: &str = "ACCESS_TOKEN_never_printed_9f8e7d";
+/// An app's webhook signing secret: never printed either.
+const APP_SECRET: &str = "whsec_never_printed_5a4b3c";
+/// The key hashes (see [`key_hash`]) of the push keys, then of the apps' tokens.
+const KEYS: [u8; 5] = [0, 1, 2, 5, 6];
 
 /// `huixin store copy --from FROM --to TO` in `dir`, off the async runtime.
 async fn run_copy(dir: &Path, from: &str, to: &str) -> Output {
@@ -258,6 +265,134 @@ async fn fill(store: &Store) -> String {
         .collect();
     b.push_settle("worker-1", &outcomes, T + 1).await.unwrap();
 
+    // The platform: two apps (one revoked), a topic of one, binding codes (one used), bindings
+    // (one blocked), and webhook deliveries in every state, with their attempts.
+    let shop_hash = key_hash(5);
+    let app = NewApp {
+        name: "shop",
+        callback_url: "https://shop.example/hook",
+        callback_format: "huixin",
+        replies: true,
+        secret: APP_SECRET,
+        return_url: "https://shop.example/bound",
+        created_at: T,
+        token_hash: &shop_hash,
+        token_prefix: "AT_sho",
+    };
+    let shop = b.app_insert(&app).await.unwrap();
+    let old_hash = key_hash(6);
+    let old = b
+        .app_insert(&NewApp {
+            name: "old",
+            callback_format: "wxpusher",
+            replies: false,
+            return_url: "",
+            token_hash: &old_hash,
+            token_prefix: "AT_old",
+            ..app
+        })
+        .await
+        .unwrap();
+    assert!(b.app_revoke(old, T + 60).await.unwrap());
+    assert!(b.topic_set_app("news", Some(shop)).await.unwrap());
+    for (id, uid) in [("bcOne", "site-user-1"), ("bcAny", "")] {
+        b.bind_code_insert(&BindCode {
+            id: id.into(),
+            app_id: shop,
+            uid: uid.into(),
+            extra: "来源=copy".into(),
+            return_url: "".into(),
+            ticket: format!("ticket-{id}"),
+            qr_content: format!("http://weixin.qq.com/q/{id}"),
+            created_at: T,
+            expires_at: T + 600,
+            used_at: None,
+            used_by: None,
+            used_uid: None,
+        })
+        .await
+        .unwrap();
+    }
+    assert!(
+        b.bind_code_use("bcOne", "o_user_01", "site-user-1", T + 1)
+            .await
+            .unwrap()
+    );
+    for (app_id, uid, openid) in [
+        (shop, "site-user-1", "o_user_01"),
+        (shop, "site-user-2", "o_user_02"),
+        (old, "UID_abcdef", "o_user_01"),
+    ] {
+        b.binding_upsert(&NewBinding {
+            app_id,
+            uid,
+            openid,
+            extra: "",
+            source: "scan",
+            now: T + 2,
+        })
+        .await
+        .unwrap();
+    }
+    let blocked = b.binding(shop, "site-user-2").await.unwrap().unwrap();
+    assert!(
+        b.binding_block(shop, blocked.seq, true, T + 3)
+            .await
+            .unwrap()
+    );
+    let endpoint = format!("app:{shop}");
+    let deliveries: Vec<NewDelivery<'_>> = ["o_user_01", "o_user_02", "o_user_03", ""]
+        .into_iter()
+        .enumerate()
+        .map(|(i, ordering)| NewDelivery {
+            id: ["dDone", "dFailed", "dRetry", "dSending"][i],
+            app_id: (i < 3).then_some(shop),
+            endpoint: if i < 3 { &endpoint } else { "config:ops" },
+            url: "https://shop.example/hook",
+            event: "message",
+            ordering,
+            body: "{\"text\":\"你好\"}",
+            now_ms,
+        })
+        .collect();
+    let seqs = b.webhook_insert(&deliveries).await.unwrap();
+    let claimed = b
+        .webhook_claim("old-worker", now_ms, now_ms + 30_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 4);
+    let outcome = |seq, status, result| DeliveryOutcome {
+        seq,
+        at: now_ms,
+        duration_ms: 40,
+        status,
+        result,
+    };
+    b.webhook_settle(
+        "old-worker",
+        &[
+            outcome(seqs[0], Some(200), DeliveryResult::Delivered),
+            outcome(
+                seqs[1],
+                Some(410),
+                DeliveryResult::Failed {
+                    error: "HTTP 410".into(),
+                },
+            ),
+            outcome(
+                seqs[2],
+                None,
+                DeliveryResult::Retry {
+                    next_at: now_ms + 5_000,
+                    error: "timed out".into(),
+                },
+            ),
+        ],
+        now_ms + 100,
+    )
+    .await
+    .unwrap();
+
     // A process serving from the file as the copy starts.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -340,12 +475,112 @@ async fn check_rows(lite: &SqlitePool, pg: &PgPool) {
     let topics = same_rows!(
         lite,
         pg,
-        (String, bool, String, i64),
-        "SELECT name, open, description, created_at FROM topics"
+        (String, bool, String, i64, Option<i64>),
+        "SELECT name, open, description, created_at, app_id FROM topics"
     );
     assert_eq!(
         topics.iter().map(|t| t.1).collect::<Vec<_>>(),
         [true, false]
+    );
+    assert!(topics.iter().any(|t| t.4.is_some()), "a topic of an app");
+    same_rows!(
+        lite,
+        pg,
+        (i64, String),
+        "SELECT num, name FROM topic_numbers"
+    );
+    let apps = same_rows!(
+        lite,
+        pg,
+        (
+            i64,
+            String,
+            String,
+            String,
+            bool,
+            String,
+            String,
+            i64,
+            Option<i64>
+        ),
+        "SELECT id, name, callback_url, callback_format, replies, secret, return_url, \
+         created_at, revoked_at FROM apps"
+    );
+    assert!(apps.iter().any(|a| a.4) && apps.iter().any(|a| !a.4));
+    assert!(apps.iter().any(|a| a.8.is_some()), "a revoked app");
+    same_rows!(
+        lite,
+        pg,
+        (
+            String,
+            i64,
+            String,
+            String,
+            String,
+            String,
+            String,
+            i64,
+            i64,
+            Option<i64>,
+            Opt,
+            Opt
+        ),
+        "SELECT id, app_id, uid, extra, return_url, ticket, qr_content, created_at, \
+         expires_at, used_at, used_by, used_uid FROM bind_codes"
+    );
+    let bindings = same_rows!(
+        lite,
+        pg,
+        (
+            i64, i64, String, String, String, String, String, bool, i64, i64
+        ),
+        "SELECT seq, app_id, uid, openid, extra, source, state, blocked, created_at, \
+         updated_at FROM bindings"
+    );
+    assert!(bindings.iter().any(|b| b.7) && bindings.iter().any(|b| !b.7));
+    same_rows!(
+        lite,
+        pg,
+        (
+            i64,
+            String,
+            Option<i64>,
+            String,
+            String,
+            String,
+            String,
+            String
+        ),
+        "SELECT seq, id, app_id, endpoint, url, event, ordering, body FROM webhook_deliveries"
+    );
+    // A delivery the old installation was sending is pending again, and no lease is left.
+    let deliveries = same_rows!(
+        lite,
+        pg,
+        (i64, String, i64, i64, Opt, i64, Option<i64>, Opt, i64, i64),
+        "SELECT seq, CASE state WHEN 'sending' THEN 'pending' ELSE state END, attempts, \
+         next_at, NULL, 0, last_status, last_error, created_at, updated_at \
+         FROM webhook_deliveries",
+        "SELECT seq, state, attempts, next_at, lease_owner, lease_until, last_status, \
+         last_error, created_at, updated_at FROM webhook_deliveries"
+    );
+    let states: BTreeSet<&str> = deliveries.iter().map(|d| d.1.as_str()).collect();
+    assert_eq!(states, BTreeSet::from(["delivered", "failed", "pending"]));
+    let sending: Vec<(String, Opt)> =
+        sqlx::query_as("SELECT state, lease_owner FROM webhook_deliveries WHERE id = 'dSending'")
+            .fetch_all(lite)
+            .await
+            .unwrap();
+    assert_eq!(
+        sending,
+        [("sending".to_owned(), Some("old-worker".to_owned()))],
+        "the source is left as it was"
+    );
+    same_rows!(
+        lite,
+        pg,
+        (i64, i64, i64, i64, Option<i64>, Opt),
+        "SELECT delivery_seq, attempt, at, duration_ms, status, error FROM webhook_attempts"
     );
     let members = same_rows!(
         lite,
@@ -528,9 +763,10 @@ async fn copies_every_table_then_nothing_the_second_time() {
     let printed = format!("{}{}", stdout(&first), stderr(&first));
     assert!(!printed.contains(ACCESS_TOKEN));
     assert!(!printed.contains(&callback_token));
-    for n in 0..3 {
+    for n in KEYS {
         assert!(!printed.contains(&key_hash(n)));
     }
+    assert!(!printed.contains(APP_SECRET));
 
     // Again: nothing copied, everything already there, nothing changed.
     let second = run_copy(dir.path(), &from, db.url()).await;
@@ -587,6 +823,36 @@ async fn copies_every_table_then_nothing_the_second_time() {
     .await
     .unwrap();
     assert_eq!(key, max("push_keys", "rowid").await + 1);
+    let app: i64 = sqlx::query_scalar(
+        "INSERT INTO apps (name, secret, created_at) VALUES ('new', 's', 1) RETURNING id",
+    )
+    .fetch_one(&pg)
+    .await
+    .unwrap();
+    assert_eq!(app, max("apps", "id").await + 1);
+    let num: i64 =
+        sqlx::query_scalar("INSERT INTO topic_numbers (name) VALUES ('new') RETURNING num")
+            .fetch_one(&pg)
+            .await
+            .unwrap();
+    assert_eq!(num, max("topic_numbers", "num").await + 1);
+    let binding: i64 = sqlx::query_scalar(
+        "INSERT INTO bindings (app_id, uid, openid, source, created_at, updated_at) \
+         VALUES ($1, 'site-new', 'o_new', 'admin', 1, 1) RETURNING seq",
+    )
+    .bind(app)
+    .fetch_one(&pg)
+    .await
+    .unwrap();
+    assert_eq!(binding, max("bindings", "seq").await + 1);
+    let delivery: i64 = sqlx::query_scalar(
+        "INSERT INTO webhook_deliveries (id, endpoint, url, event, body, created_at, updated_at) \
+         VALUES ('dNEW', 'config:ops', 'u', 'e', '{}', 1, 1) RETURNING seq",
+    )
+    .fetch_one(&pg)
+    .await
+    .unwrap();
+    assert_eq!(delivery, max("webhook_deliveries", "seq").await + 1);
 
     // A third run after those inserts keeps them, and the sequences do not move back.
     let third = run_copy(dir.path(), &from, db.url()).await;
@@ -829,5 +1095,67 @@ async fn a_target_with_other_pushes_is_refused() {
         .await
         .unwrap();
     assert_eq!(recipients, 0);
+    pg.close().await;
+}
+
+/// The same for an app: the target's app 1 is another one, which would receive the copied
+/// app's bindings (and its token, a key naming app 1).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_with_other_apps_is_refused() {
+    let Some(db) = common::pg::database("a_target_with_other_apps_is_refused").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let from = format!("sqlite://{}", dir.path().join("huixin.db").display());
+    let store = Store::open(&from).await.unwrap();
+    let hash = key_hash(7);
+    let app = store
+        .backend()
+        .app_insert(&NewApp {
+            name: "shop",
+            callback_url: "",
+            callback_format: "huixin",
+            replies: false,
+            secret: APP_SECRET,
+            return_url: "",
+            created_at: T,
+            token_hash: &hash,
+            token_prefix: "AT_sho",
+        })
+        .await
+        .unwrap();
+    store
+        .backend()
+        .binding_upsert(&NewBinding {
+            app_id: app,
+            uid: "site-user-1",
+            openid: "o_a",
+            extra: "",
+            source: "scan",
+            now: T,
+        })
+        .await
+        .unwrap();
+    drop(store);
+    let pg = PgPool::connect(db.url()).await.unwrap();
+    sqlx::migrate!("src/store/postgres/migrations")
+        .run(&pg)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO apps (name, secret, created_at) VALUES ('theirs', 's', 1)")
+        .execute(&pg)
+        .await
+        .unwrap();
+
+    let out = run_copy(dir.path(), &from, db.url()).await;
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let e = stderr(&out);
+    assert!(e.contains("copying apps"), "{e}");
+    assert!(e.contains("another app with id 1"), "{e}");
+    let bindings: i64 = sqlx::query_scalar("SELECT count(*) FROM bindings")
+        .fetch_one(&pg)
+        .await
+        .unwrap();
+    assert_eq!(bindings, 0);
     pg.close().await;
 }

@@ -380,7 +380,7 @@ pub trait AppStore: Send + Sync {
         app_id: i64,
         uids: &[String],
     ) -> Result<Vec<BindingRow>, StoreError>;
-    /// A page of the app's bindings by seq: those after `after_seq`, at most `limit`; only
+    /// A page of the app's bindings by seq: the first `offset` skipped, at most `limit`; only
     /// `uid`'s when given; only blocked (or unblocked) ones when `blocked` is given.
     async fn bindings_page(
         &self,
@@ -416,8 +416,8 @@ pub trait AppStore: Send + Sync {
 
     /// Gives a topic to an app (`None`: to no app); false when there is no such topic.
     async fn topic_set_app(&self, name: &str, app_id: Option<i64>) -> Result<bool, StoreError>;
-    /// The name of the topic with this number (topic numbers are kept per name, forever:
-    /// a topic deleted and made again has its old number).
+    /// The name of the topic with this number, if that topic exists now (topic numbers are
+    /// kept per name, forever: a topic deleted and made again has its old number).
     async fn topic_by_num(&self, num: i64) -> Result<Option<String>, StoreError>;
 
     // ----- webhook outbox -----
@@ -436,8 +436,9 @@ pub trait AppStore: Send + Sync {
     ) -> Result<(i64, bool), StoreError>;
     /// Claims up to `limit` deliveries for `owner` until `lease_until_ms`: those due
     /// (`pending` from `next_at`, or `sending` under an expired lease) that have no earlier
-    /// delivery of the same endpoint and ordering still `pending` or `sending`. Oldest first;
-    /// each claim counts an attempt.
+    /// delivery of the same endpoint and ordering still `pending` or `sending` (an empty
+    /// ordering orders nothing), so at most one of each ordering. Oldest first; each claim
+    /// counts an attempt.
     async fn webhook_claim(
         &self,
         owner: &str,
@@ -446,7 +447,8 @@ pub trait AppStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<DeliveryRow>, StoreError>;
     /// Records how `owner`'s attempts ended, in one transaction, each only while `owner`
-    /// still holds its lease; an attempt row for each outcome but `Released`.
+    /// still holds its lease (the delivery is `sending`, leased to `owner`); an attempt row for
+    /// each outcome but `Released`, numbered by the delivery's `attempts`.
     async fn webhook_settle(
         &self,
         owner: &str,
@@ -462,7 +464,10 @@ pub trait AppStore: Send + Sync {
     ) -> Result<Vec<DeliveryRow>, StoreError>;
     /// The attempts of these deliveries, by delivery then attempt.
     async fn webhook_attempts(&self, seqs: &[i64]) -> Result<Vec<AttemptRow>, StoreError>;
-    /// When the next delivery is due (milliseconds), if any is waiting.
+    /// When the next delivery is due (milliseconds), if any is waiting: the earliest `next_at`
+    /// of a pending delivery that no earlier delivery of its endpoint and ordering holds back,
+    /// or the lease end of one being sent. (One held back is due when the one before it is done,
+    /// whatever its own `next_at`.)
     async fn webhook_next_due(&self) -> Result<Option<i64>, StoreError>;
     /// Deletes delivered and failed deliveries (with their attempts) stored before
     /// `before_ms`; how many.

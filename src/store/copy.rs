@@ -9,7 +9,12 @@
 //! its own, in chunks of [`CHUNK`] rows, each chunk one `INSERT … SELECT FROM UNNEST(…)` with
 //! `ON CONFLICT (primary key) DO NOTHING`: a row already there is kept as it is, so a second
 //! run (after a failure half-way, say) copies what is missing and changes nothing else.
-//! Identity sequences are then set past the copied ids.
+//! Identity sequences are then set past the copied ids. A target that holds other rows under
+//! the copied ids (servers already ran on it) is refused ([`Same`]).
+//!
+//! What a process of the old installation held is let go: the access token's refresh lease,
+//! and webhook deliveries being sent (pending again in the target). A push recipient being
+//! sent keeps its lease, which runs out (see `push_recipients` in [`TABLES`]).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -79,6 +84,23 @@ pub struct Table {
     pub key: &'static str,
     /// Every column the PostgreSQL table has.
     pub columns: &'static [Column],
+    /// For a table whose key is an id handed out in order, which other rows refer to: how a
+    /// row the target already has under a copied id is told to be the copied one (see
+    /// [`Same`]).
+    pub same: Option<Same>,
+}
+
+/// What a row the target already has under a copied id must share with the copied row: a
+/// second run finds its own rows, but a target another installation wrote to has other rows
+/// under the same ids, and keeping them as "already there" would hand them the copied rows
+/// that refer to their ids (a push's recipients, an app's bindings and deliveries). The copy
+/// stops instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Same {
+    /// What one row is called in the message (`push`).
+    pub row: &'static str,
+    /// The columns (besides the key) that must be equal.
+    pub columns: &'static [&'static str],
 }
 
 use Kind::{Bool, Int, Text};
@@ -89,6 +111,7 @@ pub const TABLES: &[Table] = &[
         name: "huixin_meta",
         key: "key",
         columns: &[col("key", Text), col("value", Text), col("updated_at", Int)],
+        same: None,
     },
     Table {
         name: "followers",
@@ -102,6 +125,7 @@ pub const TABLES: &[Table] = &[
             col("scene", Text),
             col("last_seen_at", Int),
         ],
+        same: None,
     },
     Table {
         name: "sessions",
@@ -113,6 +137,7 @@ pub const TABLES: &[Table] = &[
             col("expires_at", Int),
             col("updated_at", Int),
         ],
+        same: None,
     },
     Table {
         name: "blocked_users",
@@ -122,6 +147,7 @@ pub const TABLES: &[Table] = &[
             col("reason", Text),
             col("created_at", Int),
         ],
+        same: None,
     },
     Table {
         name: "access_tokens",
@@ -138,6 +164,26 @@ pub const TABLES: &[Table] = &[
             from("lease_owner", Text, "NULL"),
             from("lease_until", Int, "0"),
         ],
+        same: None,
+    },
+    Table {
+        name: "apps",
+        key: "id",
+        columns: &[
+            col("id", Int),
+            col("name", Text),
+            col("callback_url", Text),
+            col("callback_format", Text),
+            col("replies", Bool),
+            col("secret", Text),
+            col("return_url", Text),
+            col("created_at", Int),
+            col("revoked_at", Int),
+        ],
+        same: Some(Same {
+            row: "app",
+            columns: &["name", "created_at"],
+        }),
     },
     Table {
         name: "topics",
@@ -147,7 +193,9 @@ pub const TABLES: &[Table] = &[
             col("open", Bool),
             col("description", Text),
             col("created_at", Int),
+            col("app_id", Int),
         ],
+        same: None,
     },
     Table {
         name: "topic_members",
@@ -160,6 +208,16 @@ pub const TABLES: &[Table] = &[
             // in an identity column.
             from("id", Int, "rowid"),
         ],
+        same: None,
+    },
+    Table {
+        name: "topic_numbers",
+        key: "num",
+        columns: &[col("num", Int), col("name", Text)],
+        same: Some(Same {
+            row: "topic number",
+            columns: &["name"],
+        }),
     },
     Table {
         name: "push_keys",
@@ -175,6 +233,7 @@ pub const TABLES: &[Table] = &[
             // Orders keys made in the same second, as the rowid does in SQLite.
             from("id", Int, "rowid"),
         ],
+        same: None,
     },
     Table {
         name: "pushes",
@@ -191,6 +250,10 @@ pub const TABLES: &[Table] = &[
             col("source", Text),
             col("created_at", Int),
         ],
+        same: Some(Same {
+            row: "push",
+            columns: &["id"],
+        }),
     },
     Table {
         name: "push_recipients",
@@ -210,6 +273,94 @@ pub const TABLES: &[Table] = &[
             col("error", Text),
             col("updated_at", Int),
         ],
+        same: None,
+    },
+    Table {
+        name: "bind_codes",
+        key: "id",
+        columns: &[
+            col("id", Text),
+            col("app_id", Int),
+            col("uid", Text),
+            col("extra", Text),
+            col("return_url", Text),
+            col("ticket", Text),
+            col("qr_content", Text),
+            col("created_at", Int),
+            col("expires_at", Int),
+            col("used_at", Int),
+            col("used_by", Text),
+            col("used_uid", Text),
+        ],
+        same: None,
+    },
+    Table {
+        name: "bindings",
+        key: "seq",
+        columns: &[
+            col("seq", Int),
+            col("app_id", Int),
+            col("uid", Text),
+            col("openid", Text),
+            col("extra", Text),
+            col("source", Text),
+            col("state", Text),
+            col("blocked", Bool),
+            col("created_at", Int),
+            col("updated_at", Int),
+        ],
+        same: Some(Same {
+            row: "binding",
+            columns: &["app_id", "uid"],
+        }),
+    },
+    Table {
+        name: "webhook_deliveries",
+        key: "seq",
+        columns: &[
+            col("seq", Int),
+            col("id", Text),
+            col("app_id", Int),
+            col("endpoint", Text),
+            col("url", Text),
+            col("event", Text),
+            col("ordering", Text),
+            col("body", Text),
+            // A delivery being sent belongs to a process of the old installation: it is
+            // pending again, its lease cleared, so the new installation's first process sends
+            // it at once (its receiver may get it twice, as after any crash: the delivery id
+            // tells it so). Its attempt stays counted: it may have reached the receiver.
+            from(
+                "state",
+                Text,
+                "CASE state WHEN 'sending' THEN 'pending' ELSE state END",
+            ),
+            col("attempts", Int),
+            col("next_at", Int),
+            from("lease_owner", Text, "NULL"),
+            from("lease_until", Int, "0"),
+            col("last_status", Int),
+            col("last_error", Text),
+            col("created_at", Int),
+            col("updated_at", Int),
+        ],
+        same: Some(Same {
+            row: "webhook delivery",
+            columns: &["id"],
+        }),
+    },
+    Table {
+        name: "webhook_attempts",
+        key: "delivery_seq, attempt",
+        columns: &[
+            col("delivery_seq", Int),
+            col("attempt", Int),
+            col("at", Int),
+            col("duration_ms", Int),
+            col("status", Int),
+            col("error", Text),
+        ],
+        same: None,
     },
     Table {
         name: "dedup",
@@ -222,6 +373,7 @@ pub const TABLES: &[Table] = &[
             col("reply_time", Int),
             col("updated_at", Int),
         ],
+        same: None,
     },
     Table {
         name: "replay_guard",
@@ -232,6 +384,7 @@ pub const TABLES: &[Table] = &[
             col("request_hash", Text),
             col("expires_at", Int),
         ],
+        same: None,
     },
     Table {
         name: "inbound_log",
@@ -247,15 +400,20 @@ pub const TABLES: &[Table] = &[
             col("reply_type", Text),
             col("outcome", Text),
         ],
+        same: None,
     },
 ];
 
 /// The identity columns, (table, column): their sequences are set past the copied ids.
-pub const IDENTITIES: [(&str, &str); 4] = [
+pub const IDENTITIES: [(&str, &str); 8] = [
     ("inbound_log", "id"),
     ("pushes", "seq"),
     ("topic_members", "id"),
     ("push_keys", "id"),
+    ("apps", "id"),
+    ("topic_numbers", "num"),
+    ("bindings", "seq"),
+    ("webhook_deliveries", "seq"),
 ];
 
 /// What was copied of one table.
@@ -574,8 +732,8 @@ async fn copy_table(
         let pending = columns.first().map_or(0, Values::len);
         if pending == CHUNK || (row.is_none() && pending > 0) {
             let chunk: Vec<Values> = columns.iter_mut().map(Values::take).collect();
-            if table.name == "pushes" {
-                check_pushes(&mut tx, &chunk).await?;
+            if let Some(same) = &table.same {
+                check_same(&mut tx, table, same, &chunk).await?;
             }
             let mut query = sqlx::query(sqlx::AssertSqlSafe(insert.clone()));
             for values in chunk {
@@ -623,23 +781,59 @@ fn insert_statement(table: &Table) -> String {
     )
 }
 
-/// Refuses pushes whose `seq` the target gives another push: kept as "already there", the
-/// other push would receive their recipients. (A copy run twice finds its own pushes.)
-async fn check_pushes(tx: &mut sqlx::PgConnection, chunk: &[Values]) -> Result<(), StoreError> {
-    let (Some(Values::Int(seqs)), Some(Values::Text(ids))) = (chunk.first(), chunk.get(1)) else {
-        return Ok(());
+/// Refuses rows whose id the target gives another row (see [`Same`]).
+async fn check_same(
+    tx: &mut sqlx::PgConnection,
+    table: &Table,
+    same: &Same,
+    chunk: &[Values],
+) -> Result<(), StoreError> {
+    // The key and the columns compared, as arrays of the chunk's values.
+    let mut names = vec![table.key];
+    names.extend_from_slice(same.columns);
+    let mut arrays = Vec::with_capacity(names.len());
+    let mut values = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let Some(index) = table.columns.iter().position(|c| c.name == *name) else {
+            return Err(fail(format!("{}: no column {name} to compare", table.name)));
+        };
+        let ty = match table.columns[index].kind {
+            Kind::Text => "text",
+            Kind::Int => "bigint",
+            Kind::Bool => "boolean",
+        };
+        arrays.push(format!("${}::{ty}[]", i + 1));
+        values.push(&chunk[index]);
+    }
+    let compared = |alias: &str| {
+        same.columns
+            .iter()
+            .map(|c| format!("{alias}.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
-    let other: Option<i64> = sqlx::query_scalar(
-        "SELECT p.seq FROM pushes p JOIN UNNEST($1::bigint[], $2::text[]) AS c (seq, id) \
-         ON p.seq = c.seq WHERE p.id IS DISTINCT FROM c.id LIMIT 1",
-    )
-    .bind(seqs)
-    .bind(ids)
-    .fetch_optional(&mut *tx)
-    .await?;
-    match other {
-        Some(seq) => Err(fail(format!(
-            "the target already holds another push with seq {seq}: copy into a new database"
+    let statement = format!(
+        "SELECT t.{key}::text FROM {table} t JOIN UNNEST({arrays}) AS c ({names}) \
+         ON t.{key} = c.{key} WHERE ({t}) IS DISTINCT FROM ({c}) LIMIT 1",
+        key = table.key,
+        table = table.name,
+        arrays = arrays.join(", "),
+        names = names.join(", "),
+        t = compared("t"),
+        c = compared("c"),
+    );
+    let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(statement));
+    for v in values {
+        query = match v {
+            Values::Text(v) => query.bind(v),
+            Values::Int(v) => query.bind(v),
+            Values::Bool(v) => query.bind(v),
+        };
+    }
+    match query.fetch_optional(&mut *tx).await? {
+        Some(id) => Err(fail(format!(
+            "the target already holds another {} with {} {id}: copy into a new database",
+            same.row, table.key
         ))),
         None => Ok(()),
     }
@@ -714,6 +908,25 @@ mod tests {
             "postgres://huixin@db/huixin"
         );
         assert!(!redacted("postgres://u:s3cret@[bad").contains("s3cret"));
+    }
+
+    #[test]
+    fn rows_under_copied_ids_are_compared_by_columns_they_have() {
+        for table in TABLES {
+            let Some(same) = table.same else { continue };
+            assert!(
+                !table.key.contains(','),
+                "{}: a key of one column",
+                table.name
+            );
+            for name in same.columns.iter().chain([&table.key]) {
+                assert!(
+                    table.columns.iter().any(|c| c.name == *name),
+                    "{}.{name}",
+                    table.name
+                );
+            }
+        }
     }
 
     #[test]
