@@ -2726,7 +2726,11 @@ mod suite {
         let (site2, _) = bind(store, &new_binding(shop, "site-2", "o_a", T + 2)).await;
         let (minted, _) = bind(store, &new_binding(blog, "UID_abcdef", "o_a", T + 3)).await;
         let (site3, _) = bind(store, &new_binding(shop, "site-3", "o_b", T + 4)).await;
-        assert!(first.seq < site2.seq && site2.seq < minted.seq && minted.seq < site3.seq);
+        assert_eq!(
+            [site2.seq, minted.seq, site3.seq],
+            [first.seq + 1, first.seq + 2, first.seq + 3],
+            "binding a uid again used up no seq"
+        );
         assert_eq!(
             uids(&b.bindings_of_follower(shop, "o_a").await.unwrap()),
             ["site-1", "site-2"]
@@ -2944,7 +2948,11 @@ mod suite {
         assert_eq!(num("news").await, news);
         assert_eq!(b.topic_by_num(news).await.unwrap().as_deref(), Some("news"));
         assert!(b.topic_create("weather", true, "", T + 4).await.unwrap());
-        assert!(num("weather").await > sports);
+        assert_eq!(
+            num("weather").await,
+            sports + 1,
+            "making a topic again used up no number"
+        );
 
         // A topic of an app.
         let app = insert_app(store, "shop").await;

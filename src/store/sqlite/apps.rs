@@ -593,10 +593,13 @@ async fn upsert_binding(
     b: &NewBinding<'_>,
 ) -> Result<(BindingRow, Option<String>), StoreError> {
     // The write first: from here the transaction holds the write lock, so the follower read
-    // next is the one replaced.
+    // next is the one replaced. (Not ON CONFLICT alone: SQLite would use up a seq each time a
+    // uid is bound again.)
     let inserted: Option<BindingRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO bindings (app_id, uid, openid, extra, source, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT (app_id, uid) DO NOTHING \
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?6 \
+         WHERE NOT EXISTS (SELECT 1 FROM bindings WHERE app_id = ?1 AND uid = ?2) \
+         ON CONFLICT (app_id, uid) DO NOTHING \
          RETURNING {BINDING_COLUMNS}"
     )))
     .bind(b.app_id)

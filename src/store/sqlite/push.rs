@@ -51,9 +51,12 @@ impl PushStore for SqliteBackend {
             .await?
             .rows_affected();
             if created == 1 {
-                // A name keeps its number forever: a topic made again has its old one.
+                // A name keeps its number forever: a topic made again has its old one. Looked
+                // up first, so that it does not use up a number (ON CONFLICT would).
                 sqlx::query(
-                    "INSERT INTO topic_numbers (name) VALUES (?1) ON CONFLICT (name) DO NOTHING",
+                    "INSERT INTO topic_numbers (name) SELECT ?1 \
+                     WHERE NOT EXISTS (SELECT 1 FROM topic_numbers WHERE name = ?1) \
+                     ON CONFLICT (name) DO NOTHING",
                 )
                 .bind(name)
                 .execute(&mut *tx)
