@@ -390,8 +390,8 @@ impl Default for PushConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct AppsConfig {
     /// `reply_budget_ms`: how long a message webhook that may answer the passive reply is
-    /// waited for; a later answer goes out as a customer-service message. Below `[bot]
-    /// reply_deadline_ms`. Default 3000.
+    /// waited for; a later answer goes out as a customer-service message (as does one past
+    /// `[bot] reply_deadline_ms`, which still answers first). Default 3000.
     pub reply_budget_ms: u64,
     /// `bind_reply`: what a follower is told once bound (`{app}` stands for the app's name).
     /// Default `已绑定 {app}`.
@@ -809,13 +809,9 @@ impl Config {
     fn validate_apps(&self) -> Result<(), ConfigError> {
         let invalid = |msg: String| Err(ConfigError::Invalid(msg));
         let apps = &self.apps;
-        if apps.reply_budget_ms >= self.bot.reply_deadline_ms {
-            return invalid(format!(
-                "[apps] reply_budget_ms ({}) must be below [bot] reply_deadline_ms ({}), or the \
-                 deadline answers before the webhook may",
-                apps.reply_budget_ms, self.bot.reply_deadline_ms
-            ));
-        }
+        // A budget past [bot] reply_deadline_ms is no error: the deadline answers `success`
+        // first, and the webhook's reply goes out as a late one (customer service), as a slow
+        // rule's does.
         if !(60..=2_592_000).contains(&apps.bind_expire_secs) {
             return invalid(
                 "[apps] bind_expire_secs must be between 60 and 2592000 (30 days, WeChat's \

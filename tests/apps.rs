@@ -8,31 +8,10 @@ mod common;
 
 use std::time::Duration;
 
+use common::browser::dom_after;
 use common::receiver::{Answer, Receiver};
 use common::setup::{Setup, setup, setup_emulated};
 use serde_json::{Value, json};
-
-/// An app made with `huixin apps create`: its token and signing secret.
-struct MadeApp {
-    token: String,
-    secret: String,
-}
-
-fn create_app(s: &Setup, args: &[&str]) -> MadeApp {
-    let mut full = vec!["apps", "create"];
-    full.extend_from_slice(args);
-    let out = s.run(&full);
-    let field = |name: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().to_owned())
-            .unwrap_or_else(|| panic!("no {name} in {out}"))
-    };
-    MadeApp {
-        token: field("token:"),
-        secret: field("secret:"),
-    }
-}
 
 /// Starts a receiver on the setup's runtime.
 fn receiver(s: &Setup, secrets: &[&str]) -> Receiver {
@@ -40,37 +19,16 @@ fn receiver(s: &Setup, secrets: &[&str]) -> Receiver {
 }
 
 /// The follower scans the QR code of `ticket` (subscribing when they do not follow yet): the
-/// conversation's final reply text, if any.
+/// final reply's text, if any.
 fn scan(s: &Setup, openid: &str, ticket: &str) -> Option<String> {
-    let conversation: Value = s.runtime.block_on(async {
-        reqwest::Client::new()
-            .post(format!("{}/emulator/scan?from={openid}", s.em.base))
-            .json(&json!({ "ticket": ticket }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    });
-    conversation["user_saw"]["reply"]["body"]["content"]
+    s.scan(openid, ticket)["user_saw"]["reply"]["body"]["content"]
         .as_str()
         .map(str::to_owned)
 }
 
-/// The follower sends a text; the reply text they saw, if any.
+/// The follower sends a text: the conversation.
 fn say(s: &Setup, openid: &str, text: &str) -> Value {
-    s.runtime.block_on(async {
-        reqwest::Client::new()
-            .post(format!("{}/emulator/send?from={openid}", s.em.base))
-            .json(&json!({ "type": "text", "content": text }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    })
+    s.emulator_send(openid, json!({ "type": "text", "content": text }))
 }
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -79,7 +37,7 @@ const WAIT: Duration = Duration::from_secs(10);
 fn a_site_binds_its_user_by_qr_code_and_pushes_to_them() {
     let s = setup(&["o_other"], "[apps]\nbind_reply = \"已绑定 {app}\"\n");
     let site = receiver(&s, &[]);
-    let app = create_app(&s, &["shop", "--callback", &site.url("/hook")]);
+    let app = s.create_app(&["shop", "--callback", &site.url("/hook")]);
     site.add_secret(&app.secret);
     let _server = s.serve();
 
@@ -170,7 +128,7 @@ fn a_site_binds_its_user_by_qr_code_and_pushes_to_them() {
     assert_eq!(list["bindings"][0]["state"], "bound");
 
     // Unfollowing marks the binding, and the site hears of it.
-    say_event(&s, "o_site_user", json!({ "type": "unsubscribe" }));
+    s.emulator_send("o_site_user", json!({ "type": "unsubscribe" }));
     site.wait(WAIT, |r| r.iter().any(|r| r.event == "unfollow"));
     let (_, list) = s.get("/api/v1/bindings?uid=site-user-42", Some(&app.token));
     let list: Value = serde_json::from_str(&list).unwrap();
@@ -180,55 +138,11 @@ fn a_site_binds_its_user_by_qr_code_and_pushes_to_them() {
     assert!(site.received().iter().all(|r| r.signed));
 }
 
-fn say_event(s: &Setup, openid: &str, event: Value) -> Value {
-    s.runtime.block_on(async {
-        reqwest::Client::new()
-            .post(format!("{}/emulator/send?from={openid}", s.em.base))
-            .json(&event)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    })
-}
-
-/// Debian's chromium (`.ci/run` installs it); `CHROMIUM` overrides the path.
-fn chromium() -> String {
-    std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".into())
-}
-
-/// The DOM headless chromium ends on after following `url`'s redirects.
-fn browse(url: &str) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--virtual-time-budget=3000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(url)
-        .output()
-        .expect("chromium runs (apt-get install chromium; .ci/run does)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn a_follower_binds_through_the_link_in_a_browser() {
     let s = setup(&["o_reader"], "");
     let site = receiver(&s, &[]);
-    let app = create_app(&s, &["blog", "--callback", &site.url("/hook")]);
+    let app = s.create_app(&["blog", "--callback", &site.url("/hook")]);
     site.add_secret(&app.secret);
     let _server = s.serve();
     let (code, offer) = s.post(
@@ -240,15 +154,8 @@ fn a_follower_binds_through_the_link_in_a_browser() {
     let link = offer["link"].as_str().unwrap().to_owned();
 
     // The reader is at the browser: /bind/ID → WeChat's authorization → /oauth/callback.
-    s.runtime.block_on(async {
-        reqwest::Client::new()
-            .post(format!("{}/emulator/oauth/browser", s.em.base))
-            .json(&json!({ "openid": "o_reader" }))
-            .send()
-            .await
-            .unwrap();
-    });
-    let dom = browse(&link);
+    s.emulator_post("/emulator/oauth/browser", json!({ "openid": "o_reader" }));
+    let dom = dom_after(&link);
     assert!(dom.contains("绑定成功"), "{dom}");
     assert!(dom.contains("blog"), "{dom}");
 
@@ -260,7 +167,7 @@ fn a_follower_binds_through_the_link_in_a_browser() {
     assert_eq!(binding.body["data"]["following"], true);
 
     // The link was used: opening it again says so.
-    let dom = browse(&link);
+    let dom = dom_after(&link);
     assert!(dom.contains("已被使用"), "{dom}");
 
     // With a return URL, the browser lands on the site.
@@ -269,7 +176,7 @@ fn a_follower_binds_through_the_link_in_a_browser() {
         Some(&app.token),
         json!({ "uid": "reader-8", "return_url": site.url("/welcome") }),
     );
-    let dom = browse(offer["link"].as_str().unwrap());
+    let dom = dom_after(offer["link"].as_str().unwrap());
     assert!(dom.contains("{}"), "the site's page: {dom}");
     assert!(site.received().iter().any(|r| r.path == "/welcome"));
 }
@@ -281,7 +188,7 @@ fn a_message_webhook_answers_the_reply() {
         "[apps]\nreply_budget_ms = 1500\n[rules]\ndir = \"no-rules\"\n",
     );
     let bot = receiver(&s, &[]);
-    let app = create_app(&s, &["bot", "--callback", &bot.url("/bot"), "--reply"]);
+    let app = s.create_app(&["bot", "--callback", &bot.url("/bot"), "--reply"]);
     bot.add_secret(&app.secret);
     // No rules at all: the app is the bot.
     std::fs::create_dir(s.dir.path().join("no-rules")).unwrap();
@@ -344,7 +251,7 @@ fn a_message_webhook_answers_the_reply() {
 #[test]
 fn bad_input_is_refused_clearly() {
     let s = setup(&[], "");
-    let app = create_app(&s, &["site"]);
+    let app = s.create_app(&["site"]);
     // A callback that is not http(s), or is huixin itself.
     for (url, why) in [
         ("ftp://example.com/hook", "not an http(s) URL"),
@@ -404,7 +311,7 @@ fn bad_input_is_refused_clearly() {
 fn rules_see_bindings_and_fire_webhooks_through_the_outbox() {
     let s = setup(&[], "[rules]\ndir = \"rules\"\n");
     let site = receiver(&s, &[]);
-    let app = create_app(&s, &["crm", "--callback", &site.url("/crm")]);
+    let app = s.create_app(&["crm", "--callback", &site.url("/crm")]);
     site.add_secret(&app.secret);
     let rules = s.dir.path().join("rules");
     std::fs::create_dir(&rules).unwrap();
@@ -450,7 +357,7 @@ fn webhooks_pending_at_a_kill_are_delivered_after_the_restart() {
         "[apps]\nwebhook_retry_backoff_ms = 200\nwebhook_timeout_ms = 1000\n",
     );
     let site = receiver(&s, &[]);
-    let app = create_app(&s, &["site", "--callback", &site.url("/hook")]);
+    let app = s.create_app(&["site", "--callback", &site.url("/hook")]);
     site.add_secret(&app.secret);
     // The receiver is down (500) for a while: events pile up in the outbox.
     site.script("/hook", (0..1000).map(|_| Answer::Status(500)));
@@ -526,7 +433,7 @@ fn a_wechat_retry_does_not_call_the_webhook_twice() {
     );
     std::fs::create_dir(s.dir.path().join("no-rules")).unwrap();
     let bot = receiver(&s, &[]);
-    let app = create_app(&s, &["slowbot", "--callback", &bot.url("/bot"), "--reply"]);
+    let app = s.create_app(&["slowbot", "--callback", &bot.url("/bot"), "--reply"]);
     bot.add_secret(&app.secret);
     let _server = s.serve();
     let (_, offer) = s.post("/api/v1/bindings", Some(&app.token), json!({ "uid": "r1" }));
@@ -570,7 +477,7 @@ fn config_receivers_hear_every_follower_with_openids() {
     .unwrap();
     let admin = s.admin_key();
     let _server = s.serve();
-    say_event(&s, "o_any", json!({ "type": "subscribe" }));
+    s.emulator_send("o_any", json!({ "type": "subscribe" }));
     say(&s, "o_any", "hi there");
     let got = ops.wait(WAIT, |r| r.len() >= 2);
     assert!(got.iter().all(|r| r.signed), "{got:?}");
@@ -581,7 +488,7 @@ fn config_receivers_hear_every_follower_with_openids() {
     assert_eq!(message.body["data"]["message"]["content"], "hi there");
     assert_eq!(message.body["data"]["message"]["from"], "o_any");
     // Not subscribed to unfollow: nothing comes.
-    say_event(&s, "o_any", json!({ "type": "unsubscribe" }));
+    s.emulator_send("o_any", json!({ "type": "unsubscribe" }));
     std::thread::sleep(Duration::from_millis(300));
     assert!(ops.events("/ops", "unfollow").is_empty());
     // The admin key lists the config's deliveries.
@@ -598,7 +505,7 @@ fn a_hanging_receiver_holds_up_nothing_and_loses_nothing() {
         "[apps]\nwebhook_timeout_ms = 400\nwebhook_retry_backoff_ms = 100\n",
     );
     let site = receiver(&s, &[]);
-    let app = create_app(&s, &["stuck", "--callback", &site.url("/hook")]);
+    let app = s.create_app(&["stuck", "--callback", &site.url("/hook")]);
     site.add_secret(&app.secret);
     site.script("/hook", [Answer::Hang, Answer::Hang]);
     let _server = s.serve();
@@ -642,4 +549,40 @@ fn a_hanging_receiver_holds_up_nothing_and_loses_nothing() {
         "a timeout is named: {binding}"
     );
     assert_eq!(log[2]["status"], 200);
+}
+
+#[test]
+fn the_apps_command_lists_changes_and_revokes() {
+    let s = setup(&[], "");
+    let app = s.create_app(&["one", "--callback", "https://one.example.com/hook"]);
+    assert!(
+        app.token.starts_with("AT_") && app.token.len() == 35,
+        "{}",
+        app.token
+    );
+    let list = s.run(&["apps"]);
+    assert!(
+        list.contains("one\tactive\t0 bound\thttps://one.example.com/hook (huixin)"),
+        "{list}"
+    );
+    s.run(&[
+        "apps", "set", "one", "--reply", "true", "--format", "wxpusher",
+    ]);
+    let shown = s.run(&["apps", "show", "one"]);
+    assert!(shown.contains("replies:    true"), "{shown}");
+    assert!(shown.contains("format:     wxpusher"), "{shown}");
+    assert!(shown.contains(&app.secret), "{shown}");
+    // A second app of the same name is refused while the first is live.
+    let out = common::process::huixin(s.dir.path(), &["apps", "create", "one"], &[]);
+    assert!(!out.status.success());
+    assert!(common::process::stderr(&out).contains("exists"));
+    let _server = s.serve();
+    let (code, _) = s.post("/api/v1/bindings", Some(&app.token), json!({ "uid": "x" }));
+    assert_eq!(code, 201);
+    s.run(&["apps", "revoke", "one"]);
+    let (code, body) = s.post("/api/v1/bindings", Some(&app.token), json!({ "uid": "x" }));
+    assert_eq!(code, 401, "a revoked app's token stops at once: {body}");
+    assert!(s.run(&["apps"]).contains("one\trevoked"));
+    // The name is free again.
+    s.create_app(&["one"]);
 }

@@ -6,9 +6,9 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::Duration;
 
+use common::browser::headless;
 use common::emu::TEMPLATE;
 use common::process::{huixin, stderr, stdout};
 use common::setup::{setup, setup_with};
@@ -37,7 +37,7 @@ fn a_push_to_a_topic_is_delivered_and_confirmed() {
     }
     assert!(
         s.run(&["topics"])
-            .contains("ops\tclosed\t4 members\ton-call")
+            .contains("ops\t#1\tclosed\t4 members\ton-call")
     );
     let key = s.admin_key();
     let _server = s.serve();
@@ -460,29 +460,6 @@ fn followers_use_the_chat_commands() {
     assert_ne!(new_key, key);
     let (code, _) = s.post("/api/v1/push", Some(&key), json!({ "title": "old key" }));
     assert_eq!(code, 401, "the old key no longer works");
-}
-
-/// Debian's chromium (`.ci/run` installs it); `CHROMIUM` overrides the path.
-fn chromium() -> String {
-    std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".into())
-}
-
-/// Runs headless Chromium at a phone's size with `args`, then `url`.
-fn headless(profile: &Path, args: &[&str], url: &str) -> std::process::Output {
-    std::process::Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--window-size=390,844",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .arg(url)
-        .output()
-        .expect("chromium runs (apt-get install chromium; .ci/run does)")
 }
 
 #[test]

@@ -103,7 +103,7 @@ fn a_thousand_keywords_and_a_hundred_regexes_through_rules_test() {
         (
             "sub news",
             "← text: There is no open topic \"news\"",
-            "40-push.rhai:58",
+            "40-push.rhai:59",
         ),
         // Regex rules, with their captures.
         (

@@ -738,3 +738,87 @@ fn behind_nginx_the_three_processes_answer_as_one_and_a_users_limit_holds() {
     }
     assert_eq!(codes, [200, 200, 200, 200, 200, 200, 429, 429], "{codes:?}");
 }
+
+#[test]
+fn a_followers_webhooks_arrive_once_and_in_order_whichever_process_took_the_message() {
+    let Some(mut c) = cluster(
+        "webhooks across processes",
+        3,
+        &[],
+        "[apps]\nwebhook_retry_backoff_ms = 100\n",
+        Duration::ZERO,
+    ) else {
+        return;
+    };
+    let site = c.runtime.block_on(common::receiver::Receiver::start(&[]));
+    let common::setup::MadeApp { token, secret } = common::setup::app_credentials(&c.run(&[
+        "apps",
+        "create",
+        "site",
+        "--callback",
+        &site.url("/hook"),
+    ]));
+    site.add_secret(&secret);
+    // The receiver fails its first two requests: later events wait for the earlier ones.
+    site.script(
+        "/hook",
+        [
+            common::receiver::Answer::Status(500),
+            common::receiver::Answer::Status(503),
+        ],
+    );
+    c.start_all();
+    let (code, offer) = c.post(0, "/api/v1/bindings", &token, json!({ "uid": "u-1" }));
+    assert_eq!(code, 201, "{offer}");
+    let ticket = offer["qrcode"]["ticket"].as_str().unwrap().to_owned();
+    c.runtime.block_on(async {
+        c.http
+            .post(format!("{}/emulator/scan?from=o_many", c.em.base))
+            .json(&json!({ "ticket": ticket }))
+            .send()
+            .await
+            .unwrap();
+    });
+    for i in 0..30 {
+        let (status, _) = c.say(i % 3, "o_many", &format!("m{i:02}"));
+        assert_eq!(status, 200);
+    }
+    let received = site.wait(Duration::from_secs(30), |r| {
+        r.iter().filter(|r| r.event == "message").count() >= 30
+            && r.iter()
+                .filter(|r| r.event == "message")
+                .map(|r| r.delivery.clone())
+                .collect::<std::collections::HashSet<_>>()
+                .len()
+                == 30
+    });
+    assert!(received.iter().all(|r| r.signed));
+    // After the two failures, every delivery was answered 200: none may come twice.
+    let after: Vec<&str> = received[2..].iter().map(|r| r.delivery.as_str()).collect();
+    let unique: std::collections::HashSet<&str> = after.iter().copied().collect();
+    assert_eq!(unique.len(), after.len(), "a delivery arrived twice");
+    // In order: binding and follow first, then the messages as the follower sent them.
+    let mut order: Vec<String> = Vec::new();
+    for r in &received {
+        let label = match r.event.as_str() {
+            "message" => r.body["data"]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            other => other.to_owned(),
+        };
+        if !order.contains(&label) {
+            order.push(label);
+        }
+    }
+    let messages: Vec<String> = order
+        .iter()
+        .filter(|l| l.starts_with('m'))
+        .cloned()
+        .collect();
+    assert_eq!(
+        messages,
+        (0..30).map(|i| format!("m{i:02}")).collect::<Vec<_>>()
+    );
+    c.kill(0);
+}

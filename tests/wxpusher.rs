@@ -13,33 +13,6 @@ use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn create_app(s: &Setup, args: &[&str]) -> (String, String) {
-    let mut full = vec!["apps", "create"];
-    full.extend_from_slice(args);
-    let out = s.run(&full);
-    let field = |name: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().to_owned())
-            .unwrap_or_else(|| panic!("no {name} in {out}"))
-    };
-    (field("token:"), field("secret:"))
-}
-
-fn emulator_send(s: &Setup, openid: &str, message: Value) -> Value {
-    s.runtime.block_on(async {
-        reqwest::Client::new()
-            .post(format!("{}/emulator/send?from={openid}", s.em.base))
-            .json(&message)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    })
-}
-
 /// WxPusher's envelope: HTTP 200 always.
 fn get_json(s: &Setup, path: &str) -> Value {
     let (code, body) = s.get(path, None);
@@ -70,8 +43,7 @@ fn follow_through_qrcode(s: &Setup, token: &str, openid: &str, extra: &str) -> (
     let before = get_json(s, &format!("/api/fun/scan-qrcode-uid?code={code}"));
     assert_eq!(before["code"], 1001, "{before}");
     // The follower scans it to follow (the emulator attaches the code's ticket).
-    emulator_send(
-        s,
+    s.emulator_send(
         openid,
         json!({ "type": "subscribe", "scene": format!("bind:{code}") }),
     );
@@ -86,12 +58,10 @@ fn follow_through_qrcode(s: &Setup, token: &str, openid: &str, extra: &str) -> (
 fn the_seed_story_qrcode_callback_send_and_status() {
     let s = setup(&[], "");
     let site = s.runtime.block_on(Receiver::start(&[]));
-    let (token, secret) = create_app(
-        &s,
-        &["wx", "--format", "wxpusher", "--callback", &site.url("/wx")],
-    );
+    let made = s.create_app(&["wx", "--format", "wxpusher", "--callback", &site.url("/wx")]);
+    let token = made.token;
     assert!(token.starts_with("AT_"), "{token}");
-    site.add_secret(&secret);
+    site.add_secret(&made.secret);
     let _server = s.serve();
 
     let (uid, code) = follow_through_qrcode(&s, &token, "o_fan", "user-9");
@@ -198,11 +168,7 @@ fn the_seed_story_qrcode_callback_send_and_status() {
     assert_eq!(v1["data"]["records"][0]["enable"], true);
 
     // What the follower writes goes to the app as send_up_cmd.
-    emulator_send(
-        &s,
-        "o_fan",
-        json!({ "type": "text", "content": "上行消息" }),
-    );
+    s.emulator_send("o_fan", json!({ "type": "text", "content": "上行消息" }));
     let got = site.wait(WAIT, |r| {
         r.iter().any(|r| r.body["action"] == "send_up_cmd")
     });
@@ -269,7 +235,7 @@ fn wxpushers_own_python_client_sends_through_huixin() {
         return;
     };
     let s = setup(&[], "");
-    let (token, _) = create_app(&s, &["py", "--format", "wxpusher"]);
+    let token = s.create_app(&["py", "--format", "wxpusher"]).token;
     let _server = s.serve();
     let (uid, _) = follow_through_qrcode(&s, &token, "o_py", "from-python");
     let script = format!(
@@ -310,7 +276,7 @@ print(json.dumps({{"ok": True}}))
 #[test]
 fn an_apps_topic_is_sent_to_by_its_number() {
     let s = setup(&[], "");
-    let (token, _) = create_app(&s, &["news-app", "--format", "wxpusher"]);
+    let token = s.create_app(&["news-app", "--format", "wxpusher"]).token;
     s.run(&["topics", "add", "news"]);
     s.run(&["topics", "add", "elsewhere"]);
     s.run(&["apps", "topic", "news-app", "news"]);
@@ -327,8 +293,7 @@ fn an_apps_topic_is_sent_to_by_its_number() {
     let (news, elsewhere) = (number("news"), number("elsewhere"));
     let _server = s.serve();
     // A follower joins the topic by scanning its QR code.
-    emulator_send(
-        &s,
+    s.emulator_send(
         "o_reader",
         json!({ "type": "subscribe", "scene": "topic:news" }),
     );

@@ -608,14 +608,19 @@ async fn users_v1(State(apps): State<Apps>, RawQuery(raw): RawQuery) -> Response
     }
 }
 
+/// The `id` of a user record (a binding's seq).
+fn user_id(fields: &Fields) -> Result<i64, PushError> {
+    fields
+        .get("id")
+        .and_then(|i| i.trim().parse::<i64>().ok())
+        .ok_or_else(|| PushError::Invalid("id (a user record's number) is required".into()))
+}
+
 async fn remove_user(State(apps): State<Apps>, RawQuery(raw): RawQuery) -> Response {
     let fields = query_fields(raw.as_deref());
     let result = async {
         let (app, _) = app_of(&apps, &fields).await?;
-        let id = fields
-            .get("id")
-            .and_then(|i| i.trim().parse::<i64>().ok())
-            .ok_or_else(|| PushError::Invalid("id is required".into()))?;
+        let id = user_id(&fields)?;
         if !apps.store().backend().binding_delete(app.id, id).await? {
             return Err(PushError::NotFound(format!("no user {id}")));
         }
@@ -632,10 +637,7 @@ async fn reject_user(State(apps): State<Apps>, RawQuery(raw): RawQuery) -> Respo
     let fields = query_fields(raw.as_deref());
     let result = async {
         let (app, _) = app_of(&apps, &fields).await?;
-        let id = fields
-            .get("id")
-            .and_then(|i| i.trim().parse::<i64>().ok())
-            .ok_or_else(|| PushError::Invalid("id is required".into()))?;
+        let id = user_id(&fields)?;
         let reject = match fields.get("reject").as_deref() {
             Some("true" | "1") => true,
             Some("false" | "0") => false,

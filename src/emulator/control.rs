@@ -306,6 +306,15 @@ async fn oauth_code(State(emu): State<Emulator>, body: Bytes) -> ControlResult {
     Ok(Json(json!({ "code": code })))
 }
 
+/// The user of a request's `from` parameter (default [`DEFAULT_OPENID`]).
+fn sender(query: Option<&str>) -> String {
+    parse_query(query)
+        .get("from")
+        .filter(|f| !f.trim().is_empty())
+        .map_or(DEFAULT_OPENID, String::as_str)
+        .to_owned()
+}
+
 /// `POST /emulator/oauth/browser` `{"openid"}`: the user at the browser, whom the
 /// authorization page grants when the request names nobody (`{"openid": null}`: the first
 /// follower again).
@@ -327,12 +336,7 @@ async fn scan(State(emu): State<Emulator>, RawQuery(q): RawQuery, body: Bytes) -
     struct Scan {
         ticket: String,
     }
-    let q = parse_query(q.as_deref());
-    let from = q
-        .get("from")
-        .filter(|f| !f.trim().is_empty())
-        .map_or(DEFAULT_OPENID, String::as_str)
-        .to_owned();
+    let from = sender(q.as_deref());
     let request: Scan = parse(&body)?;
     let now = emu.now();
     let scene = emu
@@ -358,12 +362,7 @@ async fn scan(State(emu): State<Emulator>, RawQuery(q): RawQuery, body: Bytes) -
 
 /// `POST /emulator/send?from=OPENID` with a message ([`SendBody`]): the [`super::Conversation`].
 async fn send(State(emu): State<Emulator>, RawQuery(q): RawQuery, body: Bytes) -> ControlResult {
-    let q = parse_query(q.as_deref());
-    let from = q
-        .get("from")
-        .filter(|f| !f.trim().is_empty())
-        .map_or(DEFAULT_OPENID, String::as_str)
-        .to_owned();
+    let from = sender(q.as_deref());
     let message: SendBody = parse(&body)?;
     let conversation = emu.send(&from, message.into_spec()).await?;
     Ok(Json(json!(conversation)))

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod emu;
 pub mod nginx;
 pub mod pg;

@@ -59,16 +59,18 @@ pub struct Receiver {
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
+/// A header's value as text (empty when absent).
+fn header(headers: &HeaderMap, name: &str) -> String {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 fn verify(secrets: &[String], headers: &HeaderMap, body: &[u8]) -> bool {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let timestamp = header("x-huixin-timestamp");
-    let Some(signature) = header("x-huixin-signature")
+    let timestamp = header(headers, "x-huixin-timestamp");
+    let Some(signature) = header(headers, "x-huixin-signature")
         .strip_prefix("sha256=")
         .map(str::to_owned)
     else {
@@ -93,17 +95,10 @@ async fn receive(
     let answer = {
         let mut inner = inner.lock().unwrap();
         let signed = verify(&inner.secrets, &headers, &body);
-        let header = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned()
-        };
         inner.received.push(Received {
             path: path.clone(),
-            event: header("x-huixin-event"),
-            delivery: header("x-huixin-delivery"),
+            event: header(&headers, "x-huixin-event"),
+            delivery: header(&headers, "x-huixin-delivery"),
             body: serde_json::from_slice(&body).unwrap_or(Value::Null),
             signed,
         });

@@ -165,3 +165,63 @@ impl Setup {
         self.em.received(openid, "template")
     }
 }
+
+/// An app made with `huixin apps create`: its token and signing secret.
+pub struct MadeApp {
+    /// `AT_…`.
+    pub token: String,
+    /// The webhook signing secret.
+    pub secret: String,
+}
+
+/// The token and secret in what `huixin apps create` printed.
+pub fn app_credentials(out: &str) -> MadeApp {
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| panic!("no {name} in {out}"))
+    };
+    MadeApp {
+        token: field("token:"),
+        secret: field("secret:"),
+    }
+}
+
+impl Setup {
+    /// `huixin apps create ARGS…`.
+    pub fn create_app(&self, args: &[&str]) -> MadeApp {
+        let mut full = vec!["apps", "create"];
+        full.extend_from_slice(args);
+        app_credentials(&self.run(&full))
+    }
+
+    /// `openid` sends `message` through the emulator (`POST /emulator/send`): the
+    /// conversation.
+    pub fn emulator_send(&self, openid: &str, message: Value) -> Value {
+        self.emulator_post(&format!("/emulator/send?from={openid}"), message)
+    }
+
+    /// `openid` scans the QR code of `ticket` (`POST /emulator/scan`): the conversation.
+    pub fn scan(&self, openid: &str, ticket: &str) -> Value {
+        self.emulator_post(
+            &format!("/emulator/scan?from={openid}"),
+            serde_json::json!({ "ticket": ticket }),
+        )
+    }
+
+    /// POSTs JSON to the emulator's control API.
+    pub fn emulator_post(&self, path: &str, body: Value) -> Value {
+        self.runtime.block_on(async {
+            self.http
+                .post(format!("{}{path}", self.em.base))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap_or(Value::Null)
+        })
+    }
+}
