@@ -9,6 +9,8 @@
 #
 #   scripts/bench-traffic.sh       # DURATION=10s CONNECTIONS=32 ROUNDS=3 COUNT=900000 MODES="plain safe"
 #   SERVE_BIN=/path/to/huixin scripts/bench-traffic.sh   # another build of huixin
+#   WEBHOOK=1 scripts/bench-traffic.sh   # plus a row: every message also goes to a [[webhooks]]
+#                                        # receiver (nginx answering 200), stored and delivered
 #
 # Each round signs (and in safe mode encrypts) COUNT new requests just before it runs (they
 # stay inside the 300 s clock window). Safe mode needs Python's `cryptography`
@@ -63,6 +65,44 @@ level = "warn"
 TOML
 }
 
+# The receiver of the WEBHOOK row: nginx answering every POST with 200 `{}`.
+hook_port=""
+if [ "${WEBHOOK:-0}" = 1 ]; then
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { echo "WEBHOOK=1 needs nginx" >&2; exit 1; }
+  hook_port=$(free_port)
+  mkdir -p "$work/hook"
+  cat >"$work/hook/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $work/hook/nginx.pid;
+error_log $work/hook/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $work/hook/body;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$hook_port;
+    location / { client_body_buffer_size 64k; return 200 '{}'; }
+  }
+}
+EOF
+  PATH="$PATH:/usr/sbin" nginx -p "$work/hook" -e "$work/hook/error.log" -c "$work/hook/nginx.conf" &
+  pids+=("$!")
+  wait_port "$hook_port"
+fi
+
+# The [[webhooks]] entry of the WEBHOOK row.
+webhook_entry() {
+  cat <<TOML
+[[webhooks]]
+name = "bench"
+url = "http://127.0.0.1:$hook_port/hook"
+secret = "benchWebhookSecret0123456789"
+events = ["message"]
+TOML
+}
+
 # COUNT signed requests, one per line: "path?query<TAB>body", users and MsgIds from `seed`.
 sign() { # seed out mode
   python3 scripts/traffic/sign.py "$1" "$2" "$COUNT" "$TOKEN" "$3" "$AES_KEY" "$APP_ID"
@@ -97,7 +137,7 @@ for mode in $MODES; do
   pids+=("$ref_pid")
   wait_port "$ref_port"
 
-  ref_runs=() serve_runs=()
+  ref_runs=() serve_runs=() hook_runs=() hook_notes=()
   for round in $(seq "$ROUNDS"); do
     sign "$round" "$work/req.txt" "$mode"
     ref_runs+=("$(run "$ref_port" "$work/req.txt" "$ref_pid")")
@@ -109,6 +149,25 @@ for mode in $MODES; do
     serve_runs+=("$(run "$port" "$work/req.txt" "$serve")")
     kill "$serve" && wait "$serve" 2>/dev/null || true
     echo "  $mode round $round: reference ${ref_runs[-1]}, serve ${serve_runs[-1]} (req/s, p99, CPU µs/req)" >&2
+    if [ -n "$hook_port" ]; then
+      port=$(free_port)
+      rm -f "$work"/serve.db*
+      config "$port" "$work/serve.db" "$work/serve.toml" "$mode"
+      webhook_entry >>"$work/serve.toml"
+      "$BIN" serve --config "$work/serve.toml" >/dev/null 2>&1 & serve=$!
+      wait_port "$port"
+      hook_runs+=("$(run "$port" "$work/req.txt" "$serve")")
+      # What the outbox had delivered when the load stopped, and how long the rest took.
+      start=$(date +%s%N)
+      while [ "$(sqlite3 "$work/serve.db" "SELECT COUNT(*) FROM webhook_deliveries WHERE state IN ('pending','sending')")" != 0 ]; do
+        sleep 0.2
+      done
+      drained=$(( ($(date +%s%N) - start) / 1000000 ))
+      kill "$serve" && wait "$serve" 2>/dev/null || true
+      stored=$(sqlite3 "$work/serve.db" "SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'delivered'")
+      hook_notes+=("$stored delivered, the last ${drained} ms after the load")
+      echo "  $mode round $round: webhook ${hook_runs[-1]}; ${hook_notes[-1]}" >&2
+    fi
   done
   kill "$ref_pid" && wait "$ref_pid" 2>/dev/null || true
 
@@ -117,4 +176,9 @@ for mode in $MODES; do
   echo "| $mode | reference (bare axum) | $r_rps | $r_p99 | $r_cpu |"
   awk -v s="$s_rps" -v r="$r_rps" -v p="$s_p99" -v c="$s_cpu" -v m="$mode" \
     'BEGIN {printf "| %s | huixin serve, defaults | %s (%.2f×) | %s | %s |\n", m, s, s / r, p, c}'
+  if [ -n "$hook_port" ]; then
+    read -r h_rps h_p99 h_cpu <<<"$(printf '%s\n' "${hook_runs[@]}" | median)"
+    awk -v s="$h_rps" -v r="$r_rps" -v p="$h_p99" -v c="$h_cpu" -v m="$mode" \
+      'BEGIN {printf "| %s | huixin serve + a webhook of every message | %s (%.2f×) | %s | %s |\n", m, s, s / r, p, c}'
+  fi
 done

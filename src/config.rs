@@ -488,7 +488,9 @@ pub struct ConfigWebhook {
     pub url: String,
     /// `secret`: the HMAC-SHA256 key of the signatures, at least 16 characters. Required.
     pub secret: Secret,
-    /// `events`: what it receives (see [`WEBHOOK_EVENTS`]). Default all.
+    /// `events`: what it receives (see [`WEBHOOK_EVENTS`]). Default all but the pushes'
+    /// fates (`push.delivered`, `push.failed`: one per recipient, so a topic push makes as
+    /// many), which are asked for by name.
     #[serde(deserialize_with = "string_or_list")]
     pub events: Vec<String>,
     /// `format`: `huixin` or `wxpusher`. Default `huixin`.
@@ -504,7 +506,11 @@ impl Default for ConfigWebhook {
             name: String::new(),
             url: String::new(),
             secret: Secret::default(),
-            events: WEBHOOK_EVENTS.iter().map(|e| (*e).to_owned()).collect(),
+            events: WEBHOOK_EVENTS
+                .iter()
+                .filter(|e| !e.starts_with("push."))
+                .map(|e| (*e).to_owned())
+                .collect(),
             format: WebhookFormat::Huixin,
             reply: false,
         }

@@ -103,6 +103,12 @@ fn a_site_binds_its_user_by_qr_code_and_pushes_to_them() {
     let push = accepted["id"].as_str().unwrap().to_owned();
     s.settle(&app.token, &push, |st| st["counts"]["delivered"] == 1);
     assert_eq!(s.templates_to("o_site_user").len(), 1);
+    // WeChat's report of the delivery reaches the site as push.delivered, by uid.
+    let got = site.wait(WAIT, |r| r.iter().any(|r| r.event == "push.delivered"));
+    let fate = got.iter().find(|r| r.event == "push.delivered").unwrap();
+    assert_eq!(fate.body["data"]["uid"], "site-user-42");
+    assert_eq!(fate.body["data"]["push"]["id"], push.as_str());
+    assert_eq!(fate.body["data"]["status"], "success");
 
     // An OpenID is not the app's to name; an unknown uid is refused by name.
     let (code, body) = s.post(
@@ -470,8 +476,11 @@ fn config_receivers_hear_every_follower_with_openids() {
         s.dir.path().join("huixin.toml"),
         format!(
             "{config}\n[[webhooks]]\nname = \"ops\"\nurl = \"{}\"\n\
-             secret = \"ops-secret-0123456789\"\nevents = [\"follow\", \"message\"]\n",
-            ops.url("/ops")
+             secret = \"ops-secret-0123456789\"\nevents = [\"follow\", \"message\"]\n\
+             [[webhooks]]\nname = \"fates\"\nurl = \"{}\"\n\
+             secret = \"ops-secret-0123456789\"\nevents = [\"push.delivered\", \"push.failed\"]\n",
+            ops.url("/ops"),
+            ops.url("/fates")
         ),
     )
     .unwrap();
@@ -496,6 +505,22 @@ fn config_receivers_hear_every_follower_with_openids() {
     assert_eq!(code, 200, "{list}");
     let list: Value = serde_json::from_str(&list).unwrap();
     assert_eq!(list["deliveries"].as_array().unwrap().len(), 2, "{list}");
+    // A push to the follower who left fails for good: the receiver that named push.failed
+    // hears it, with the OpenID.
+    let (code, _) = s.post(
+        "/api/v1/push",
+        Some(&admin),
+        json!({ "to": ["o_any"], "title": "gone" }),
+    );
+    assert_eq!(code, 200);
+    let got = ops.wait(WAIT, |r| r.iter().any(|r| r.event == "push.failed"));
+    let failed = got.iter().find(|r| r.event == "push.failed").unwrap();
+    assert_eq!(failed.path, "/fates");
+    assert_eq!(failed.body["data"]["openid"], "o_any");
+    assert!(
+        ops.events("/ops", "push.failed").is_empty(),
+        "not named, not sent"
+    );
 }
 
 #[test]

@@ -1359,7 +1359,11 @@ fn the_config_checks_apps_and_webhooks() {
         "[[webhooks]]\nname = \"ops\"\nurl = \"https://example.com/h\"\nsecret = \"0123456789abcdef\"\n",
     )
     .unwrap();
-    assert_eq!(c.webhooks[0].events.len(), 6, "all events by default");
+    assert_eq!(
+        c.webhooks[0].events,
+        ["follow", "unfollow", "message", "binding"],
+        "all but the pushes' fates by default"
+    );
     assert!(
         !format!("{c:?}").contains("0123456789abcdef"),
         "the secret never prints"

@@ -308,7 +308,10 @@ pub fn settled_hook(apps: Apps) -> crate::push::service::SettledHook {
     let owners: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<i64, Option<i64>>>> =
         std::sync::Arc::default();
     std::sync::Arc::new(move |settled: Settled| {
-        if !apps.live().iter().any(|a| !a.callback_url.is_empty()) {
+        let listened = apps.live().iter().any(|a| !a.callback_url.is_empty())
+            || !apps.webhooks().endpoints_for(PUSH_DELIVERED).is_empty()
+            || !apps.webhooks().endpoints_for(PUSH_FAILED).is_empty();
+        if !listened {
             return;
         }
         let apps = apps.clone();
@@ -372,39 +375,41 @@ async fn push_settled(
             owner
         }
     };
-    let Some(app) = owner.and_then(|id| apps.live_app(id)) else {
-        return Ok(());
-    };
-    if app.callback_url.is_empty() || app.callback_format == "wxpusher" {
-        return Ok(());
-    }
-    let uids: Vec<String> = backend
-        .bindings_of_follower(app.id, &openid)
-        .await?
-        .into_iter()
-        .map(|b| b.uid)
-        .collect();
     let event = if delivered {
         PUSH_DELIVERED
     } else {
         PUSH_FAILED
     };
-    let body = json!({
-        "event": event,
-        "time": now_ms(),
-        "app": {"id": app.id, "name": app.name},
-        "data": {
-            "push": {"id": push.id, "seq": push.seq, "title": push.title,
-                     "target": push.target, "created_at": push.created_at},
-            "uid": uids.first(),
-            "uids": uids,
-            "status": status,
-        },
-    });
-    send(
-        apps.webhooks(),
-        vec![Outgoing::to_app(&app, event, &openid, body)],
-    )
-    .await;
+    let time = now_ms();
+    let push_json = json!({"id": push.id, "seq": push.seq, "title": push.title,
+                           "target": push.target, "created_at": push.created_at});
+    let mut outgoing = Vec::new();
+    let app = owner
+        .and_then(|id| apps.live_app(id))
+        .filter(|a| !a.callback_url.is_empty() && a.callback_format == "huixin");
+    if let Some(app) = app {
+        let uids: Vec<String> = backend
+            .bindings_of_follower(app.id, &openid)
+            .await?
+            .into_iter()
+            .map(|b| b.uid)
+            .collect();
+        let body = json!({
+            "event": event, "time": time, "app": {"id": app.id, "name": app.name},
+            "data": {"push": push_json, "uid": uids.first(), "uids": uids, "status": status},
+        });
+        outgoing.push(Outgoing::to_app(&app, event, &openid, body));
+    }
+    for hook in apps.webhooks().endpoints_for(event) {
+        if hook.format == WebhookFormat::Wxpusher {
+            continue;
+        }
+        let body = json!({
+            "event": event, "time": time, "app": null,
+            "data": {"push": push_json, "openid": openid, "status": status},
+        });
+        outgoing.push(Outgoing::to_config(&hook, event, &openid, body));
+    }
+    send(apps.webhooks(), outgoing).await;
     Ok(())
 }

@@ -150,26 +150,26 @@ impl Worker {
         });
     }
 
-    /// Sleeps until woken (deliveries stored, attempts recorded), or until the next retry or
-    /// expired lease is due, at most [`POLL`]; `Break` at shutdown.
+    /// Sleeps until woken (deliveries stored, attempts recorded) or until a delivery is due
+    /// (a retry, an expired lease, one another process stored), looking at least every
+    /// [`POLL`]; `Break` at shutdown. Only a read while nothing is due: claiming is a write,
+    /// and an idle worker must not write (nor mask a failing disk by writing nothing
+    /// successfully).
     async fn wait(&self) -> std::ops::ControlFlow<()> {
-        let wait = self.idle_wait().await;
-        tokio::select! {
-            () = self.stop.cancelled() => return std::ops::ControlFlow::Break(()),
-            () = self.webhooks.woken() => {}
-            () = tokio::time::sleep(wait) => {}
-        }
-        std::ops::ControlFlow::Continue(())
-    }
-
-    /// Until the next delivery is due, between 10 ms and [`POLL`].
-    async fn idle_wait(&self) -> Duration {
-        match self.webhooks.store().backend().webhook_next_due().await {
-            Ok(Some(at)) => {
-                let ms = (at - now_ms()).clamp(10, millis(POLL));
-                Duration::from_millis(u64::try_from(ms).unwrap_or(10))
+        loop {
+            let wait = match self.webhooks.store().backend().webhook_next_due().await {
+                Ok(Some(at)) if at <= now_ms() => return std::ops::ControlFlow::Continue(()),
+                Ok(Some(at)) => {
+                    let ms = (at - now_ms()).clamp(10, millis(POLL));
+                    Duration::from_millis(u64::try_from(ms).unwrap_or(10))
+                }
+                _ => POLL,
+            };
+            tokio::select! {
+                () = self.stop.cancelled() => return std::ops::ControlFlow::Break(()),
+                () = self.webhooks.woken() => return std::ops::ControlFlow::Continue(()),
+                () = tokio::time::sleep(wait) => {}
             }
-            _ => POLL,
         }
     }
 
