@@ -1,24 +1,13 @@
-//! Group commit of accepted pushes: pushes accepted at the same time share one transaction.
-//!
-//! Each accept queues its push and waits. When no write is in progress, a committer task
-//! starts; it takes every push queued so far (up to [`MAX_GROUP`]), stores them all with their
-//! recipients in one transaction ([`PushStore::push_insert_group`]), answers each, and goes on
-//! with whatever was queued meanwhile; it ends when the queue is empty. A lone push is written
-//! at once, as before; under load, the pushes that arrive while one transaction runs go
-//! together in the next, so a busy server commits once per group instead of once per push.
-//!
-//! Nobody hears back before their push is committed. When a group fails (one push breaks a
-//! constraint, the disk is full), its pushes are written again one by one, each in its own
-//! transaction, so that one bad push cannot fail the others; each gets its own outcome.
+//! Group commit of accepted pushes ([`crate::support::group`]): pushes accepted at the same
+//! time are stored with all their recipients in one transaction
+//! ([`PushStore::push_insert_group`]), up to [`MAX_GROUP`] at a time. Nobody hears back
+//! before their push is committed; a push that fails its group is written again alone.
 //!
 //! [`PushStore::push_insert_group`]: crate::store::push::PushStore::push_insert_group
 
-use std::sync::{Arc, Mutex};
-
-use tokio::sync::oneshot;
-
 use crate::store::push::{GroupedPush, Inserted, KeyCheck, NewPush};
 use crate::store::{Store, StoreError};
+use crate::support::group::{Commit, Group, Written};
 
 /// The most pushes written in one transaction.
 pub const MAX_GROUP: usize = 512;
@@ -67,136 +56,41 @@ impl Queued {
     }
 }
 
-struct Job {
-    push: Queued,
-    done: oneshot::Sender<Result<Option<Inserted>, StoreError>>,
+/// How pushes are written in groups ([`PushStore::push_insert_group`]).
+///
+/// [`PushStore::push_insert_group`]: crate::store::push::PushStore::push_insert_group
+#[derive(Clone)]
+pub(crate) struct PushWrites {
+    store: Store,
 }
 
-#[derive(Default)]
-struct Queue {
-    waiting: Vec<Job>,
-    /// Whether a committer task is running (it will see anything queued).
-    running: bool,
+impl Commit for PushWrites {
+    type Item = Queued;
+    type Output = Option<Inserted>;
+    type Error = StoreError;
+
+    fn write<'a>(&'a self, items: &'a [Queued]) -> Written<'a, Option<Inserted>, StoreError> {
+        Box::pin(async move {
+            let grouped: Vec<GroupedPush<'_>> = items.iter().map(Queued::grouped).collect();
+            self.store.backend().push_insert_group(&grouped).await
+        })
+    }
+
+    fn lost() -> StoreError {
+        StoreError::WriterGone
+    }
+
+    fn what() -> &'static str {
+        "pushes"
+    }
 }
 
 /// The queue of pushes waiting to be committed. Cheap to clone.
-#[derive(Clone, Default)]
-pub(crate) struct Committer {
-    queue: Arc<Mutex<Queue>>,
-}
+pub(crate) type Committer = Group<PushWrites>;
 
-impl Committer {
-    /// Stores `push` (in a group with the pushes queued at the same time); its `seq` and
-    /// recipient count once committed, or `None` when its key was revoked meanwhile.
-    pub(crate) async fn commit(
-        &self,
-        store: &Store,
-        push: Queued,
-    ) -> Result<Option<Inserted>, StoreError> {
-        let (done, answer) = oneshot::channel();
-        let start = {
-            let mut queue = self.lock();
-            queue.waiting.push(Job { push, done });
-            !std::mem::replace(&mut queue.running, true)
-        };
-        if start {
-            // A task of its own, not this request's future: a caller that goes away (its
-            // client hung up) must not stop the writes of the others in its group.
-            tokio::spawn(self.clone().run(store.clone()));
-        }
-        answer.await.unwrap_or(Err(StoreError::WriterGone))
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Writes groups until the queue is empty.
-    async fn run(self, store: Store) {
-        let mut running = Running {
-            committer: &self,
-            emptied: false,
-        };
-        loop {
-            let group: Vec<Job> = {
-                let mut queue = running.committer.lock();
-                if queue.waiting.is_empty() {
-                    queue.running = false;
-                    running.emptied = true;
-                    return;
-                }
-                let take = queue.waiting.len().min(MAX_GROUP);
-                queue.waiting.drain(..take).collect()
-            };
-            write(&store, group).await;
-        }
-    }
-}
-
-/// Marks the committer stopped if its task ends any other way than by emptying the queue (a
-/// panic, or its runtime shutting down): the pushes still queued are answered with an error
-/// as their senders drop, and the next accept starts a new task instead of queueing behind
-/// one that is gone.
-struct Running<'a> {
-    committer: &'a Committer,
-    emptied: bool,
-}
-
-impl Drop for Running<'_> {
-    fn drop(&mut self) {
-        if !self.emptied {
-            let mut queue = self.committer.lock();
-            queue.running = false;
-            queue.waiting.clear();
-        }
-    }
-}
-
-/// Commits one group and answers each of its pushes.
-async fn write(store: &Store, group: Vec<Job>) {
-    let backend = store.backend();
-    let grouped: Vec<GroupedPush<'_>> = group.iter().map(|job| job.push.grouped()).collect();
-    let result = backend.push_insert_group(&grouped).await;
-    drop(grouped);
-    match result {
-        Ok(stored) => {
-            let mut stored = stored.into_iter();
-            for job in group {
-                // The store answers for every push; one it did not is not taken as stored.
-                let _ = job.done.send(
-                    stored
-                        .next()
-                        .ok_or(StoreError::Database(sqlx::Error::RowNotFound)),
-                );
-            }
-        }
-        Err(e) if group.len() == 1 => {
-            if let Some(job) = group.into_iter().next() {
-                let _ = job.done.send(Err(e));
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, pushes = group.len(), "a group of pushes could not be committed together; writing them one by one");
-            one_by_one(store, group).await;
-        }
-    }
-}
-
-/// Writes each push of a failed group in its own transaction.
-async fn one_by_one(store: &Store, group: Vec<Job>) {
-    let backend = store.backend();
-    for job in group {
-        let result = backend
-            .push_insert_group(&[job.push.grouped()])
-            .await
-            .and_then(|stored| {
-                stored
-                    .first()
-                    .copied()
-                    .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
-            });
-        let _ = job.done.send(result);
-    }
+/// The committer of pushes into `store`.
+pub(crate) fn committer(store: Store) -> Committer {
+    Group::new(PushWrites { store }, MAX_GROUP)
 }
 
 #[cfg(test)]
@@ -223,19 +117,7 @@ mod tests {
         store: &Store,
         pushes: Vec<Queued>,
     ) -> Vec<Result<Option<Inserted>, StoreError>> {
-        let mut answers = Vec::new();
-        let mut group = Vec::new();
-        for push in pushes {
-            let (done, answer) = oneshot::channel();
-            group.push(Job { push, done });
-            answers.push(answer);
-        }
-        write(store, group).await;
-        let mut results = Vec::new();
-        for answer in answers {
-            results.push(answer.await.expect("answered"));
-        }
-        results
+        committer(store.clone()).write_now(pushes).await
     }
 
     #[tokio::test]

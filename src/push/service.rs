@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use super::commit::{Committer, Queued};
+use super::commit::{Committer, Queued, committer};
 use super::keys::{self, generate_key, generate_push_id, key_hash, valid_key, valid_topic};
 use super::render;
 use crate::config::{Config, PushConfig};
@@ -388,6 +388,7 @@ impl Pushes {
         };
         Self {
             inner: Arc::new(Inner {
+                committer: committer(store.clone()),
                 store,
                 config: config.push.clone(),
                 public_base: RwLock::new(base.trim_end_matches('/').to_owned()),
@@ -397,7 +398,6 @@ impl Pushes {
                     .unwrap_or(jiff::tz::TimeZone::UTC),
                 credentials: !config.wechat.app_id.is_empty()
                     && !config.wechat.app_secret.is_empty(),
-                committer: Committer::default(),
                 known_keys: std::sync::Mutex::new(std::collections::HashMap::new()),
                 settled: RwLock::new(None),
             }),
@@ -906,22 +906,19 @@ impl Pushes {
         let stored = self
             .inner
             .committer
-            .commit(
-                self.store(),
-                Queued {
-                    id: id.clone(),
-                    key,
-                    target: target.clone(),
-                    title,
-                    body,
-                    url,
-                    summary,
-                    source,
-                    created_at,
-                    recipients,
-                    topic,
-                },
-            )
+            .submit(Queued {
+                id: id.clone(),
+                key,
+                target: target.clone(),
+                title,
+                body,
+                url,
+                summary,
+                source,
+                created_at,
+                recipients,
+                topic,
+            })
             .await?;
         let Some(stored) = stored else {
             return Err(PushError::BadKey);

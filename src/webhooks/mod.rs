@@ -30,6 +30,7 @@ use tokio::sync::{Notify, oneshot};
 use crate::config::{AppsConfig, Config, ConfigWebhook};
 use crate::store::apps::{AppRow, DeliveryOutcome, DeliveryRow, NewDelivery};
 use crate::store::{Store, StoreError};
+use crate::support::group::{Commit, Group, Written};
 
 pub use sign::{VerifyError, sign, verify};
 pub use worker::spawn;
@@ -138,6 +139,8 @@ pub struct Webhooks {
 
 struct Inner {
     store: Store,
+    /// Deliveries stored at the same time share one transaction.
+    outbox: Group<OutboxWrites>,
     config: AppsConfig,
     endpoints: Vec<ConfigWebhook>,
     /// This process's name on the leases it takes.
@@ -179,6 +182,12 @@ impl Webhooks {
             .unwrap_or_default();
         Self {
             inner: Arc::new(Inner {
+                outbox: Group::new(
+                    OutboxWrites {
+                        store: store.clone(),
+                    },
+                    MAX_GROUP,
+                ),
                 store,
                 config: apps,
                 endpoints: config.webhooks.clone(),
@@ -229,11 +238,18 @@ impl Webhooks {
             return Ok(Vec::new());
         }
         let now = now_ms();
-        let prepared: Vec<Prepared> = outgoing.into_iter().map(Prepared::new).collect();
-        let rows: Vec<NewDelivery<'_>> = prepared.iter().map(|p| p.delivery(now)).collect();
-        self.store().backend().webhook_insert(&rows).await?;
+        let prepared: Vec<(Prepared, i64)> = outgoing
+            .into_iter()
+            .map(|o| (Prepared::new(o), now))
+            .collect();
+        let ids: Vec<String> = prepared.iter().map(|(p, _)| p.id.clone()).collect();
+        // Stored (in a group with what other requests store meanwhile) before anything is
+        // sent, and before the caller answers anyone.
+        for stored in self.inner.outbox.submit_all(prepared).await {
+            stored?;
+        }
         self.wake();
-        Ok(prepared.into_iter().map(|p| p.id).collect())
+        Ok(ids)
     }
 
     /// Sends a message webhook that may answer the passive reply: stores it and, unless an
@@ -442,6 +458,37 @@ impl Webhooks {
 
     fn secrets(&self) -> std::sync::MutexGuard<'_, HashMap<i64, (Option<String>, Instant)>> {
         self.inner.secrets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The most deliveries stored in one transaction.
+const MAX_GROUP: usize = 512;
+
+/// How deliveries are stored in groups ([`crate::store::apps::AppStore::webhook_insert`]).
+#[derive(Clone)]
+struct OutboxWrites {
+    store: Store,
+}
+
+impl Commit for OutboxWrites {
+    type Item = (Prepared, i64);
+    type Output = i64;
+    type Error = StoreError;
+
+    fn write<'a>(&'a self, items: &'a [(Prepared, i64)]) -> Written<'a, i64, StoreError> {
+        Box::pin(async move {
+            let rows: Vec<NewDelivery<'_>> =
+                items.iter().map(|(p, now)| p.delivery(*now)).collect();
+            self.store.backend().webhook_insert(&rows).await
+        })
+    }
+
+    fn lost() -> StoreError {
+        StoreError::WriterGone
+    }
+
+    fn what() -> &'static str {
+        "webhook deliveries"
     }
 }
 
