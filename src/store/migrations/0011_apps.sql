@@ -92,6 +92,9 @@ CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (next_at)
     WHERE state = 'pending';
 CREATE INDEX webhook_deliveries_sending ON webhook_deliveries (lease_until)
     WHERE state = 'sending';
+-- The queue in order: claims read it from the oldest and stop once they have enough.
+CREATE INDEX webhook_deliveries_queue ON webhook_deliveries (seq)
+    WHERE state = 'pending';
 -- Whether an earlier delivery of the same endpoint and ordering still waits.
 CREATE INDEX webhook_deliveries_waiting ON webhook_deliveries (endpoint, ordering, seq)
     WHERE state IN ('pending', 'sending');

@@ -450,19 +450,26 @@ impl AppStore for SqliteBackend {
         self.tracked(async {
             // One statement: SQLite runs it under the write lock, so two processes never claim
             // the same delivery, nor two of one ordering (each sees the other's claims). The
-            // due deliveries are gathered first through their indexes: left to itself, SQLite
-            // reads the whole outbox, finished deliveries too, in seq order for the ORDER BY.
+            // pending queue is read in seq order from its own index and the read stops once
+            // `limit` heads are found, so a backlog costs a claim nothing; expired leases are
+            // few. (Gathering every due delivery first made each claim as slow as the backlog
+            // was long.)
             let mut claimed = sqlx::query_as::<_, DeliveryRow>(sqlx::AssertSqlSafe(format!(
-                "WITH due AS MATERIALIZED ( \
-                     SELECT seq, endpoint, ordering FROM webhook_deliveries \
-                     WHERE state = 'pending' AND next_at <= ?2 \
-                     UNION ALL \
-                     SELECT seq, endpoint, ordering FROM webhook_deliveries \
-                     WHERE state = 'sending' AND lease_until <= ?2) \
-                 UPDATE webhook_deliveries \
+                "UPDATE webhook_deliveries \
                  SET state = 'sending', lease_owner = ?1, lease_until = ?3, \
                      attempts = attempts + 1, updated_at = ?2 \
-                 WHERE seq IN (SELECT d.seq FROM due d WHERE {HEAD} ORDER BY d.seq LIMIT ?4) \
+                 WHERE seq IN ( \
+                     SELECT seq FROM ( \
+                         SELECT d.seq FROM webhook_deliveries d \
+                             INDEXED BY webhook_deliveries_queue \
+                         WHERE d.state = 'pending' AND d.next_at <= ?2 AND {HEAD} \
+                         ORDER BY d.seq LIMIT ?4) \
+                     UNION ALL \
+                     SELECT seq FROM ( \
+                         SELECT d.seq FROM webhook_deliveries d \
+                         WHERE d.state = 'sending' AND d.lease_until <= ?2 AND {HEAD} \
+                         ORDER BY d.seq LIMIT ?4) \
+                     ORDER BY seq LIMIT ?4) \
                  RETURNING {DELIVERY_COLUMNS}"
             )))
             .bind(owner)
