@@ -66,6 +66,12 @@ impl Worker {
     }
 
     async fn run(self) {
+        // Nothing is claimed before something is due: a claim is a write, and an idle
+        // process writes nothing.
+        if self.wait().await.is_break() {
+            self.finish().await;
+            return;
+        }
         loop {
             // A free slot first: what is claimed starts at once.
             let first = tokio::select! {

@@ -447,7 +447,9 @@ impl AppStore for SqliteBackend {
         lease_until_ms: i64,
         limit: u32,
     ) -> Result<Vec<DeliveryRow>, StoreError> {
-        self.tracked(async {
+        // Not `tracked`: a claim rewrites rows in place, and its success says nothing about
+        // whether the database has room (the health check must keep reporting a full disk).
+        {
             // One statement: SQLite runs it under the write lock, so two processes never claim
             // the same delivery, nor two of one ordering (each sees the other's claims). The
             // pending queue is read in seq order from its own index and the read stops once
@@ -481,8 +483,7 @@ impl AppStore for SqliteBackend {
             // RETURNING promises no order.
             claimed.sort_unstable_by_key(|d| d.seq);
             Ok(claimed)
-        })
-        .await
+        }
     }
 
     async fn webhook_settle(
