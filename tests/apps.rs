@@ -611,3 +611,27 @@ fn the_apps_command_lists_changes_and_revokes() {
     // The name is free again.
     s.create_app(&["one"]);
 }
+
+#[test]
+fn binding_codes_count_against_the_tokens_rate_limit() {
+    // Each code is a WeChat API call: a token makes them no faster than it may push.
+    let s = setup(&[], "rate_limit_per_minute = 2\n");
+    let app = s.create_app(&["busy", "--format", "wxpusher"]);
+    let _server = s.serve();
+    for uid in ["a", "b"] {
+        let (code, body) = s.post("/api/v1/bindings", Some(&app.token), json!({ "uid": uid }));
+        assert_eq!(code, 201, "{body}");
+    }
+    let (code, body) = s.post("/api/v1/bindings", Some(&app.token), json!({ "uid": "c" }));
+    assert_eq!(code, 429, "{body}");
+    let (_, answer) = s.post(
+        "/api/fun/create/qrcode",
+        None,
+        json!({ "appToken": app.token, "extra": "x" }),
+    );
+    assert_eq!(answer["code"], 1001, "{answer}");
+    assert!(
+        answer["msg"].as_str().unwrap().contains("too many"),
+        "{answer}"
+    );
+}

@@ -113,6 +113,8 @@ async fn create_binding(State(apps): State<Apps>, request: Request) -> Response 
         let app = app_of(&apps, &headers, &fields).await?;
         let uid = fields.get("uid").unwrap_or_default();
         super::check_uid(&uid)?;
+        // Each code is a WeChat API call, which counts against the account's daily quota.
+        apps.rate_take(&app).await?;
         let expire = match fields.get("expire_seconds") {
             Some(s) => Some(s.trim().parse::<u32>().map_err(|_| {
                 PushError::Invalid(format!("expire_seconds {s:?} is not a number of seconds"))
@@ -214,6 +216,8 @@ async fn delete_binding(
         let app = app_of(&apps, &headers, &fields).await?;
         let uid = fields.get("uid").unwrap_or_default();
         super::check_uid(&uid)?;
+        // Each code is a WeChat API call, which counts against the account's daily quota.
+        apps.rate_take(&app).await?;
         let removed = apps.unbind(app.id, &uid).await?;
         if removed == 0 {
             return Err(PushError::NotFound(format!("no binding of uid {uid:?}")));

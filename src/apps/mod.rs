@@ -332,6 +332,26 @@ impl Apps {
         }
     }
 
+    /// Takes one request from the app token's rate limit (the push limit, `[push]
+    /// rate_limit_per_minute`): making binding codes counts as pushing.
+    pub async fn rate_take(&self, app: &AppRow) -> Result<(), PushError> {
+        let key = crate::push::service::Key {
+            hash: self.token_hash(app.id).await?,
+            scope: Scope::App(app.id),
+        };
+        self.pushes().rate_take(&key).await
+    }
+
+    /// The hash of app `id`'s live token.
+    async fn token_hash(&self, id: i64) -> Result<String, PushError> {
+        self.store()
+            .backend()
+            .key_for("app", &id.to_string())
+            .await?
+            .map(|k| k.key_hash)
+            .ok_or(PushError::BadKey)
+    }
+
     /// Whether `url` may be a callback: empty, or http(s) and not huixin itself.
     pub fn check_callback(&self, url: &str) -> Result<(), PushError> {
         let url = url.trim();

@@ -453,7 +453,7 @@ async fn simple_get(
 async fn create_qrcode(State(apps): State<Apps>, request: Request) -> Response {
     let result = async {
         let fields = fields_of(request).await?;
-        let (app, _) = app_of(&apps, &fields).await?;
+        let (app, key) = app_of(&apps, &fields).await?;
         let extra = fields.get("extra").unwrap_or_default();
         if extra.trim().is_empty() {
             return Err(PushError::Invalid("extra is required".into()));
@@ -470,6 +470,8 @@ async fn create_qrcode(State(apps): State<Apps>, request: Request) -> Response {
                 .parse::<u32>()
                 .map_err(|_| PushError::Invalid(format!("validTime {v:?} is not seconds")))?,
         };
+        // Each code is a WeChat API call, which counts against the account's daily quota.
+        apps.pushes().rate_take(&key).await?;
         let offer = apps.offer(&app, "", &extra, "", Some(valid)).await?;
         let base = apps.pushes().public_base();
         Ok(json!({

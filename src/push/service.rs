@@ -746,8 +746,10 @@ impl Pushes {
         Ok(out)
     }
 
-    /// Takes one push from the key's rate limit.
-    async fn rate_take(&self, key: &Key) -> Result<(), PushError> {
+    /// Takes one push from the key's rate limit (`[push] rate_limit_per_minute`, shared by
+    /// the processes on one database); [`PushError::RateLimited`] when it is spent. Other
+    /// costly requests made with a key (an app's binding codes) count against it too.
+    pub async fn rate_take(&self, key: &Key) -> Result<(), PushError> {
         if let Some(limits) = &self.inner.limits
             && let Some(wait) = self
                 .store()
