@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 /// The binary under test.
@@ -16,7 +16,12 @@ pub struct Running {
     lines: mpsc::Receiver<String>,
     /// Lines read so far.
     pub seen: Vec<String>,
+    /// The last lines of its standard error.
+    errors: Arc<Mutex<Vec<String>>>,
 }
+
+/// How many lines of a process's standard error are kept.
+const STDERR_KEPT: usize = 20;
 
 impl Running {
     /// Starts `program` in `dir` with `args` and extra `env`.
@@ -25,7 +30,7 @@ impl Running {
         cmd.args(args)
             .current_dir(dir)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .env_remove("HUIXIN_CONFIG")
             .env("RUST_LOG", "warn");
         for (k, v) in env {
@@ -33,6 +38,19 @@ impl Running {
         }
         let mut child = cmd.spawn().expect("spawn");
         let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&errors);
+        // Its last lines of standard error, kept to explain a process that died.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut kept = kept.lock().unwrap();
+                if kept.len() == STDERR_KEPT {
+                    kept.remove(0);
+                }
+                kept.push(line);
+            }
+        });
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -45,6 +63,7 @@ impl Running {
             child,
             lines: rx,
             seen: Vec::new(),
+            errors,
         }
     }
 
@@ -58,7 +77,15 @@ impl Running {
                         return line;
                     }
                 }
-                Err(_) => panic!("no line containing {needle:?}; saw {:?}", self.seen),
+                Err(_) => {
+                    // A process that died: a moment for its last words to be read.
+                    std::thread::sleep(Duration::from_millis(200));
+                    panic!(
+                        "no line containing {needle:?}; saw {:?}; standard error ended with {:?}",
+                        self.seen,
+                        self.errors.lock().unwrap()
+                    )
+                }
             }
         }
     }
