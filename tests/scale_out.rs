@@ -30,14 +30,6 @@ struct Cluster {
     http: reqwest::Client,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A cluster of `n` processes (not started), `followers` following on the emulator, whose
 /// bot (for template job reports) is process `n - 1`; `sections` is appended to the config.
 fn cluster(
@@ -53,7 +45,7 @@ fn cluster(
         .enable_all()
         .build()
         .unwrap();
-    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let ports: Vec<u16> = (0..n).map(|_| common::free_port()).collect();
     let dir = tempfile::tempdir().unwrap();
     let mut settings = emulator_settings(followers);
     settings.latency = latency;

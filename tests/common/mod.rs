@@ -12,6 +12,7 @@ pub mod receiver;
 pub mod setup;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU16, Ordering};
 
 use huixin::app::App;
 use huixin::bot::Router;
@@ -262,4 +263,22 @@ pub async fn start_rules(mode: Mode, sections: &str, rules_dir: &Path) -> Pipeli
         .await
         .expect("app builds");
     serve_pipeline(app, late, dir).await
+}
+
+/// A loopback port nobody listens on now, for a server started later (a child process, nginx)
+/// whose port must be known first. Taken from 20000–32767, below the range the kernel hands
+/// out for port 0 and for outgoing connections, and in turn between the test binaries' and
+/// the tests' own picks, so that two tests do not pick one port while neither listens yet.
+pub fn free_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Each test binary starts at its own place (its process id), then takes ports in turn.
+    let start = std::process::id() % 12_000 * 97 % 12_000;
+    for _ in 0..12_000 {
+        let next = u32::from(NEXT.fetch_add(1, Ordering::Relaxed));
+        let port = u16::try_from(20_000 + (start + next) % 12_000).expect("below 32768");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in 20000-32767")
 }

@@ -248,13 +248,7 @@ http {{
     )
 }
 
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
+pub use super::free_port;
 
 /// `GET path` on `127.0.0.1:port`: the status and the body.
 pub fn get(port: u16, path: &str) -> std::io::Result<(u16, String)> {

@@ -11,6 +11,7 @@ use huixin::wechat::Mode;
 use serde_json::Value;
 
 use super::emu::{API_APP_ID, API_SECRET, RunningEmulator, TEMPLATE, emulator_settings};
+use super::free_port;
 use super::process::{HUIXIN, Running, huixin, stderr, stdout};
 
 /// An emulator (on its own runtime, so the test thread may block on processes) whose bot is
@@ -22,14 +23,6 @@ pub struct Setup {
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub http: reqwest::Client,
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 pub fn setup(followers: &[&str], push_section: &str) -> Setup {
