@@ -29,7 +29,7 @@ use crate::push::api::fields::{Fields, FieldsError};
 use crate::push::api::json_response;
 use crate::push::api::native::{SITE_NAME, native_error, page_response, request_key};
 use crate::push::page;
-use crate::push::service::PushError;
+use crate::push::service::{Key, PushError};
 use crate::store::apps::{AppRow, BindCode};
 use crate::support::clock::unix_now;
 
@@ -49,8 +49,13 @@ pub fn routes(apps: Apps) -> axum::Router {
         .with_state(apps)
 }
 
-/// The app whose token the request carries (header, then query or body field).
-async fn app_of(apps: &Apps, headers: &HeaderMap, fields: &Fields) -> Result<AppRow, PushError> {
+/// The app whose token the request carries (header, then query or body field), and the key
+/// the token is.
+async fn app_of(
+    apps: &Apps,
+    headers: &HeaderMap,
+    fields: &Fields,
+) -> Result<(AppRow, Key), PushError> {
     let token = request_key(headers, fields).ok_or(PushError::MissingKey)?;
     apps.authenticate(&token).await
 }
@@ -110,11 +115,11 @@ async fn create_binding(State(apps): State<Apps>, request: Request) -> Response 
             FieldsError::TooLarge => PushError::TooLarge,
             e => PushError::Invalid(e.to_string()),
         })?;
-        let app = app_of(&apps, &headers, &fields).await?;
+        let (app, key) = app_of(&apps, &headers, &fields).await?;
         let uid = fields.get("uid").unwrap_or_default();
         super::check_uid(&uid)?;
         // Each code is a WeChat API call, which counts against the account's daily quota.
-        apps.rate_take(&app).await?;
+        apps.pushes().rate_take(&key).await?;
         let expire = match fields.get("expire_seconds") {
             Some(s) => Some(s.trim().parse::<u32>().map_err(|_| {
                 PushError::Invalid(format!("expire_seconds {s:?} is not a number of seconds"))
@@ -146,7 +151,7 @@ async fn binding_status(
     RawQuery(query): RawQuery,
 ) -> Response {
     let result = async {
-        let app = app_of(&apps, &headers, &query_fields(query.as_deref())).await?;
+        let (app, _) = app_of(&apps, &headers, &query_fields(query.as_deref())).await?;
         match apps.code(&id).await? {
             Some(code) if code.app_id == app.id => Ok(code_json(&apps, &code, None)),
             _ => Err(PushError::NotFound(format!("no binding code {id:?}"))),
@@ -173,7 +178,7 @@ async fn list_bindings(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
     let result = async {
-        let app = app_of(&apps, &headers, &query_fields(raw.as_deref())).await?;
+        let (app, _) = app_of(&apps, &headers, &query_fields(raw.as_deref())).await?;
         let Ok(Query(q)) = query else {
             return Err(PushError::Invalid(
                 "offset and limit are numbers; uid is text".into(),
@@ -213,11 +218,11 @@ async fn delete_binding(
 ) -> Response {
     let result = async {
         let fields = query_fields(raw.as_deref());
-        let app = app_of(&apps, &headers, &fields).await?;
+        let (app, key) = app_of(&apps, &headers, &fields).await?;
         let uid = fields.get("uid").unwrap_or_default();
         super::check_uid(&uid)?;
         // Each code is a WeChat API call, which counts against the account's daily quota.
-        apps.rate_take(&app).await?;
+        apps.pushes().rate_take(&key).await?;
         let removed = apps.unbind(app.id, &uid).await?;
         if removed == 0 {
             return Err(PushError::NotFound(format!("no binding of uid {uid:?}")));

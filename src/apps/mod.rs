@@ -28,7 +28,7 @@ use crate::config::Config;
 use crate::outbound::Client;
 use crate::outbound::qrcode::Scene;
 use crate::push::keys;
-use crate::push::service::{PushError, Pushes, Scope};
+use crate::push::service::{Key, PushError, Pushes, Scope};
 use crate::store::apps::{AppChanges, AppRow, BindCode, BindingRow, NewApp, NewBinding};
 use crate::store::push::KEY_PREFIX_LEN;
 use crate::store::{Store, StoreError};
@@ -319,7 +319,7 @@ impl Apps {
     }
 
     /// The app a token stands for: [`PushError::BadKey`] for anything but a live app's token.
-    pub async fn authenticate(&self, token: &str) -> Result<AppRow, PushError> {
+    pub async fn authenticate(&self, token: &str) -> Result<(AppRow, Key), PushError> {
         let key = self.pushes().authenticate(token).await?;
         let Scope::App(id) = key.scope else {
             return Err(PushError::Forbidden(
@@ -327,29 +327,9 @@ impl Apps {
             ));
         };
         match self.store().backend().app(id).await? {
-            Some(app) if app.revoked_at.is_none() => Ok(app),
+            Some(app) if app.revoked_at.is_none() => Ok((app, key)),
             _ => Err(PushError::BadKey),
         }
-    }
-
-    /// Takes one request from the app token's rate limit (the push limit, `[push]
-    /// rate_limit_per_minute`): making binding codes counts as pushing.
-    pub async fn rate_take(&self, app: &AppRow) -> Result<(), PushError> {
-        let key = crate::push::service::Key {
-            hash: self.token_hash(app.id).await?,
-            scope: Scope::App(app.id),
-        };
-        self.pushes().rate_take(&key).await
-    }
-
-    /// The hash of app `id`'s live token.
-    async fn token_hash(&self, id: i64) -> Result<String, PushError> {
-        self.store()
-            .backend()
-            .key_for("app", &id.to_string())
-            .await?
-            .map(|k| k.key_hash)
-            .ok_or(PushError::BadKey)
     }
 
     /// Whether `url` may be a callback: empty, or http(s) and not huixin itself.

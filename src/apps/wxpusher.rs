@@ -690,16 +690,7 @@ async fn counts_of(apps: &Apps, seq: i64) -> Result<crate::push::service::Counts
         return Err(PushError::NotFound(format!("no message {seq}")));
     }
     let recipients = backend.push_recipients(seq).await?;
-    let mut tally = crate::store::push::Tally::default();
-    for r in recipients {
-        match r.state.as_str() {
-            "pending" | "sending" => tally.pending += 1,
-            "sent" => tally.sent += 1,
-            "delivered" => tally.delivered += 1,
-            _ => tally.failed += 1,
-        }
-    }
-    Ok(tally.into())
+    Ok(crate::store::push::Tally::of(&recipients).into())
 }
 
 async fn query_status(State(apps): State<Apps>, RawQuery(raw): RawQuery) -> Response {

@@ -1085,16 +1085,7 @@ impl Pushes {
             recipients.retain(|r| &r.openid == openid);
         }
         // Counted from the same rows, so the counts and the list always agree.
-        let mut tally = Tally::default();
-        for r in &recipients {
-            match r.state.as_str() {
-                "sent" => tally.sent += 1,
-                "delivered" => tally.delivered += 1,
-                "failed" => tally.failed += 1,
-                _ => tally.pending += 1,
-            }
-        }
-        let counts = tally.into();
+        let counts = Tally::of(&recipients).into();
         // OpenIDs identify followers across every key and topic: only an admin key sees who
         // the members are (a follower's key sees its own row only, above).
         let show_openids = matches!(key.scope, Scope::Admin | Scope::User(_));

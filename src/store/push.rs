@@ -228,6 +228,22 @@ pub struct Tally {
     pub failed: u64,
 }
 
+impl Tally {
+    /// The counts of these recipients' states (`sending` counts as pending).
+    pub fn of(recipients: &[RecipientRow]) -> Self {
+        let mut tally = Self::default();
+        for r in recipients {
+            match r.state.as_str() {
+                "sent" => tally.sent += 1,
+                "delivered" => tally.delivered += 1,
+                "failed" => tally.failed += 1,
+                _ => tally.pending += 1,
+            }
+        }
+        tally
+    }
+}
+
 /// The columns of a [`Topic`] selected from `topics t` (the same SQL on every backend).
 pub(crate) const TOPIC_COLUMNS: &str = "t.name, t.open, t.description, t.created_at, \
      (SELECT COUNT(*) FROM topic_members m WHERE m.topic = t.name) AS members, \
