@@ -24,7 +24,7 @@ pub const ENV_PREFIX: &str = "HUIXIN_";
 
 /// Sections of the config; `HUIXIN_<SECTION>_<KEY>` maps to `[section] key`.
 const SECTIONS: &[&str] = &[
-    "server", "wechat", "storage", "rules", "bot", "push", "apps", "emulator", "log",
+    "server", "wechat", "storage", "rules", "bot", "push", "apps", "admin", "emulator", "log",
 ];
 
 /// The whole configuration.
@@ -50,6 +50,8 @@ pub struct Config {
     /// sections.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<ConfigWebhook>,
+    /// `[admin]`: the operator console at `/admin`.
+    pub admin: AdminConfig,
     /// `[emulator]`: `huixin emulator`, the local stand-in for WeChat's platform.
     pub emulator: EmulatorConfig,
     /// `[log]`: logging.
@@ -446,6 +448,35 @@ impl AppsConfig {
     }
 }
 
+/// `[admin]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// `password`: the console's password as an argon2 hash (`$argon2id$…`, printed by
+    /// `huixin admin hash-password`); never the password itself. Empty: only links from
+    /// `huixin admin login-link` sign in, and with neither the console is off. Default empty.
+    pub password: Secret,
+    /// `session_hours`: how long a sign-in lasts (1-720). Default 12.
+    pub session_hours: u32,
+    /// `login_link_minutes`: how long a link from `huixin admin login-link` can be used
+    /// (1-1440); each signs in once. Default 15.
+    pub login_link_minutes: u32,
+    /// `login_attempts_per_minute`: password attempts allowed per client address, and five
+    /// times as many from all addresses together, per process (1-1000). Default 5.
+    pub login_attempts_per_minute: u32,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            password: Secret::default(),
+            session_hours: 12,
+            login_link_minutes: 15,
+            login_attempts_per_minute: 5,
+        }
+    }
+}
+
 /// The events a webhook may subscribe to (`[[webhooks]] events`).
 pub const WEBHOOK_EVENTS: &[&str] = &[
     "follow",
@@ -744,7 +775,35 @@ impl Config {
         {
             return invalid("[wechat] api_base must be an http(s) URL".into());
         }
+        self.admin.validate()?;
         self.validate_rules_and_bot()
+    }
+}
+
+impl AdminConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |msg: &str| Err(ConfigError::Invalid(msg.into()));
+        let password = self.password.expose();
+        // Never echo the value: it may be a password typed where its hash belongs.
+        if !password.is_empty() {
+            let hash = argon2::password_hash::phc::PasswordHash::new(password);
+            if !hash.is_ok_and(|h| h.algorithm.as_str().starts_with("argon2")) {
+                return invalid(
+                    "[admin] password must be an argon2 hash ($argon2id$...), not the password \
+                     itself: `huixin admin hash-password` prints one",
+                );
+            }
+        }
+        if !(1..=720).contains(&self.session_hours) {
+            return invalid("[admin] session_hours must be between 1 and 720");
+        }
+        if !(1..=1_440).contains(&self.login_link_minutes) {
+            return invalid("[admin] login_link_minutes must be between 1 and 1440");
+        }
+        if !(1..=1_000).contains(&self.login_attempts_per_minute) {
+            return invalid("[admin] login_attempts_per_minute must be between 1 and 1000");
+        }
+        Ok(())
     }
 }
 
@@ -940,6 +999,7 @@ const STRING_KEYS: &[(&str, &str)] = &[
     ("push", "summary_field"),
     ("push", "time_field"),
     ("apps", "bind_reply"),
+    ("admin", "password"),
     ("rules", "dir"),
     ("rules", "fallback"),
     ("rules", "timezone"),

@@ -33,6 +33,9 @@
 //! - [`simulator`]: plays WeChat against a running server (`huixin simulate`, the tests).
 //! - [`emulator`]: a local WeChat (`huixin emulator`, the tests): its API, the call log,
 //!   faults, and WeChat's side of the callback.
+//! - [`admin`]: the operator console at `/admin`: signing in, sessions and CSRF, pages of
+//!   followers, conversations, pushes, keys, rules and the menu, and a phone panel that
+//!   plays WeChat against the bot.
 //! - [`app`]: the whole product as one value, [`app::App`]: what `huixin serve` runs, and
 //!   what Rust users extend with their own routes, middleware and script functions.
 //! - [`cli`]: the `huixin` command line, which parses arguments and calls the library.
@@ -59,6 +62,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod app;
 pub mod apps;
 pub mod bot;

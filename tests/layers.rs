@@ -24,6 +24,7 @@ const ORDER: &[&str] = &[
     "apps",
     "simulator",
     "emulator",
+    "admin",
     "app",
     "cli",
 ];

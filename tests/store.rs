@@ -103,6 +103,9 @@ macro_rules! store_suite {
                 webhook_leases_settle_and_attempts,
                 webhook_deliveries_listing_and_purge,
                 webhook_insert_claimed_unless_one_waits,
+                push_retry_failed_requeues_under_new_ids,
+                admin_sessions_expire_and_end,
+                admin_links_sign_in_once,
             );
             store_suite!(@url open;
                 generated_token_survives_reopen,
@@ -3481,6 +3484,91 @@ mod suite {
         assert!(b.webhook_attempts(&[seqs[1]]).await.unwrap().is_empty());
     }
 
+    pub async fn push_retry_failed_requeues_under_new_ids(store: &Store) {
+        let b = store.backend();
+        let seq = push(store, "pRetry", "users:3", T, &["o_1", "o_2", "o_3"]).await;
+        let first = claim(store, "w", T_MS, T_MS + 30_000, 10).await;
+        settle(
+            store,
+            "w",
+            &[
+                outcome(seq, "o_1", sent(1_001)),
+                outcome(seq, "o_2", failed("43004 require subscribe")),
+                outcome(seq, "o_3", failed("40003 invalid openid")),
+            ],
+            T + 1,
+        )
+        .await;
+        assert_eq!(b.push_retry_failed(seq, T_MS + 10_000, T + 10).await.unwrap(), 2);
+        assert_eq!(b.push_retry_failed(seq, T_MS + 10_000, T + 10).await.unwrap(), 0, "none failed now");
+        let rows = recipients(store, seq).await;
+        assert_eq!(
+            rows.iter().map(|r| (r.openid.as_str(), r.state.as_str(), r.attempts)).collect::<Vec<_>>(),
+            [("o_1", "sent", 1), ("o_2", "pending", 0), ("o_3", "pending", 0)]
+        );
+        assert!(rows[1].error.is_none());
+        let again = claim(store, "w", T_MS + 10_000, T_MS + 40_000, 10).await;
+        assert_eq!(openids(&again), ["o_2", "o_3"]);
+        let old = |openid: &str| first.iter().find(|c| c.openid == openid).unwrap().client_msg_id.clone();
+        for c in &again {
+            assert_ne!(c.client_msg_id, old(&c.openid), "a new message id");
+            assert!(c.client_msg_id.starts_with(&old(&c.openid)), "{}", c.client_msg_id);
+        }
+        // A second resend replaces the suffix instead of growing it.
+        settle(store, "w", &[outcome(seq, "o_2", failed("43004 require subscribe"))], T + 11).await;
+        assert_eq!(b.push_retry_failed(seq, T_MS + 20_000, T + 20).await.unwrap(), 1);
+        let third = claim(store, "w", T_MS + 20_000, T_MS + 50_000, 10).await;
+        assert_eq!(third[0].client_msg_id, format!("{}-r{}", old("o_2"), T_MS + 20_000));
+    }
+
+    // --- the console: sessions and login links --------------------------------------------
+
+    pub async fn admin_sessions_expire_and_end(store: &Store) {
+        use huixin::store::admin::AdminSession;
+        let b = store.backend();
+        let session = |id: &str, expires_at| AdminSession {
+            id_hash: id.into(),
+            via: "password".into(),
+            created_at: 1_000,
+            expires_at,
+        };
+        b.admin_session_insert(&session("a", 2_000)).await.unwrap();
+        b.admin_session_insert(&session("b", 5_000)).await.unwrap();
+        assert_eq!(
+            b.admin_session("a", 1_999).await.unwrap(),
+            Some(session("a", 2_000))
+        );
+        assert_eq!(b.admin_session("a", 2_000).await.unwrap(), None, "expired");
+        assert_eq!(b.admin_session("nobody", 1_000).await.unwrap(), None);
+        assert!(
+            b.admin_session_insert(&session("b", 9_000)).await.is_err(),
+            "a session id is never reused"
+        );
+        assert!(b.admin_session_delete("b").await.unwrap());
+        assert!(!b.admin_session_delete("b").await.unwrap());
+        assert_eq!(b.admin_session("b", 1_000).await.unwrap(), None);
+        b.admin_session_insert(&session("c", 9_000)).await.unwrap();
+        assert_eq!(b.admin_purge(3_000).await.unwrap(), 1, "a went, c stays");
+        assert!(b.admin_session("c", 3_000).await.unwrap().is_some());
+        assert_eq!(b.admin_sessions_clear().await.unwrap(), 1);
+        assert_eq!(b.admin_session("c", 3_000).await.unwrap(), None);
+    }
+
+    pub async fn admin_links_sign_in_once(store: &Store) {
+        let b = store.backend();
+        b.admin_link_insert("l1", 1_000, 1_900).await.unwrap();
+        b.admin_link_insert("l2", 1_000, 1_900).await.unwrap();
+        assert!(!b.admin_link_use("unknown", 1_100).await.unwrap());
+        assert!(b.admin_link_use("l1", 1_100).await.unwrap());
+        assert!(!b.admin_link_use("l1", 1_101).await.unwrap(), "once");
+        assert!(!b.admin_link_use("l2", 1_900).await.unwrap(), "expired");
+        b.admin_link_insert("l3", 1_000, 1_900).await.unwrap();
+        // Two handles racing for one link: exactly one signs in.
+        let (x, y) = tokio::join!(b.admin_link_use("l3", 1_200), b.admin_link_use("l3", 1_200));
+        assert!(x.unwrap() ^ y.unwrap());
+        assert_eq!(b.admin_purge(2_000).await.unwrap(), 3);
+    }
+
     pub async fn webhook_insert_claimed_unless_one_waits(store: &Store) {
         let b = store.backend();
         let lease = T_MS + 30_000;
@@ -3959,6 +4047,7 @@ mod writer {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use async_trait::async_trait;
+    use huixin::store::admin::{AdminSession, AdminStore};
     use huixin::store::apps::{
         AppChanges, AppRow, AppStore, AttemptRow, BindCode, BindingRow, DeliveryFilter,
         DeliveryOutcome, DeliveryRow, NewApp, NewBinding, NewDelivery,
@@ -4076,6 +4165,9 @@ mod writer {
             unreachable!()
         }
         async fn push_next_due(&self) -> Result<Option<i64>, StoreError> {
+            unreachable!()
+        }
+        async fn push_retry_failed(&self, _: i64, _: i64, _: i64) -> Result<u64, StoreError> {
             unreachable!()
         }
         async fn push_delete(&self, _: i64) -> Result<bool, StoreError> {
@@ -4239,6 +4331,31 @@ mod writer {
             unreachable!()
         }
         async fn webhook_purge(&self, _: i64) -> Result<u64, StoreError> {
+            unreachable!()
+        }
+    }
+
+        #[async_trait]
+    impl AdminStore for Recording {
+        async fn admin_session_insert(&self, _: &AdminSession) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn admin_session(&self, _: &str, _: i64) -> Result<Option<AdminSession>, StoreError> {
+            unreachable!()
+        }
+        async fn admin_session_delete(&self, _: &str) -> Result<bool, StoreError> {
+            unreachable!()
+        }
+        async fn admin_sessions_clear(&self) -> Result<u64, StoreError> {
+            unreachable!()
+        }
+        async fn admin_link_insert(&self, _: &str, _: i64, _: i64) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn admin_link_use(&self, _: &str, _: i64) -> Result<bool, StoreError> {
+            unreachable!()
+        }
+        async fn admin_purge(&self, _: i64) -> Result<u64, StoreError> {
             unreachable!()
         }
     }

@@ -46,6 +46,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin;
 use crate::apps::{self, Apps};
 use crate::bot::late::{LateReplies, LogLateReplies};
 use crate::bot::tasks::Tasks;
@@ -119,6 +120,7 @@ pub struct Builder {
     rules_watch: Duration,
     limits: Limits,
     push_worker: bool,
+    dev: bool,
 }
 
 impl std::fmt::Debug for Builder {
@@ -212,6 +214,13 @@ impl Builder {
         self
     }
 
+    /// Development mode (`huixin serve --dev`): the console at `/admin` is on without
+    /// `[admin] password` (login links sign in).
+    pub fn dev(mut self) -> Self {
+        self.dev = true;
+        self
+    }
+
     /// Opens the store, loads the rules, builds the pipeline and the surface, and starts the
     /// app's background work (rules watcher, readers of other processes' writes, pruning, the
     /// push delivery worker). Needs a Tokio runtime.
@@ -287,7 +296,18 @@ impl Builder {
             config.server.body_limit,
         );
         state.replay().preload(&store).await;
+        let console = admin::Console::new(admin::Parts {
+            config: config.clone(),
+            store: store.clone(),
+            rules: rules.clone(),
+            pushes: pushes.clone(),
+            apps: platform.clone(),
+            webhooks: webhooks.clone(),
+            client: client.clone(),
+            dev: self.dev,
+        });
         let router = server::routes(state)
+            .merge(admin::routes(console.clone()))
             .merge(push::api::routes(pushes.clone(), config.server.body_limit))
             .merge(apps::api::routes(platform.clone()))
             .merge(apps::wxpusher::routes(platform.clone()))
@@ -313,6 +333,7 @@ impl Builder {
         Ok(App {
             config,
             store,
+            console,
             pushes,
             apps: platform,
             outbox: Mutex::new(Some(outbox)),
@@ -332,6 +353,7 @@ impl Builder {
 pub struct App {
     config: Config,
     store: Store,
+    console: admin::Console,
     pushes: Pushes,
     apps: Apps,
     /// The webhook worker.
@@ -417,6 +439,7 @@ impl App {
             rules_watch: RULES_WATCH,
             limits: Limits::default(),
             push_worker: true,
+            dev: false,
         }
     }
 
@@ -508,6 +531,12 @@ impl App {
     /// generated token once, what is on and off), then serves until Ctrl-C or SIGTERM.
     pub async fn serve_until_signal(self) -> Result<(), AppError> {
         let listener = self.bind().await?;
+        self.serve_listener_until_signal(listener).await
+    }
+
+    /// [`App::serve_until_signal`] on a listener bound already (`huixin serve --dev` binds
+    /// first, to point its emulator at the address).
+    pub async fn serve_listener_until_signal(self, listener: TcpListener) -> Result<(), AppError> {
         let addr = listener.local_addr()?;
         self.use_address(addr);
         self.print_banner(addr);
@@ -554,6 +583,7 @@ impl App {
 
     /// With `[server] public_url` empty, links to detail pages use the bound address.
     fn use_address(&self, addr: SocketAddr) {
+        self.console.set_self_base(&format!("http://{addr}"));
         if self.config.server.public_url.is_empty() {
             self.pushes.set_public_base(&format!("http://{addr}"));
         }
@@ -602,6 +632,15 @@ impl App {
             }
             (Some(_), false) => println!("push: accepting; no delivery worker in this process"),
             (None, false) => {}
+        }
+        if self.console.enabled() {
+            let base = match config.server.public_url.as_str() {
+                "" => format!("http://{addr}"),
+                url => url.trim_end_matches('/').to_owned(),
+            };
+            println!("console: {base}/admin");
+        } else {
+            println!("console: off (set [admin] password; `huixin admin hash-password` makes one)");
         }
         println!(
             "huixin listening on http://{addr}{} ({} mode)",

@@ -1,7 +1,7 @@
-//! Retention: old log rows, dedup records, expired sessions, old pushes, expired binding codes
-//! and old webhook deliveries are pruned a minute
-//! after start (startup and the first requests go first), then every hour, as one of the app's
-//! background loops.
+//! Retention: old log rows, dedup records, expired sessions, old pushes, expired binding codes,
+//! old webhook deliveries and expired console sessions are pruned a minute after start
+//! (startup and the first requests go first), then every hour, as one of the app's background
+//! loops.
 
 use std::time::Duration;
 
@@ -67,5 +67,10 @@ async fn prune_platform(store: &Store, webhooks: &Webhooks) {
             "old webhook deliveries purged ([apps] webhook_retention_days)"
         ),
         Err(e) => tracing::warn!(error = %e, "purging old webhook deliveries failed"),
+    }
+    match store.backend().admin_purge(unix_now()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(rows = n, "expired console sessions and login links purged"),
+        Err(e) => tracing::warn!(error = %e, "purging expired console sessions failed"),
     }
 }

@@ -1,7 +1,9 @@
 //! The `huixin` command line: it parses arguments and calls the library. `src/main.rs` only
 //! calls [`main`].
 //!
-//! - `serve`: [`crate::app::App`], as built from the config.
+//! - `serve`: [`crate::app::App`], as built from the config; `serve --dev` beside a local
+//!   WeChat ([`admin`]).
+//! - `admin` ([`admin`]): the console's password hash, login links and sessions.
 //! - `token`, `menu`, `qrcode`, `user` ([`wechat`]): WeChat's API through [`crate::outbound`].
 //! - `emulator` ([`emulator`]): a local WeChat ([`crate::emulator`]).
 //! - `rules` ([`rules`]): check, try and write the rules.
@@ -15,6 +17,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod admin;
 pub mod apps;
 pub mod emulator;
 pub mod push;
@@ -52,8 +55,11 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the server (callback endpoint, health check).
-    Serve,
+    /// Run the server (callback endpoint, health check, push APIs, console).
+    Serve(admin::ServeArgs),
+    /// The operator console: `hash-password`, `login-link`, `logout-all`.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
     /// Play WeChat: send a signed (and, per mode, encrypted) message to a running server and
     /// print its reply.
     Simulate(simulate::SimulateArgs),
@@ -142,10 +148,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let config = Config::load(cli.config.as_deref())?;
     telemetry::init(&config.log.level);
     match cli.command {
-        Command::Serve => {
+        Command::Serve(args) if args.dev => admin::serve_dev(config).await,
+        Command::Serve(_) => {
             App::new(config).await?.serve_until_signal().await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Admin(cmd) => admin::run(&config, cmd).await,
         Command::Rules(cmd) => rules::run(&config, cmd).await,
         Command::Token(args) => wechat::token(&config, args).await,
         Command::Menu(cmd) => wechat::menu(&config, cmd).await,

@@ -2,18 +2,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Subcommand};
 
 use super::CliError;
 use crate::config::Config;
-use crate::outbound;
-use crate::rules::context::Services;
 use crate::rules::{self, Rules};
-use crate::simulator::{Header, MessageSpec};
+use crate::simulator::trial;
 use crate::store::Store;
-use crate::wechat::Message;
 
 /// `huixin rules …`.
 #[derive(Debug, Subcommand)]
@@ -107,139 +103,50 @@ pub async fn run(config: &Config, cmd: RulesCommand) -> Result<ExitCode, CliErro
     }
 }
 
-/// The made-up message for `huixin rules test <kind> [value]`, built like `huixin simulate`'s.
-fn test_spec(kind: &str, value: Option<&str>) -> Result<MessageSpec, CliError> {
-    let kind_lc = kind.to_ascii_lowercase();
-    let mut argv: Vec<String> = vec!["rules-test".into()];
-    let with = |flag: &str| -> Vec<String> {
-        match value {
-            Some(v) => vec![kind_lc.clone(), flag.into(), v.into()],
-            None => vec![kind_lc.clone()],
-        }
-    };
-    argv.extend(match kind_lc.as_str() {
-        "text" => vec!["text".into(), value.unwrap_or_default().into()],
-        "image" | "voice" | "video" | "shortvideo" => with("--media-id"),
-        "location" => with("--label"),
-        "link" => with("--url"),
-        "subscribe" => with("--scene"),
-        "unsubscribe" => vec!["unsubscribe".into()],
-        "scan" | "click" | "view" => match value {
-            Some(v) => vec![kind_lc.clone(), v.into()],
-            None => {
-                return Err(CliError::Usage(format!(
-                    "`{kind}` needs a value (the scene, key or URL)"
-                )));
-            }
-        },
-        _ => {
-            let mut v = vec!["event".into(), kind.into()];
-            if let Some(key) = value {
-                v.extend(["--key".into(), key.into()]);
-            }
-            v
-        }
-    });
-    #[derive(Parser)]
-    struct SpecOnly {
-        #[command(subcommand)]
-        spec: MessageSpec,
-    }
-    SpecOnly::try_parse_from(argv)
-        .map(|s| s.spec)
-        .map_err(|e| CliError::Usage(e.to_string()))
-}
-
 async fn rules_test(config: &Config, args: RulesTestArgs) -> Result<ExitCode, CliError> {
-    let spec = test_spec(&args.kind, args.value.as_deref())?;
-    let xml = spec.to_xml(&Header::new("gh_huixin_rules_test", &args.from))?;
-    let message = Message::parse(xml.as_bytes())
-        .map_err(|e| CliError::Usage(format!("cannot build that message: {e}")))?;
+    let spec = trial::spec_for(&args.kind, args.value.as_deref()).map_err(CliError::Usage)?;
+    let message = trial::message(&spec, &args.from).map_err(CliError::Usage)?;
     let mut rules_config = config.rules.clone();
     if let Some(dir) = args.dir {
         rules_config.dir = dir;
     }
     let rules = Rules::open(&rules_config, crate::app::script_modules())?;
     // A throwaway store unless asked otherwise: trying rules must not touch real sessions.
-    let scratch = Scratch::new()?;
-    let store = if args.use_store {
-        Store::open_config(&config.storage).await?
+    let (_scratch, store) = if args.use_store {
+        (None, Store::open_config(&config.storage).await?)
     } else {
-        Store::open(&format!(
-            "sqlite://{}",
-            scratch.0.join("rules-test.db").display()
-        ))
-        .await?
-    };
-    // Sends are shown, not made.
-    let dry_run = outbound::script::DryRun::default();
-    let mut extensions = axum::http::Extensions::new();
-    extensions.insert(dry_run.clone());
-    let services = Services {
-        store: Some(store),
-        extensions: Arc::new(extensions),
-        ..Services::default()
+        let scratch = trial::Scratch::open().await?;
+        let store = scratch.store().clone();
+        (Some(scratch), store)
     };
     println!(
         "rules: {} rules from {}",
         rules.current().rules.len(),
         rules.current().source
     );
-    println!("→ {} from {}", describe_message(&message), args.from);
-    let message = Arc::new(message);
-    let outcome = rules.run(Arc::clone(&message), services).await;
-    for sent in dry_run.sent() {
+    println!("→ {} from {}", trial::describe(&message), args.from);
+    let result = trial::run(&rules, message, Some(store)).await;
+    for sent in &result.sends {
         println!("⇢ would send {sent}");
     }
-    if let Some(error) = &outcome.error {
+    if let Some(error) = &result.error {
         println!("✗ {error}");
     }
-    for line in outcome.reply.describe().lines() {
+    for line in result.reply.describe().lines() {
         println!("← {line}");
     }
     // What WeChat would receive differs when rendering adjusts the reply.
-    for note in outcome.reply.render_for(&message, 0).notes {
+    for note in &result.notes {
         println!("  (sent to WeChat adjusted: {note})");
     }
-    match &outcome.replied_by {
+    match &result.replied_by {
         Some(origin) => println!("  (replied by {origin})"),
-        None if outcome.error.is_none() => println!("  (no rule replied)"),
+        None if result.error.is_none() => println!("  (no rule replied)"),
         None => println!("  (the [rules] fallback)"),
     }
-    Ok(if outcome.error.is_some() {
+    Ok(if result.error.is_some() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
-}
-
-fn describe_message(m: &Message) -> String {
-    match (m.content(), m.event_name(), m.event_key()) {
-        (Some(text), _, _) => format!("text {text:?}"),
-        (None, Some(event), Some(key)) => format!("event {event} (key {key:?})"),
-        (None, Some(event), None) => format!("event {event}"),
-        _ => m.msg_type().to_owned(),
-    }
-}
-
-/// A fresh folder under the system's temp dir, removed when dropped (also on an error).
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Result<Self, CliError> {
-        let dir = std::env::temp_dir().join(format!(
-            "huixin-rules-test-{}-{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| CliError::Usage(format!("cannot create {}: {e}", dir.display())))?;
-        Ok(Self(dir))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

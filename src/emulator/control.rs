@@ -237,9 +237,13 @@ struct NewUser {
     /// When given, the last interaction was this long ago (overrides `interacted`).
     #[serde(default)]
     last_interaction_ms_ago: Option<u64>,
+    /// The nickname `user/info` answers.
+    #[serde(default)]
+    nickname: Option<String>,
 }
 
-/// `POST /emulator/users` with `{openid, following, interacted, last_interaction_ms_ago?}`.
+/// `POST /emulator/users` with `{openid, following, interacted, last_interaction_ms_ago?,
+/// nickname?}`.
 async fn add_user(State(emu): State<Emulator>, body: Bytes) -> Result<Response, ControlError> {
     let new: NewUser = parse(&body)?;
     if new.openid.trim().is_empty() {
@@ -250,6 +254,11 @@ async fn add_user(State(emu): State<Emulator>, body: Bytes) -> Result<Response, 
         None => new.interacted.then_some(Duration::ZERO),
     };
     emu.add_user_with(&new.openid, new.following, ago);
+    if let Some(nickname) = new.nickname {
+        if let Some(user) = emu.lock().users.get_mut(&new.openid) {
+            user.nickname = Some(nickname);
+        }
+    }
     Ok(user_view(&emu, &new.openid).into_response())
 }
 
@@ -384,6 +393,14 @@ fn scene<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 
 fn optional_scene<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     scene(d).map(Some)
+}
+
+/// A message in the JSON `POST /emulator/send` takes (`{"type": "text", "content": "hi"}`,
+/// …); the console's phone panel takes the same.
+pub fn message_spec(body: &[u8]) -> Result<MessageSpec, String> {
+    serde_json::from_slice::<SendBody>(body)
+        .map(SendBody::into_spec)
+        .map_err(|e| e.to_string())
 }
 
 /// The messages `POST /emulator/send` takes, by `type`; omitted fields take the simulator's

@@ -60,6 +60,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
 
+pub use control::message_spec;
 pub use push::{Attempt, Conversation, UserSaw};
 pub use record::{CallRecord, Fault};
 pub use state::Delivered;

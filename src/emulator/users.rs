@@ -27,6 +27,9 @@ pub(crate) struct User {
     pub subscribe_time: u64,
     /// The QR scene the user followed through, if any.
     pub qr_scene: Option<String>,
+    /// The nickname `user/info` answers (WeChat stopped giving nicknames in 2021; tests set
+    /// one to see how it is shown).
+    pub nickname: Option<String>,
     /// Creation order: the stable order of `user/get`.
     order: u64,
     pub inbox: Vec<Delivered>,
@@ -62,6 +65,7 @@ impl Users {
                 last_interaction: None,
                 subscribe_time: 0,
                 qr_scene: None,
+                nickname: None,
                 order,
                 inbox: Vec::new(),
             }
@@ -161,7 +165,7 @@ pub(crate) async fn info(State(emu): State<Emulator>, RawQuery(q): RawQuery) -> 
         Ok(id) => (id, String::new()),
         Err(_) => (0, scene),
     };
-    Ok(Json(json!({
+    let mut info = json!({
         "subscribe": 1,
         "openid": openid,
         "language": language,
@@ -172,7 +176,11 @@ pub(crate) async fn info(State(emu): State<Emulator>, RawQuery(q): RawQuery) -> 
         "subscribe_scene": "ADD_SCENE_QR_CODE",
         "qr_scene": qr_scene,
         "qr_scene_str": qr_scene_str,
-    })))
+    });
+    if let Some(nickname) = &user.nickname {
+        info["nickname"] = json!(nickname);
+    }
+    Ok(Json(info))
 }
 
 /// `GET /cgi-bin/user/get?access_token=&next_openid=`.

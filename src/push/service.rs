@@ -1146,6 +1146,21 @@ impl Pushes {
             .await?)
     }
 
+    /// Sends push `seq` again to its failed recipients (at once, under new message ids);
+    /// how many.
+    pub async fn retry_failed(&self, seq: i64) -> Result<u64, PushError> {
+        let now = unix_now();
+        let n = self
+            .store()
+            .backend()
+            .push_retry_failed(seq, now.saturating_mul(1_000), now)
+            .await?;
+        if n > 0 {
+            self.wake();
+        }
+        Ok(n)
+    }
+
     /// A push by its public id, for the detail page.
     pub async fn page(&self, id: &str) -> Result<Option<PushRow>, PushError> {
         if !keys::valid_push_id(id) {

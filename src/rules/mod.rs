@@ -80,6 +80,19 @@ pub struct Rules {
     dir: PathBuf,
     fallback: Reply,
     fingerprint: Mutex<Option<[u8; 20]>>,
+    status: Mutex<Status>,
+}
+
+/// When the live set was loaded, and what the last attempt to reload found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Status {
+    /// When the live set was loaded (Unix seconds).
+    pub loaded_at: i64,
+    /// The errors of the last reload, when it failed (the previous set stays live); empty
+    /// once a reload succeeds.
+    pub errors: Vec<LoadError>,
+    /// When the last reload failed (Unix seconds).
+    pub failed_at: Option<i64>,
 }
 
 impl std::fmt::Debug for Rules {
@@ -153,6 +166,10 @@ impl Rules {
             dir,
             fallback: fallback_reply(config),
             fingerprint: Mutex::new(fingerprint),
+            status: Mutex::new(Status {
+                loaded_at: crate::support::clock::unix_now(),
+                ..Status::default()
+            }),
         })
     }
 
@@ -164,6 +181,14 @@ impl Rules {
     /// The rules folder.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// When the live set was loaded and the last reload's errors.
+    pub fn status(&self) -> Status {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Runs the live set on a message.
@@ -189,12 +214,21 @@ impl Rules {
             Ok(set) => {
                 let (rules, files) = (set.rules.len(), set.files.len());
                 self.current.store(Arc::new(set));
+                *self.status.lock().unwrap_or_else(|p| p.into_inner()) = Status {
+                    loaded_at: crate::support::clock::unix_now(),
+                    ..Status::default()
+                };
                 tracing::info!(rules, files, dir = %self.dir.display(), "rules reloaded");
                 Reload::Reloaded { rules, files }
             }
             Err(errors) => {
                 for e in &errors {
                     tracing::error!(error = %e, "rules not reloaded; the previous rules stay live");
+                }
+                {
+                    let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+                    status.errors.clone_from(&errors);
+                    status.failed_at = Some(crate::support::clock::unix_now());
                 }
                 Reload::Failed(errors)
             }

@@ -5,6 +5,7 @@
 use rand::RngExt;
 
 mod spec;
+pub mod trial;
 
 pub use spec::{Header, MessageSpec};
 

@@ -36,8 +36,15 @@ pub const CHUNK: usize = 1000;
 
 /// The source's tables that are not copied: the processes serving from it (they are alive
 /// only where they run), the shared rate-limit buckets (they fill up again within a minute),
-/// and sqlx's record of migrations (the target has its own).
-pub const LEFT_OUT: [&str; 3] = ["processes", "rate_limits", "_sqlx_migrations"];
+/// the console's sessions and login links (an operator signs in again after the move), and
+/// sqlx's record of migrations (the target has its own).
+pub const LEFT_OUT: [&str; 5] = [
+    "processes",
+    "rate_limits",
+    "admin_sessions",
+    "admin_links",
+    "_sqlx_migrations",
+];
 
 /// How a column's values travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

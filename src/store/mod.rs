@@ -8,6 +8,7 @@
 //! throughput; writes a handler needs to read back at once (sessions, follower changes) are
 //! written directly.
 
+pub mod admin;
 pub mod apps;
 pub mod copy;
 pub mod peers;
@@ -452,7 +453,8 @@ pub struct Pruned {
 
 /// A database huixin can keep its state in.
 #[async_trait]
-pub trait Backend: push::PushStore + apps::AppStore + Send + Sync + 'static {
+pub trait Backend:
+    push::PushStore + apps::AppStore + admin::AdminStore + Send + Sync + 'static {
     /// Checks the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Checks the database can be written now: not locked, corrupt or full; `Ok(())` when

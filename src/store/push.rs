@@ -371,6 +371,10 @@ pub trait PushStore: Send + Sync {
     ) -> Result<Option<(i64, String)>, StoreError>;
     /// When the next recipient is due (milliseconds), if any is waiting.
     async fn push_next_due(&self) -> Result<Option<i64>, StoreError>;
+    /// Sends a push again to its `failed` recipients: each is `pending` from `now_ms` with
+    /// its attempts reset, under a new `client_msg_id` (WeChat would take the old one for the
+    /// same message and drop it); how many.
+    async fn push_retry_failed(&self, seq: i64, now_ms: i64, now: i64) -> Result<u64, StoreError>;
     /// Deletes one push (with its recipients, and so its detail page); false when there was
     /// none.
     async fn push_delete(&self, seq: i64) -> Result<bool, StoreError>;

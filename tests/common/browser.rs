@@ -10,6 +10,21 @@ pub fn chromium() -> String {
     std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".into())
 }
 
+/// [`chromium`] as a full path (WebDriver wants the binary itself).
+pub fn chromium_path() -> String {
+    let name = chromium();
+    if name.contains('/') {
+        return name;
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(&name))
+                .find(|p| p.is_file())
+        })
+        .map_or(name, |p| p.display().to_string())
+}
+
 /// Runs headless Chromium at a phone's size with `args`, then `url`.
 pub fn headless(profile: &Path, args: &[&str], url: &str) -> Output {
     std::process::Command::new(chromium())

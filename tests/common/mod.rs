@@ -10,6 +10,7 @@ pub mod pg;
 pub mod process;
 pub mod receiver;
 pub mod setup;
+pub mod webdriver;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU16, Ordering};

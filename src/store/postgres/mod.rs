@@ -28,6 +28,7 @@ use super::{
 };
 use crate::support::clock::unix_now;
 
+mod admin;
 mod apps;
 mod push;
 

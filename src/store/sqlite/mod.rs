@@ -29,6 +29,7 @@ use super::{
 use super::{padded_keys, statement_chunks};
 use crate::support::clock::unix_now;
 
+mod admin;
 mod apps;
 mod push;
 

@@ -539,6 +539,29 @@ impl PushStore for SqliteBackend {
         .await?)
     }
 
+    async fn push_retry_failed(&self, seq: i64, now_ms: i64, now: i64) -> Result<u64, StoreError> {
+        self.tracked(async {
+            // A resent recipient's client_msg_id is its first one with `-r` and the time: ids
+            // are `{push id}-{index}`, so `-r` only ever starts this suffix.
+            Ok(sqlx::query(
+                "UPDATE push_recipients SET state = 'pending', attempts = 0, next_at = ?2, \
+                   lease_owner = NULL, lease_until = 0, msgid = NULL, error = NULL, \
+                   updated_at = ?3, \
+                   client_msg_id = (CASE WHEN instr(client_msg_id, '-r') > 0 \
+                       THEN substr(client_msg_id, 1, instr(client_msg_id, '-r') - 1) \
+                       ELSE client_msg_id END) || '-r' || ?2 \
+                 WHERE push_seq = ?1 AND state = 'failed'",
+            )
+            .bind(seq)
+            .bind(now_ms)
+            .bind(now)
+            .execute(&self.writer)
+            .await?
+            .rows_affected())
+        })
+        .await
+    }
+
     async fn push_delete(&self, seq: i64) -> Result<bool, StoreError> {
         self.tracked(async {
             Ok(sqlx::query("DELETE FROM pushes WHERE seq = ?1")
