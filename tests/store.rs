@@ -14,8 +14,9 @@ use huixin::store::apps::{
     AppChanges, AppRow, AttemptRow, BindCode, BindingRow, DeliveryFilter, DeliveryOutcome,
     DeliveryResult, DeliveryRow, NewApp, NewBinding, NewDelivery,
 };
+use huixin::store::console::{CountRow, FollowerFilter, LogFilter, LogRow, PushSummary};
 use huixin::store::push::{
-    Attempt, Claimed, KeyRow, NewPush, Outcome, PushRow, RecipientRow, Topic,
+    Attempt, Claimed, GroupedPush, KeyRow, NewPush, Outcome, PushRow, RecipientRow, Topic,
 };
 use huixin::store::{
     DedupRecord, DedupState, Deferred, Follower, LogEntry, Pruned, ReplayRecord, SessionChange,
@@ -106,6 +107,14 @@ macro_rules! store_suite {
                 push_retry_failed_requeues_under_new_ids,
                 admin_sessions_expire_and_end,
                 admin_links_sign_in_once,
+                log_counts_follow_the_batches,
+                log_page_filters_and_pages_newest_first,
+                followers_page_orders_filters_and_pages,
+                followers_page_reads_a_large_selection_in_order,
+                push_page_counts_recipients_by_state,
+                push_counts_follow_acceptance_and_delivery,
+                prune_removes_counts_before_their_cutoff,
+                store_prune_keeps_counts_longer_than_the_log,
             );
             store_suite!(@url open;
                 generated_token_survives_reopen,
@@ -154,6 +163,9 @@ mod suite {
             summary: Some(format!("message {n}")),
             reply_type: "text".into(),
             outcome: "answered".into(),
+            rule: Some("rules/10-hello.rhai:3".into()),
+            latency_ms: Some(n % 50),
+            reply: Some(format!("reply {n}")),
         }
     }
 
@@ -649,6 +661,9 @@ mod suite {
             summary: None,
             reply_type: "success".into(),
             outcome: "late".into(),
+            rule: None,
+            latency_ms: Some(5_012),
+            reply: None,
         };
         let second = LogEntry {
             received_at: 1_700_000_050, // older than the first: order is arrival, not time
@@ -659,6 +674,9 @@ mod suite {
             summary: Some("你好 <xml> & \"quotes\"".into()),
             reply_type: "news".into(),
             outcome: "answered".into(),
+            rule: Some("rules/20-news.rhai:14".into()),
+            latency_ms: None,
+            reply: Some("Title 1 | 标题 2".into()),
         };
         let third = log_entry(3);
         b.write_batch(&[Deferred::Log(first.clone()), Deferred::Log(second.clone())])
@@ -915,7 +933,7 @@ mod suite {
             .await
             .unwrap();
 
-        let pruned = b.prune(200, 60, now).await.unwrap();
+        let pruned = b.prune(200, 60, i64::MIN, now).await.unwrap();
         assert_eq!(
             pruned,
             Pruned {
@@ -923,6 +941,7 @@ mod suite {
                 dedup: 1,
                 sessions: 3,
                 replay: 0,
+                counts: 0,
             }
         );
         let times: Vec<i64> = b
@@ -944,7 +963,7 @@ mod suite {
         assert!(session(store, "o_q", 0).await.is_empty());
 
         assert_eq!(
-            b.prune(200, 60, now).await.unwrap(),
+            b.prune(200, 60, i64::MIN, now).await.unwrap(),
             Pruned::default(),
             "pruning twice removes nothing more"
         );
@@ -1016,6 +1035,7 @@ mod suite {
                 dedup: 1,
                 sessions: 1,
                 replay: 0,
+                counts: 0,
             }
         );
         assert_eq!(
@@ -1345,8 +1365,8 @@ mod suite {
             None,
             "expired"
         );
-        assert_eq!(b.prune(0, 0, T + 300).await.unwrap().replay, 0);
-        assert_eq!(b.prune(0, 0, T + 301).await.unwrap().replay, 1);
+        assert_eq!(b.prune(0, 0, i64::MIN, T + 300).await.unwrap().replay, 0);
+        assert_eq!(b.prune(0, 0, i64::MIN, T + 301).await.unwrap().replay, 1);
         assert_eq!(b.replay_get(&ts, "n1", T).await.unwrap(), None, "pruned");
     }
 
@@ -3729,7 +3749,7 @@ mod suite {
         assert!(take(&store, t + 600_000).await.is_some());
         // Pruning drops buckets idle for an hour.
         let later = (t + 600_000) / 1000 + 3_601;
-        store.backend().prune(0, 0, later).await.unwrap();
+        store.backend().prune(0, 0, i64::MIN, later).await.unwrap();
         for _ in 0..3 {
             assert_eq!(take(&other, t + 600_001).await, None, "a fresh bucket");
         }
@@ -3897,6 +3917,861 @@ mod suite {
             }
         }
     }
+
+    // --- the console: pages of the log, followers and pushes; the hourly counts ------------
+
+    /// A log row at `at` from `openid`.
+    fn log_row(
+        at: i64,
+        openid: &str,
+        msg_type: &str,
+        event: Option<&str>,
+        outcome: &str,
+        rule: Option<&str>,
+    ) -> LogEntry {
+        LogEntry {
+            received_at: at,
+            openid: openid.into(),
+            msg_type: msg_type.into(),
+            event: event.map(Into::into),
+            msg_id: (msg_type != "event").then(|| format!("{at}")),
+            summary: Some(format!("summary {at}")),
+            reply_type: if rule.is_some() { "text" } else { "success" }.into(),
+            outcome: outcome.into(),
+            rule: rule.map(Into::into),
+            latency_ms: Some(at % 97),
+            reply: rule.map(|r| format!("answered by {r}")),
+        }
+    }
+
+    /// A log page's row without its id.
+    fn entry_of(row: &LogRow) -> LogEntry {
+        LogEntry {
+            received_at: row.received_at,
+            openid: row.openid.clone(),
+            msg_type: row.msg_type.clone(),
+            event: row.event.clone(),
+            msg_id: row.msg_id.clone(),
+            summary: row.summary.clone(),
+            reply_type: row.reply_type.clone(),
+            outcome: row.outcome.clone(),
+            rule: row.rule.clone(),
+            latency_ms: row.latency_ms,
+            reply: row.reply.clone(),
+        }
+    }
+
+    fn count(hour: i64, dim: &str, key: &str, n: i64) -> CountRow {
+        CountRow {
+            hour,
+            dim: dim.into(),
+            key: key.into(),
+            n,
+        }
+    }
+
+    /// The hourly counts of dimension `dim` from `since_hour` on.
+    async fn counts_of(store: &Store, since_hour: i64, dim: &str) -> Vec<CountRow> {
+        store
+            .backend()
+            .log_counts(since_hour)
+            .await
+            .expect("counts read")
+            .into_iter()
+            .filter(|c| c.dim == dim)
+            .collect()
+    }
+
+    pub async fn log_counts_follow_the_batches(store: &Store) {
+        let b = store.backend();
+        let h = T / 3_600;
+        let rule_a = Some("rules/a.rhai:1");
+        b.write_batch(&[
+            Deferred::Log(log_row(T, "o_a", "text", None, "answered", rule_a)),
+            Deferred::Seen {
+                openid: "o_a".into(),
+                at: T,
+            },
+            Deferred::Log(log_row(T + 1, "o_b", "text", None, "answered", rule_a)),
+            Deferred::Log(log_row(
+                T + 2,
+                "o_a",
+                "event",
+                Some("subscribe"),
+                "answered",
+                Some("rules/b.rhai:9"),
+            )),
+            // A retry is the same message again: counted only as an outcome.
+            Deferred::Log(log_row(T + 3, "o_a", "text", None, "retry", rule_a)),
+            Deferred::Log(log_row(T + 3_600, "o_c", "image", None, "failed", None)),
+        ])
+        .await
+        .unwrap();
+        // A later batch adds to the same hour.
+        b.write_batch(&[Deferred::Log(log_row(
+            T + 5,
+            "o_d",
+            "text",
+            None,
+            "limited",
+            None,
+        ))])
+        .await
+        .unwrap();
+        // And the batch writer's batches count too.
+        store.defer(Deferred::Log(log_row(
+            T + 6,
+            "o_e",
+            "text",
+            None,
+            "blocked",
+            None,
+        )));
+        store.flush().await.unwrap();
+
+        assert_eq!(
+            b.log_counts(h).await.unwrap(),
+            vec![
+                count(h, "event", "subscribe", 1),
+                count(h, "outcome", "answered", 3),
+                count(h, "outcome", "blocked", 1),
+                count(h, "outcome", "limited", 1),
+                count(h, "outcome", "retry", 1),
+                count(h, "rule", "rules/a.rhai:1", 2),
+                count(h, "rule", "rules/b.rhai:9", 1),
+                count(h, "type", "event", 1),
+                count(h, "type", "text", 4),
+                count(h + 1, "outcome", "failed", 1),
+                count(h + 1, "type", "image", 1),
+            ]
+        );
+        assert_eq!(
+            b.log_counts(h + 1).await.unwrap(),
+            vec![
+                count(h + 1, "outcome", "failed", 1),
+                count(h + 1, "type", "image", 1)
+            ],
+            "from the hour asked for"
+        );
+        assert!(b.log_counts(h + 2).await.unwrap().is_empty());
+    }
+
+    pub async fn log_page_filters_and_pages_newest_first(store: &Store) {
+        let b = store.backend();
+        // 30 rows: three users in turn; text, image, a click, a location message and a
+        // location event in turn; a few rare outcomes.
+        let rows: Vec<LogEntry> = (0..30)
+            .map(|i| {
+                let (msg_type, event) = match i % 5 {
+                    0 => ("text", None),
+                    1 => ("image", None),
+                    2 => ("event", Some("click")),
+                    3 => ("location", None),
+                    _ => ("event", Some("location")),
+                };
+                let outcome = match i {
+                    9 | 19 => "failed",
+                    14 => "blocked",
+                    _ => "answered",
+                };
+                let rule = (outcome == "answered" && i % 2 == 0).then_some("rules/x.rhai:2");
+                log_row(
+                    T + i,
+                    &format!("o_{}", i % 3),
+                    msg_type,
+                    event,
+                    outcome,
+                    rule,
+                )
+            })
+            .collect();
+        let batch: Vec<Deferred> = rows.iter().cloned().map(Deferred::Log).collect();
+        b.write_batch(&batch).await.unwrap();
+
+        let page = |filter: LogFilter| async move { b.log_page(&filter).await.unwrap() };
+        let expect = |keep: &dyn Fn(&LogEntry) -> bool| -> Vec<LogEntry> {
+            rows.iter().rev().filter(|e| keep(e)).cloned().collect()
+        };
+        let entries = |page: Vec<LogRow>| page.iter().map(entry_of).collect::<Vec<_>>();
+
+        let all = page(LogFilter {
+            limit: 100,
+            ..LogFilter::default()
+        })
+        .await;
+        assert_eq!(entries(all.clone()), expect(&|_| true), "every column kept");
+        assert!(all.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+        assert_eq!(
+            page(LogFilter::default()).await,
+            all,
+            "a limit of 0 is the default page"
+        );
+
+        // Page by page, each starting below the last id of the one before.
+        let mut paged = Vec::new();
+        let mut before_id = None;
+        loop {
+            let next = page(LogFilter {
+                before_id,
+                limit: 7,
+                ..LogFilter::default()
+            })
+            .await;
+            assert!(next.len() <= 7);
+            let Some(last) = next.last() else { break };
+            before_id = Some(last.id);
+            paged.extend(next);
+        }
+        assert_eq!(paged, all);
+
+        let by = |f: LogFilter| async move { entries(page(LogFilter { limit: 100, ..f }).await) };
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(
+            by(LogFilter {
+                openid: some("o_1"),
+                ..LogFilter::default()
+            })
+            .await,
+            expect(&|e| e.openid == "o_1")
+        );
+        assert_eq!(
+            by(LogFilter {
+                msg_type: some("image"),
+                ..LogFilter::default()
+            })
+            .await,
+            expect(&|e| e.msg_type == "image")
+        );
+        assert_eq!(
+            by(LogFilter {
+                msg_type: some("event"),
+                ..LogFilter::default()
+            })
+            .await,
+            expect(&|e| e.msg_type == "event"),
+            "every event"
+        );
+        let clicks = expect(&|e| e.event.as_deref() == Some("click"));
+        assert_eq!(clicks.len(), 6);
+        assert_eq!(
+            by(LogFilter {
+                msg_type: some("click"),
+                ..LogFilter::default()
+            })
+            .await,
+            clicks,
+            "a type that is no message type names an event"
+        );
+        assert_eq!(
+            by(LogFilter {
+                event: some("click"),
+                ..LogFilter::default()
+            })
+            .await,
+            clicks
+        );
+        assert_eq!(
+            by(LogFilter {
+                msg_type: some("location"),
+                ..LogFilter::default()
+            })
+            .await,
+            expect(&|e| e.msg_type == "location"),
+            "location is the message type"
+        );
+        assert_eq!(
+            by(LogFilter {
+                event: some("location"),
+                ..LogFilter::default()
+            })
+            .await,
+            expect(&|e| e.event.as_deref() == Some("location")),
+            "the event asked for by name"
+        );
+        assert!(
+            by(LogFilter {
+                msg_type: some("click"),
+                event: some("location"),
+                ..LogFilter::default()
+            })
+            .await
+            .is_empty(),
+            "two event names match nothing"
+        );
+        assert_eq!(
+            by(LogFilter {
+                outcome: some("failed"),
+                ..LogFilter::default()
+            })
+            .await,
+            expect(&|e| e.outcome == "failed")
+        );
+        assert_eq!(
+            by(LogFilter {
+                outcome: some("answered"),
+                ..LogFilter::default()
+            })
+            .await,
+            expect(&|e| e.outcome == "answered")
+        );
+        assert_eq!(
+            by(LogFilter {
+                openid: some("o_0"),
+                outcome: some("failed"),
+                msg_type: some("event"),
+                ..LogFilter::default()
+            })
+            .await,
+            expect(&|e| e.openid == "o_0" && e.outcome == "failed" && e.msg_type == "event")
+        );
+        let user_images = expect(&|e| e.openid == "o_2" && e.msg_type == "image");
+        assert!(!user_images.is_empty());
+        assert_eq!(
+            by(LogFilter {
+                openid: some("o_2"),
+                msg_type: some("image"),
+                ..LogFilter::default()
+            })
+            .await,
+            user_images
+        );
+        assert!(
+            by(LogFilter {
+                openid: some("o_nobody"),
+                ..LogFilter::default()
+            })
+            .await
+            .is_empty()
+        );
+        // A filtered page also starts below the id it is given.
+        let failed = page(LogFilter {
+            outcome: some("failed"),
+            limit: 1,
+            ..LogFilter::default()
+        })
+        .await;
+        assert_eq!(failed.len(), 1);
+        let older = page(LogFilter {
+            outcome: some("failed"),
+            before_id: Some(failed[0].id),
+            ..LogFilter::default()
+        })
+        .await;
+        assert_eq!(entries(older), expect(&|e| e.outcome == "failed")[1..]);
+    }
+
+    /// Every follower of `openids`, in the console's order: most recently seen first (never
+    /// seen last), then by OpenID.
+    async fn in_console_order(store: &Store, openids: &[String]) -> Vec<Follower> {
+        let mut all = Vec::new();
+        for openid in openids {
+            if let Some(f) = store.backend().follower(openid).await.unwrap() {
+                all.push(f);
+            }
+        }
+        all.sort_by(|a, b| {
+            (std::cmp::Reverse(a.last_seen_at.unwrap_or(0)), &a.openid)
+                .cmp(&(std::cmp::Reverse(b.last_seen_at.unwrap_or(0)), &b.openid))
+        });
+        all
+    }
+
+    /// Every follower `filter` selects, read `limit` at a time.
+    async fn every_page(store: &Store, filter: &FollowerFilter, limit: u32) -> Vec<Follower> {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store
+                .backend()
+                .followers_page(&FollowerFilter {
+                    after: after.clone(),
+                    limit,
+                    ..filter.clone()
+                })
+                .await
+                .expect("page read");
+            assert!(page.len() <= limit as usize);
+            let Some(last) = page.last() else {
+                return all;
+            };
+            after = Some(FollowerFilter::key_of(last));
+            all.extend(page);
+        }
+    }
+
+    pub async fn followers_page_orders_filters_and_pages(store: &Store) {
+        let b = store.backend();
+        let openids: Vec<String> = (0..12).map(|i| format!("o_f{i:02}")).collect();
+        // o_f00..o_f08 follow (a scene for every third), o_f04 unfollowed since; o_f09..o_f11
+        // are known from their messages only.
+        for (i, openid) in openids.iter().enumerate().take(9) {
+            let scene = (i % 3 == 0).then_some("poster");
+            b.follower_subscribed(openid, T - 100 + i as i64, scene)
+                .await
+                .unwrap();
+        }
+        b.follower_unsubscribed("o_f04", T - 50).await.unwrap();
+        // Seen in a shuffled order, o_f05 and o_f06 at the same time.
+        let seen: Vec<Deferred> = openids
+            .iter()
+            .enumerate()
+            .map(|(i, openid)| Deferred::Seen {
+                openid: openid.clone(),
+                at: match i {
+                    5 | 6 => T + 500,
+                    i => T + (i as i64 * 7 % 12) * 10,
+                },
+            })
+            .collect();
+        b.write_batch(&seen).await.unwrap();
+        for openid in ["o_f01", "o_f02", "o_f05", "o_ghost"] {
+            b.topic_create("news", true, "", T).await.unwrap();
+            b.topic_join("news", openid, T).await.unwrap();
+        }
+        let shop = insert_app(store, "shop").await;
+        for (uid, openid) in [("u1", "o_f02"), ("u2", "o_f03"), ("u3", "o_f03")] {
+            bind(store, &new_binding(shop, uid, openid, T)).await;
+        }
+
+        let everyone = in_console_order(store, &openids).await;
+        assert_eq!(everyone.len(), 12);
+        let page = |filter: FollowerFilter| async move {
+            b.followers_page(&FollowerFilter {
+                limit: 100,
+                ..filter
+            })
+            .await
+            .unwrap()
+        };
+        let expect = |keep: &dyn Fn(&Follower) -> bool| -> Vec<Follower> {
+            everyone.iter().filter(|f| keep(f)).cloned().collect()
+        };
+        let some = |s: &str| Some(s.to_owned());
+
+        assert_eq!(page(FollowerFilter::default()).await, everyone);
+        assert_eq!(
+            b.followers_page(&FollowerFilter::default()).await.unwrap(),
+            everyone,
+            "a limit of 0 is the default page"
+        );
+        assert_eq!(
+            every_page(store, &FollowerFilter::default(), 5).await,
+            everyone,
+            "page by page"
+        );
+        let ties: Vec<&str> = everyone
+            .iter()
+            .filter(|f| f.last_seen_at == Some(T + 500))
+            .map(|f| f.openid.as_str())
+            .collect();
+        assert_eq!(ties, ["o_f05", "o_f06"], "seen together: by OpenID");
+
+        assert_eq!(
+            page(FollowerFilter {
+                openid: some("o_f0"),
+                ..FollowerFilter::default()
+            })
+            .await,
+            expect(&|f| f.openid.starts_with("o_f0"))
+        );
+        assert_eq!(
+            page(FollowerFilter {
+                openid: some(""),
+                ..FollowerFilter::default()
+            })
+            .await,
+            everyone,
+            "an empty prefix asks for nothing"
+        );
+        assert!(
+            page(FollowerFilter {
+                openid: some("o_f%"),
+                ..FollowerFilter::default()
+            })
+            .await
+            .is_empty(),
+            "a prefix is taken literally"
+        );
+        assert_eq!(
+            page(FollowerFilter {
+                scene: some("poster"),
+                ..FollowerFilter::default()
+            })
+            .await,
+            expect(&|f| f.scene.as_deref() == Some("poster"))
+        );
+        let news = expect(&|f| ["o_f01", "o_f02", "o_f05"].contains(&f.openid.as_str()));
+        assert_eq!(
+            page(FollowerFilter {
+                topic: some("news"),
+                ..FollowerFilter::default()
+            })
+            .await,
+            news,
+            "members who are followers"
+        );
+        assert_eq!(
+            every_page(
+                store,
+                &FollowerFilter {
+                    topic: some("news"),
+                    ..FollowerFilter::default()
+                },
+                1
+            )
+            .await,
+            news
+        );
+        assert_eq!(
+            page(FollowerFilter {
+                app_id: Some(shop),
+                ..FollowerFilter::default()
+            })
+            .await,
+            expect(&|f| ["o_f02", "o_f03"].contains(&f.openid.as_str())),
+            "each once, however many uids"
+        );
+        assert_eq!(
+            page(FollowerFilter {
+                subscribed: Some(true),
+                ..FollowerFilter::default()
+            })
+            .await,
+            expect(&|f| f.subscribed)
+        );
+        assert_eq!(
+            page(FollowerFilter {
+                subscribed: Some(false),
+                ..FollowerFilter::default()
+            })
+            .await,
+            expect(&|f| !f.subscribed)
+        );
+        assert_eq!(
+            page(FollowerFilter {
+                openid: some("o_f0"),
+                scene: some("poster"),
+                subscribed: Some(true),
+                ..FollowerFilter::default()
+            })
+            .await,
+            expect(&|f| {
+                f.openid.starts_with("o_f0") && f.scene.as_deref() == Some("poster") && f.subscribed
+            })
+        );
+        assert_eq!(
+            page(FollowerFilter {
+                topic: some("news"),
+                app_id: Some(shop),
+                ..FollowerFilter::default()
+            })
+            .await,
+            expect(&|f| f.openid == "o_f02")
+        );
+        for empty in [
+            FollowerFilter {
+                topic: some("nope"),
+                ..FollowerFilter::default()
+            },
+            FollowerFilter {
+                scene: some("nope"),
+                subscribed: Some(true),
+                ..FollowerFilter::default()
+            },
+            FollowerFilter {
+                app_id: Some(shop + 1),
+                ..FollowerFilter::default()
+            },
+            FollowerFilter {
+                openid: some("o_x"),
+                ..FollowerFilter::default()
+            },
+        ] {
+            assert!(page(empty.clone()).await.is_empty(), "{empty:?}");
+        }
+    }
+
+    /// Past `DRIVER_CAP` (4,000) followers a filter selects, the page is read in order instead
+    /// of sorted: the same followers either way.
+    pub async fn followers_page_reads_a_large_selection_in_order(store: &Store) {
+        let b = store.backend();
+        const N: usize = 4_200;
+        let openids: Vec<String> = (0..N).map(|i| format!("o_d{i:04}")).collect();
+        let seen: Vec<Deferred> = openids
+            .iter()
+            .enumerate()
+            .map(|(i, openid)| Deferred::Seen {
+                openid: openid.clone(),
+                // Many seen at the same time.
+                at: T + (i as i64 * 37 % 1_000),
+            })
+            .collect();
+        for chunk in seen.chunks(1_000) {
+            b.write_batch(chunk).await.unwrap();
+        }
+        b.topic_create("big", true, "", T).await.unwrap();
+        for openid in openids.iter().skip(100) {
+            b.topic_join("big", openid, T).await.unwrap();
+        }
+        let everyone = in_console_order(store, &openids).await;
+        let expect = |keep: &dyn Fn(&Follower) -> bool| -> Vec<Follower> {
+            everyone.iter().filter(|f| keep(f)).cloned().collect()
+        };
+        let some = |s: &str| Some(s.to_owned());
+        let in_big = |f: &Follower| f.openid.as_str() >= "o_d0100";
+
+        // A prefix of everyone, a topic of nearly everyone: in order.
+        assert_eq!(
+            every_page(
+                store,
+                &FollowerFilter {
+                    openid: some("o_d"),
+                    ..FollowerFilter::default()
+                },
+                1_000
+            )
+            .await,
+            everyone
+        );
+        assert_eq!(
+            every_page(
+                store,
+                &FollowerFilter {
+                    topic: some("big"),
+                    ..FollowerFilter::default()
+                },
+                1_000
+            )
+            .await,
+            expect(&in_big)
+        );
+        // A prefix of a thousand: sorted, with the large topic checked on each.
+        assert_eq!(
+            every_page(
+                store,
+                &FollowerFilter {
+                    openid: some("o_d00"),
+                    topic: some("big"),
+                    ..FollowerFilter::default()
+                },
+                30
+            )
+            .await,
+            expect(&|f| f.openid.starts_with("o_d00") && in_big(f))
+        );
+        assert_eq!(
+            every_page(
+                store,
+                &FollowerFilter {
+                    openid: some("o_d1"),
+                    ..FollowerFilter::default()
+                },
+                250
+            )
+            .await,
+            expect(&|f| f.openid.starts_with("o_d1"))
+        );
+    }
+
+    pub async fn push_page_counts_recipients_by_state(store: &Store) {
+        let b = store.backend();
+        let a = push(store, "pA", "users:3", T, &["o_1", "o_2", "o_3"]).await;
+        let bb = push(store, "pB", "users:2", T + 1, &["o_1", "o_2"]).await;
+        assert_eq!(claim(store, "w", T_MS, T_MS + 30_000, 10).await.len(), 5);
+        settle(
+            store,
+            "w",
+            &[
+                outcome(a, "o_1", sent(501)),
+                outcome(a, "o_2", failed("43004 require subscribe")),
+                outcome(bb, "o_1", retry(T_MS + 60_000, "-1 busy")),
+                outcome(bb, "o_2", sent(502)),
+            ],
+            T + 2,
+        )
+        .await;
+        assert_eq!(
+            b.push_finished(501, true, "success", T + 3).await.unwrap(),
+            1
+        );
+        let c = push(store, "pC", "user:o_1", T + 4, &["o_1"]).await;
+
+        let summary = |s: &PushSummary| {
+            (
+                s.push.id.clone(),
+                [s.pending, s.sending, s.sent, s.delivered, s.failed],
+            )
+        };
+        let page = b.push_page(None, 10).await.unwrap();
+        assert_eq!(
+            page.iter().map(summary).collect::<Vec<_>>(),
+            [
+                ("pC".to_owned(), [1, 0, 0, 0, 0]),
+                ("pB".to_owned(), [1, 0, 1, 0, 0]),
+                ("pA".to_owned(), [0, 1, 0, 1, 1]),
+            ]
+        );
+        assert_eq!(page[0].push, b.push_by_seq(c).await.unwrap().unwrap());
+        assert_eq!(b.push_page(None, 0).await.unwrap(), page, "0: the default");
+        let first = b.push_page(None, 1).await.unwrap();
+        assert_eq!(first, page[..1]);
+        assert_eq!(b.push_page(Some(c), 1).await.unwrap(), page[1..2]);
+        assert_eq!(b.push_page(Some(bb), 10).await.unwrap(), page[2..]);
+        assert!(b.push_page(Some(a), 10).await.unwrap().is_empty());
+    }
+
+    pub async fn push_counts_follow_acceptance_and_delivery(store: &Store) {
+        let b = store.backend();
+        let h = T / 3_600;
+        let one = push(store, "p1", "users:3", T, &["o_1", "o_2", "o_3"]).await;
+        b.topic_create("t", true, "", T).await.unwrap();
+        b.topic_join("t", "o_4", T).await.unwrap();
+        b.topic_join("t", "o_5", T).await.unwrap();
+        let listed = strings(&["o_4", "o_6"]);
+        let stored = b
+            .push_insert_group(&[GroupedPush {
+                push: new_push("p2", "topic:t", T + 3_600, &listed),
+                topic: Some("t"),
+                key: None,
+            }])
+            .await
+            .unwrap();
+        let two = stored[0].expect("stored").seq;
+        assert_eq!(
+            counts_of(store, 0, "push").await,
+            [
+                count(h, "push", "accepted", 3),
+                count(h + 1, "push", "accepted", 3)
+            ],
+            "each recipient once, at the hour the push was accepted"
+        );
+
+        assert_eq!(claim(store, "w", T_MS, T_MS + 30_000, 10).await.len(), 6);
+        let settled = [
+            outcome(one, "o_1", sent(701)),
+            outcome(one, "o_2", sent(702)),
+            outcome(one, "o_3", failed("43004 require subscribe")),
+            outcome(two, "o_4", retry(T_MS + 60_000, "-1 busy")),
+            outcome(two, "o_5", Attempt::Released),
+            outcome(two, "o_6", sent(706)),
+        ];
+        settle(store, "w", &settled, T + 7_200).await;
+        // Settled again (a worker whose lease ran out): nothing is being sent any more.
+        settle(store, "w", &settled, T + 7_200).await;
+        assert_eq!(
+            counts_of(store, h + 2, "push").await,
+            [
+                count(h + 2, "push", "failed", 1),
+                count(h + 2, "push", "sent", 3)
+            ]
+        );
+
+        assert_eq!(
+            b.push_finished(701, true, "success", T + 10_800)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            b.push_finished(702, false, "failed:user block", T + 10_800)
+                .await
+                .unwrap(),
+            1
+        );
+        // The same event again, and one that changes its mind: settled again, not counted.
+        assert_eq!(
+            b.push_finished(701, true, "success", T + 10_801)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            b.push_finished(702, true, "success", T + 10_802)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            b.push_finished(9_999, true, "success", T + 10_802)
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(recipient(store, one, "o_2").await.state, "delivered");
+        assert_eq!(
+            counts_of(store, h + 3, "push").await,
+            [
+                count(h + 3, "push", "delivered", 1),
+                count(h + 3, "push", "failed", 1)
+            ]
+        );
+    }
+
+    pub async fn prune_removes_counts_before_their_cutoff(store: &Store) {
+        let b = store.backend();
+        let old = T - 500 * 86_400;
+        b.write_batch(&[
+            Deferred::Log(log_row(old, "o_a", "text", None, "answered", Some("r:1"))),
+            Deferred::Log(log_row(T, "o_a", "text", None, "answered", None)),
+        ])
+        .await
+        .unwrap();
+        let pruned = b
+            .prune(i64::MIN, i64::MIN, T - 400 * 86_400, T)
+            .await
+            .unwrap();
+        assert_eq!(pruned.counts, 3, "the old hour's outcome, type and rule");
+        assert_eq!(pruned.log, 0);
+        assert_eq!(
+            b.log_counts(0).await.unwrap(),
+            [
+                count(T / 3_600, "outcome", "answered", 1),
+                count(T / 3_600, "type", "text", 1)
+            ]
+        );
+    }
+
+    pub async fn store_prune_keeps_counts_longer_than_the_log(store: &Store) {
+        let now = unix_now();
+        let day = 86_400;
+        let at = |days: i64| log_row(now - days * day, "o_a", "text", None, "answered", None);
+        store
+            .backend()
+            .write_batch(&[
+                Deferred::Log(at(600)),
+                Deferred::Log(at(450)),
+                Deferred::Log(at(10)),
+            ])
+            .await
+            .unwrap();
+        let hours = |counts: Vec<CountRow>| {
+            counts
+                .into_iter()
+                .filter(|c| c.dim == "type")
+                .map(|c| c.hour)
+                .collect::<Vec<_>>()
+        };
+        let hour = |days: i64| (now - days * day).div_euclid(3_600);
+        // A log kept 500 days: its counts too.
+        let pruned = store.prune(500).await.unwrap();
+        assert_eq!((pruned.log, pruned.counts), (1, 2));
+        assert_eq!(
+            hours(store.backend().log_counts(0).await.unwrap()),
+            [hour(450), hour(10)]
+        );
+        // A log kept a week: counts 400 days.
+        let pruned = store.prune(7).await.unwrap();
+        assert_eq!((pruned.log, pruned.counts), (2, 2));
+        assert_eq!(
+            hours(store.backend().log_counts(0).await.unwrap()),
+            [hour(10)]
+        );
+        assert_eq!(
+            store.prune(0).await.unwrap().counts,
+            0,
+            "0 keeps them forever"
+        );
+    }
 }
 
 /// Checks that do not depend on a backend being available.
@@ -4051,6 +4926,9 @@ mod writer {
     use huixin::store::apps::{
         AppChanges, AppRow, AppStore, AttemptRow, BindCode, BindingRow, DeliveryFilter,
         DeliveryOutcome, DeliveryRow, NewApp, NewBinding, NewDelivery,
+    };
+    use huixin::store::console::{
+        ConsoleStore, CountRow, FollowerFilter, LogFilter, LogRow, PushSummary,
     };
     use huixin::store::push::{
         Claimed, KeyRow, NewPush, Outcome, PushRow, PushStore, RecipientRow, Topic,
@@ -4361,6 +5239,22 @@ mod writer {
     }
 
     #[async_trait]
+    impl ConsoleStore for Recording {
+        async fn log_page(&self, _: &LogFilter) -> Result<Vec<LogRow>, StoreError> {
+            unreachable!()
+        }
+        async fn log_counts(&self, _: i64) -> Result<Vec<CountRow>, StoreError> {
+            unreachable!()
+        }
+        async fn followers_page(&self, _: &FollowerFilter) -> Result<Vec<Follower>, StoreError> {
+            unreachable!()
+        }
+        async fn push_page(&self, _: Option<i64>, _: u32) -> Result<Vec<PushSummary>, StoreError> {
+            unreachable!()
+        }
+    }
+
+    #[async_trait]
     impl Backend for Recording {
         async fn ping(&self) -> Result<(), StoreError> {
             Ok(())
@@ -4473,7 +5367,7 @@ mod writer {
         async fn unblock_user(&self, _: &str) -> Result<(), StoreError> {
             unreachable!()
         }
-        async fn prune(&self, _: i64, _: i64, _: i64) -> Result<Pruned, StoreError> {
+        async fn prune(&self, _: i64, _: i64, _: i64, _: i64) -> Result<Pruned, StoreError> {
             unreachable!()
         }
         async fn token_load(&self, _: &str) -> Result<Option<TokenRow>, StoreError> {

@@ -124,6 +124,9 @@ async fn fill(store: &Store) -> String {
                 summary: (i % 7 != 0).then(|| format!("hello {i} 你好")),
                 reply_type: "text".into(),
                 outcome: "answered".into(),
+                rule: (i % 7 != 0).then(|| format!("rules/{}.rhai:{}", i % 3, i % 11)),
+                latency_ms: (i % 5 != 0).then_some(i as i64 % 40),
+                reply: (i % 7 != 0).then(|| format!("reply {i} 回复")),
             })
         })
         .collect();
@@ -665,6 +668,29 @@ async fn check_rows(lite: &SqlitePool, pg: &PgPool) {
          FROM inbound_log"
     );
     assert_eq!(log.len(), LOG_ROWS);
+    let replies = same_rows!(
+        lite,
+        pg,
+        (i64, Opt, Option<i64>, Opt),
+        "SELECT id, rule, latency_ms, reply FROM inbound_log"
+    );
+    assert!(
+        replies
+            .iter()
+            .any(|r| r.1.is_some() && r.2.is_some() && r.3.is_some())
+    );
+    assert!(replies.iter().any(|r| r.1.is_none() && r.2.is_none()));
+    let counts = same_rows!(
+        lite,
+        pg,
+        (i64, String, String, i64),
+        "SELECT hour, dim, key, n FROM log_counts"
+    );
+    let dims: BTreeSet<&str> = counts.iter().map(|c| c.1.as_str()).collect();
+    assert_eq!(
+        dims,
+        BTreeSet::from(["event", "outcome", "push", "rule", "type"])
+    );
 }
 
 /// Row counts of every copied table in the target.

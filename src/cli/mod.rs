@@ -9,7 +9,8 @@
 //! - `rules` ([`rules`]): check, try and write the rules.
 //! - `simulate` ([`simulate`]): play WeChat against a running server.
 //! - `push`, `keys`, `topics` ([`push`]): the push service.
-//! - `store` ([`store`]): the database as a whole (`store copy` moves it to PostgreSQL).
+//! - `store` ([`store`]): the database as a whole (`store copy` moves it to PostgreSQL,
+//!   `store seed` fills one with made-up traffic).
 //! - `apps` ([`apps`]): the platform's apps, their bindings and topics.
 
 use std::path::PathBuf;
@@ -90,7 +91,8 @@ pub enum Command {
     /// The platform's apps: list them; `create`, `set`, `show`, `revoke`; their `bindings`,
     /// `unbind`, `topic`.
     Apps(apps::AppsArgs),
-    /// The database as a whole: `copy` it from SQLite into PostgreSQL.
+    /// The database as a whole: `copy` it from SQLite into PostgreSQL, `seed` it with made-up
+    /// traffic.
     #[command(subcommand)]
     Store(store::StoreCommand),
 }

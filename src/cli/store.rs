@@ -1,4 +1,4 @@
-//! `huixin store copy`: the database itself, as a whole.
+//! `huixin store copy` and `huixin store seed`: the database itself, as a whole.
 
 use std::process::ExitCode;
 
@@ -6,7 +6,9 @@ use clap::{Args, Subcommand};
 
 use super::CliError;
 use crate::config::Config;
+use crate::store::Store;
 use crate::store::copy::{self, Summary};
+use crate::store::seed;
 
 /// `huixin store …`.
 #[derive(Debug, Subcommand)]
@@ -15,6 +17,36 @@ pub enum StoreCommand {
     /// Rows the target has already are kept as they are, so running it again copies only
     /// what is missing. Stop the servers on the source first.
     Copy(CopyArgs),
+    /// Fill a database with made-up traffic to try the console on (and benchmark it):
+    /// followers, topics, bindings, a month of the inbound log, pushes. Refuses a database
+    /// that has followers unless --force.
+    Seed(SeedArgs),
+}
+
+/// `huixin store seed`.
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// The database to fill (default: [storage] url).
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// Followers to make.
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    pub followers: u64,
+    /// Rows of the inbound log to make.
+    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+    pub log_rows: u64,
+    /// Pushes to make, each to a few followers.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub pushes: u64,
+    /// Days the traffic is spread over, ending now.
+    #[arg(long, default_value_t = 30, value_name = "N")]
+    pub days: u32,
+    /// The random generator's seed (the same seed makes the same traffic).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Seed a database that has followers already.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `huixin store copy`.
@@ -61,7 +93,47 @@ pub async fn run(config: &Config, cmd: StoreCommand) -> Result<ExitCode, CliErro
             }
             Ok(ExitCode::SUCCESS)
         }
+        StoreCommand::Seed(args) => seed(config, args).await,
     }
+}
+
+/// Runs `huixin store seed`.
+async fn seed(config: &Config, args: SeedArgs) -> Result<ExitCode, CliError> {
+    let (url, store) = match args.url {
+        Some(url) => {
+            let store = Store::open(&url).await?;
+            (url, store)
+        }
+        None => (
+            config.storage.url.clone(),
+            Store::open_config(&config.storage).await?,
+        ),
+    };
+    let options = seed::Options {
+        followers: args.followers,
+        log_rows: args.log_rows,
+        pushes: args.pushes,
+        days: args.days,
+        force: args.force,
+        seed: args.seed,
+    };
+    let seeded = seed::seed(&store, &options).await.map_err(|e| match e {
+        seed::SeedError::Store(e) => CliError::Store(e),
+        refused => CliError::Usage(refused.to_string()),
+    })?;
+    println!(
+        "seeded {}: {} followers, {} topic memberships, {} bindings, {} log rows, {} pushes \
+         to {} recipients, in {:.1} s",
+        copy::redacted(&url),
+        seeded.followers,
+        seeded.members,
+        seeded.bindings,
+        seeded.log_rows,
+        seeded.pushes,
+        seeded.recipients,
+        seeded.took.as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// One aligned line per table, then the totals:

@@ -406,10 +406,28 @@ pub const TABLES: &[Table] = &[
             col("summary", Text),
             col("reply_type", Text),
             col("outcome", Text),
+            col("rule", Text),
+            col("latency_ms", Int),
+            col("reply", Text),
+        ],
+        same: None,
+    },
+    Table {
+        name: "log_counts",
+        key: "hour, dim, key",
+        columns: &[
+            col("hour", Int),
+            col("dim", Text),
+            col("key", Text),
+            col("n", Int),
         ],
         same: None,
     },
 ];
+
+/// The copied tables SQLite keeps without a rowid (clustered by their primary key): read in
+/// the key's order.
+const WITHOUT_ROWID: [&str; 1] = ["log_counts"];
 
 /// The identity columns, (table, column): their sequences are set past the copied ids.
 pub const IDENTITIES: [(&str, &str); 8] = [
@@ -710,8 +728,13 @@ async fn copy_table(
     pg: &PgPool,
     table: &Table,
 ) -> Result<Copied, StoreError> {
+    let order = if WITHOUT_ROWID.contains(&table.name) {
+        table.key
+    } else {
+        "rowid"
+    };
     let select = format!(
-        "SELECT {} FROM {} ORDER BY rowid",
+        "SELECT {} FROM {} ORDER BY {order}",
         table
             .columns
             .iter()

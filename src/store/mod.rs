@@ -10,11 +10,13 @@
 
 pub mod admin;
 pub mod apps;
+pub mod console;
 pub mod copy;
 pub mod peers;
 pub mod postgres;
 pub mod push;
 pub mod reads;
+pub mod seed;
 pub mod sqlite;
 pub mod writer;
 
@@ -236,6 +238,15 @@ pub struct LogEntry {
     pub reply_type: String,
     /// `answered`, `late`, `retry`, `failed`, `limited` or `blocked`.
     pub outcome: String,
+    /// The rule that replied (`file:line`, or `webhook` when an app's webhook did), if one
+    /// did.
+    pub rule: Option<String>,
+    /// How long the message took, from reaching the log layer to its reply, in
+    /// milliseconds (for a retry: from its arrival to the reply it was given).
+    pub latency_ms: Option<i64>,
+    /// The reply on one line, at most 200 characters: the text, the news titles,
+    /// `image MEDIA_ID`, …; `None` for `success` (nothing shown to the user).
+    pub reply: Option<String>,
 }
 
 /// Where the message of a dedup record stands (`dedup.state`).
@@ -356,6 +367,9 @@ pub struct Batch<'a> {
     pub seen: Vec<(&'a str, i64)>,
     /// The first record of each (timestamp, nonce).
     pub replay: Vec<&'a ReplayRecord>,
+    /// What the log rows add to the hourly counts: (hour, dimension, key, n), one per key,
+    /// sorted (see [`console::log_counts_of`]).
+    pub counts: Vec<(i64, &'static str, &'a str, i64)>,
 }
 
 impl<'a> Batch<'a> {
@@ -394,6 +408,7 @@ impl<'a> Batch<'a> {
                 }
             }
         }
+        batch.counts = console::log_counts_of(&batch.log);
         batch
     }
 }
@@ -449,12 +464,15 @@ pub struct Pruned {
     pub sessions: u64,
     /// Expired replay guard records.
     pub replay: u64,
+    /// Hourly counts ([`console`]).
+    pub counts: u64,
 }
 
 /// A database huixin can keep its state in.
 #[async_trait]
 pub trait Backend:
-    push::PushStore + apps::AppStore + admin::AdminStore + Send + Sync + 'static {
+    push::PushStore + apps::AppStore + admin::AdminStore + console::ConsoleStore + Send + Sync + 'static
+{
     /// Checks the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Checks the database can be written now: not locked, corrupt or full; `Ok(())` when
@@ -607,12 +625,13 @@ pub trait Backend:
     /// true when it was.
     async fn token_invalidate(&self, app_id: &str, token: &str) -> Result<bool, StoreError>;
 
-    /// Removes log rows and dedup records older than the given times, and expired sessions
-    /// and replay records.
+    /// Removes log rows, dedup records and hourly counts older than the given times (counts
+    /// by their hour's start), and expired sessions and replay records.
     async fn prune(
         &self,
         log_before: i64,
         dedup_before: i64,
+        counts_before: i64,
         now: i64,
     ) -> Result<Pruned, StoreError>;
 }
@@ -956,16 +975,24 @@ impl Store {
         Ok((stored, created))
     }
 
-    /// Removes old log rows and dedup records, and expired sessions and replay records.
+    /// Removes old log rows, dedup records and hourly counts, and expired sessions and replay
+    /// records.
     pub async fn prune(&self, log_retention_days: u32) -> Result<Pruned, StoreError> {
         let now = unix_now();
-        // 0 keeps the log forever.
-        let log_before = match log_retention_days {
-            0 => i64::MIN,
-            days => now - i64::from(days) * 86_400,
+        // 0 keeps the log forever, and so its counts.
+        let (log_before, counts_before) = match log_retention_days {
+            0 => (i64::MIN, i64::MIN),
+            days => (
+                now - i64::from(days) * 86_400,
+                // The counts outlive the log: the overview charts a year back where the log
+                // keeps a month; and never less than the log they count.
+                now - i64::from(days.max(console::COUNTS_RETENTION_DAYS)) * 86_400,
+            ),
         };
         // Dedup records only matter while WeChat may still retry (15 s); keep an hour.
-        self.backend.prune(log_before, now - 3_600, now).await
+        self.backend
+            .prune(log_before, now - 3_600, counts_before, now)
+            .await
     }
 }
 

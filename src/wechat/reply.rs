@@ -236,6 +236,32 @@ impl Reply {
         }
     }
 
+    /// What the user sees, on one line (the inbound log, the console): the text, the news
+    /// titles, `image MEDIA_ID`, …; `None` for [`Reply::Success`], which shows nothing. Runs of
+    /// whitespace, line breaks included, become one space.
+    pub fn summary(&self) -> Option<String> {
+        let line = match self {
+            Reply::Text { content } => content.clone(),
+            Reply::Image { media_id } => format!("image {media_id}"),
+            Reply::Voice { media_id } => format!("voice {media_id}"),
+            Reply::Video {
+                media_id, title, ..
+            } => format!("video {media_id} {title}"),
+            Reply::Music(m) => format!("music {}", m.title),
+            Reply::News(articles) => articles
+                .iter()
+                .map(|a| a.title.as_str())
+                .collect::<Vec<_>>()
+                .join(" | "),
+            Reply::TransferCustomerService { kf_account } => match kf_account {
+                Some(kf) => format!("transfer_customer_service {kf}"),
+                None => "transfer_customer_service".to_owned(),
+            },
+            Reply::Success => return None,
+        };
+        Some(line.split_whitespace().collect::<Vec<_>>().join(" "))
+    }
+
     /// The reply's `MsgType`; `success` for [`Reply::Success`].
     pub fn msg_type(&self) -> &'static str {
         match self {
@@ -481,6 +507,34 @@ mod tests {
 
     fn render(reply: &Reply) -> Rendered {
         reply.render("o_user", "gh_account", 1_700_000_000, MAX_ARTICLES)
+    }
+
+    #[test]
+    fn a_summary_is_one_line_of_what_the_user_sees() {
+        let summary = |r: Reply| r.summary();
+        assert_eq!(
+            summary(Reply::text("hello\n  world\t!")).as_deref(),
+            Some("hello world !")
+        );
+        assert_eq!(summary(Reply::image("m1")).as_deref(), Some("image m1"));
+        assert_eq!(summary(Reply::voice("m2")).as_deref(), Some("voice m2"));
+        assert_eq!(
+            summary(Reply::video("m3", "A film", "d")).as_deref(),
+            Some("video m3 A film")
+        );
+        assert_eq!(
+            summary(Reply::news((1..=2).map(|i| Article {
+                title: format!("Title {i}"),
+                ..Article::default()
+            })))
+            .as_deref(),
+            Some("Title 1 | Title 2")
+        );
+        assert_eq!(
+            summary(Reply::transfer_customer_service(Some("kf@x".into()))).as_deref(),
+            Some("transfer_customer_service kf@x")
+        );
+        assert_eq!(summary(Reply::Success), None);
     }
 
     #[test]

@@ -99,14 +99,18 @@ struct Answer {
     /// The `CreateTime` it was rendered with; `None` when unknown (a record written by an
     /// older version), then rendered with the current time.
     create_time: Option<i64>,
+    /// The reply carries a secret ([`Trail::is_secret`]): a retry given it is marked so too,
+    /// so that the log does not write it.
+    secret: bool,
 }
 
 impl Answer {
-    /// `reply`, going out now.
-    fn now(reply: Reply) -> Self {
+    /// `reply`, going out now, for the message `trail` is of.
+    fn now(reply: Reply, trail: &Trail) -> Self {
         Self {
             reply,
             create_time: Some(unix_now()),
+            secret: trail.is_secret(),
         }
     }
 
@@ -115,6 +119,7 @@ impl Answer {
         Self {
             reply: Reply::Success,
             create_time: None,
+            secret: false,
         }
     }
 
@@ -122,6 +127,9 @@ impl Answer {
     fn into_reply(self, trail: &Trail) -> Reply {
         if let Some(at) = self.create_time {
             trail.set_create_time(at);
+        }
+        if self.secret {
+            trail.set_secret();
         }
         self.reply
     }
@@ -284,13 +292,15 @@ impl Inner {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A log row for a retry answered here.
-    fn log_retry(&self, message: &Message, reply: &Reply) {
+    /// A log row for a retry answered here, `took` after it arrived.
+    fn log_retry(&self, message: &Message, reply: &Reply, trail: &Trail, took: Duration) {
         if let (true, Some(store)) = (self.log_retries, &self.store) {
             store.defer(Deferred::Log(super::log::entry(
                 message,
-                reply.msg_type(),
+                Some(reply),
                 Outcome::Retry,
+                trail,
+                took,
             )));
         }
     }
@@ -356,7 +366,7 @@ impl Inner {
     /// The first attempt answered in time: every waiting retry gets the same reply, and so
     /// does every later one. Returns the reply's `CreateTime`.
     fn settle(&self, key: &str, reply: &Reply, trail: &Trail) -> Option<i64> {
-        let answer = Answer::now(reply.clone());
+        let answer = Answer::now(reply.clone(), trail);
         let mut table = self.table();
         if let Some(entry) = table.get_mut(key) {
             if let State::Running { waiters } = &mut entry.state {
@@ -373,7 +383,7 @@ impl Inner {
 
     /// The reply came after the deadline: hand it to the waiting retries, else to `late`.
     async fn deliver_late(&self, key: &str, message: &Message, reply: Reply, trail: &Trail) {
-        let answer = Answer::now(reply);
+        let answer = Answer::now(reply, trail);
         let handed = {
             let mut table = self.table();
             match table.get_mut(key) {
@@ -494,6 +504,8 @@ impl Inner {
                         .map(|reply| Answer {
                             reply,
                             create_time: r.reply_time,
+                            // A reply with a secret is never stored as answered.
+                            secret: false,
                         }),
                     DedupState::Running | DedupState::Late => None,
                 },
@@ -514,6 +526,7 @@ impl Middleware for Dedup {
     fn call(&self, mut ctx: Context, next: Next) -> BoxFuture<Result<Reply, BotError>> {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
+            let arrived = Instant::now();
             let key = key_of(&ctx.message);
             inner.look_up(&key, false).await;
             match inner.claim(&key) {
@@ -598,7 +611,7 @@ impl Middleware for Dedup {
                         }
                     };
                     let reply = answer.into_reply(&ctx.trail);
-                    inner.log_retry(&ctx.message, &reply);
+                    inner.log_retry(&ctx.message, &reply, &ctx.trail, arrived.elapsed());
                     Ok(reply)
                 }
             }

@@ -30,6 +30,7 @@ use crate::support::clock::unix_now;
 
 mod admin;
 mod apps;
+mod console;
 mod push;
 
 static MIGRATOR: Migrator = sqlx::migrate!("src/store/postgres/migrations");
@@ -609,9 +610,11 @@ impl Backend for PostgresBackend {
                 let log = &batch.log;
                 sqlx::query(
                     "INSERT INTO inbound_log \
-                       (received_at, openid, msg_type, event, msg_id, summary, reply_type, outcome) \
+                       (received_at, openid, msg_type, event, msg_id, summary, reply_type, \
+                        outcome, rule, latency_ms, reply) \
                      SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], \
-                                          $5::text[], $6::text[], $7::text[], $8::text[])",
+                                          $5::text[], $6::text[], $7::text[], $8::text[], \
+                                          $9::text[], $10::bigint[], $11::text[])",
                 )
                 .bind(log.iter().map(|e| e.received_at).collect::<Vec<_>>())
                 .bind(log.iter().map(|e| e.openid.as_str()).collect::<Vec<_>>())
@@ -619,8 +622,15 @@ impl Backend for PostgresBackend {
                 .bind(log.iter().map(|e| e.event.as_deref()).collect::<Vec<_>>())
                 .bind(log.iter().map(|e| e.msg_id.as_deref()).collect::<Vec<_>>())
                 .bind(log.iter().map(|e| e.summary.as_deref()).collect::<Vec<_>>())
-                .bind(log.iter().map(|e| e.reply_type.as_str()).collect::<Vec<_>>())
+                .bind(
+                    log.iter()
+                        .map(|e| e.reply_type.as_str())
+                        .collect::<Vec<_>>(),
+                )
                 .bind(log.iter().map(|e| e.outcome.as_str()).collect::<Vec<_>>())
+                .bind(log.iter().map(|e| e.rule.as_deref()).collect::<Vec<_>>())
+                .bind(log.iter().map(|e| e.latency_ms).collect::<Vec<_>>())
+                .bind(log.iter().map(|e| e.reply.as_deref()).collect::<Vec<_>>())
                 .execute(&mut *tx)
                 .await?;
             }
@@ -652,9 +662,19 @@ impl Backend for PostgresBackend {
                      SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[]) \
                      ON CONFLICT (timestamp, nonce) DO NOTHING",
                 )
-                .bind(replay.iter().map(|r| r.timestamp.as_str()).collect::<Vec<_>>())
+                .bind(
+                    replay
+                        .iter()
+                        .map(|r| r.timestamp.as_str())
+                        .collect::<Vec<_>>(),
+                )
                 .bind(replay.iter().map(|r| r.nonce.as_str()).collect::<Vec<_>>())
-                .bind(replay.iter().map(|r| r.request_hash.as_str()).collect::<Vec<_>>())
+                .bind(
+                    replay
+                        .iter()
+                        .map(|r| r.request_hash.as_str())
+                        .collect::<Vec<_>>(),
+                )
                 .bind(replay.iter().map(|r| r.expires_at).collect::<Vec<_>>())
                 .execute(&mut *tx)
                 .await?;
@@ -672,6 +692,9 @@ impl Backend for PostgresBackend {
                 .execute(&mut *tx)
                 .await?;
             }
+            // Last: every process's batches add to the same few rows (this hour's), whose locks
+            // are then held only while this transaction commits.
+            console::add_counts(&mut tx, &batch.counts).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -705,7 +728,8 @@ impl Backend for PostgresBackend {
 
     async fn recent_log(&self, limit: u32) -> Result<Vec<LogEntry>, StoreError> {
         Ok(sqlx::query_as::<_, LogEntry>(
-            "SELECT received_at, openid, msg_type, event, msg_id, summary, reply_type, outcome \
+            "SELECT received_at, openid, msg_type, event, msg_id, summary, reply_type, outcome, \
+                    rule, latency_ms, reply \
              FROM inbound_log ORDER BY id DESC LIMIT $1",
         )
         .bind(i64::from(limit))
@@ -852,6 +876,7 @@ impl Backend for PostgresBackend {
         &self,
         log_before: i64,
         dedup_before: i64,
+        counts_before: i64,
         now: i64,
     ) -> Result<Pruned, StoreError> {
         self.tracked(async {
@@ -887,12 +912,18 @@ impl Backend for PostgresBackend {
                 .bind(now.saturating_sub(3_600).saturating_mul(1_000))
                 .execute(&mut *tx)
                 .await?;
+            let counts = sqlx::query("DELETE FROM log_counts WHERE hour < $1")
+                .bind(crate::store::console::hour_of(counts_before))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
             tx.commit().await?;
             Ok(Pruned {
                 log,
                 dedup,
                 sessions,
                 replay,
+                counts,
             })
         })
         .await

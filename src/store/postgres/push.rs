@@ -8,6 +8,7 @@ use sqlx::PgConnection;
 
 use super::PostgresBackend;
 use crate::store::StoreError;
+use crate::store::console::{self, push as counted};
 use crate::store::push::{
     Attempt, Claimed, GroupedPush, Inserted, KEY_PREFIX_LEN, KeyRow, NewPush, Outcome, PushRow,
     PushStore, RecipientRow, Topic,
@@ -391,8 +392,9 @@ impl PushStore for PostgresBackend {
             // Only while still being sent: a recipient that a finished job already settled is
             // left as it is. A failure or a retry counts only under our own lease: another
             // process may have taken the recipient over after our lease ran out.
+            let (mut sent_n, mut failed_n) = (0, 0);
             if !sent.seqs.is_empty() {
-                sqlx::query(
+                sent_n = sqlx::query(
                     "UPDATE push_recipients r SET state = 'sent', msgid = v.n, error = NULL, \
                        lease_owner = NULL, updated_at = $4 \
                      FROM UNNEST($1::bigint[], $2::text[], $3::bigint[]) AS v(seq, openid, n) \
@@ -403,7 +405,8 @@ impl PushStore for PostgresBackend {
                 .bind(&sent.numbers)
                 .bind(now)
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected();
             }
             if !retry.seqs.is_empty() {
                 sqlx::query(
@@ -424,7 +427,7 @@ impl PushStore for PostgresBackend {
                 .await?;
             }
             if !failed.seqs.is_empty() {
-                sqlx::query(
+                failed_n = sqlx::query(
                     "UPDATE push_recipients r SET state = 'failed', error = v.error, \
                        lease_owner = NULL, updated_at = $4 \
                      FROM UNNEST($1::bigint[], $2::text[], $3::text[]) AS v(seq, openid, error) \
@@ -437,7 +440,8 @@ impl PushStore for PostgresBackend {
                 .bind(now)
                 .bind(owner)
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected();
             }
             if !released.seqs.is_empty() {
                 sqlx::query(
@@ -454,6 +458,12 @@ impl PushStore for PostgresBackend {
                 .execute(&mut *tx)
                 .await?;
             }
+            // Last, as for a batch of the log: the rows every process adds to.
+            let counts = console::settled_counts(
+                now,
+                &[(counted::SENT, sent_n), (counted::FAILED, failed_n)],
+            );
+            super::console::add_counts(&mut tx, &counts).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -469,21 +479,38 @@ impl PushStore for PostgresBackend {
     ) -> Result<u64, StoreError> {
         self.tracked(async {
             let (state, error) = if delivered {
-                ("delivered", None)
+                (counted::DELIVERED, None)
             } else {
-                ("failed", Some(status))
+                (counted::FAILED, Some(status))
             };
-            Ok(sqlx::query(
-                "UPDATE push_recipients SET state = $2, error = $3, updated_at = $4 \
-                 WHERE msgid = $1 AND state IN ('sent', 'delivered', 'failed')",
+            // One statement: the recipient settled, and counted when it was sent until now (one
+            // settled already, the event come twice, is settled again as this one says and not
+            // counted again).
+            let changed: i64 = sqlx::query_scalar(
+                "WITH was AS ( \
+                     SELECT push_seq, openid, state FROM push_recipients \
+                     WHERE msgid = $1 AND state IN ('sent', 'delivered', 'failed') FOR UPDATE \
+                 ), settled AS ( \
+                     UPDATE push_recipients r SET state = $2, error = $3, updated_at = $4 \
+                     FROM was WHERE r.push_seq = was.push_seq AND r.openid = was.openid \
+                     RETURNING was.state AS before \
+                 ), counted AS ( \
+                     INSERT INTO log_counts AS c (hour, dim, key, n) \
+                     SELECT $5, $6, $2, COUNT(*) FROM settled WHERE before = 'sent' \
+                     HAVING COUNT(*) > 0 \
+                     ON CONFLICT (hour, dim, key) DO UPDATE SET n = c.n + EXCLUDED.n \
+                 ) \
+                 SELECT COUNT(*) FROM settled",
             )
             .bind(msgid)
             .bind(state)
             .bind(error)
             .bind(now)
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
+            .bind(console::hour_of(now))
+            .bind(console::dim::PUSH)
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(u64::try_from(changed).unwrap_or(0))
         })
         .await
     }
@@ -684,8 +711,12 @@ async fn insert_group<'a>(
     }
     // Topic members added to the counts.
     let mut stored = stored.into_iter();
-    Ok(outcome
+    let outcome: Vec<Option<Inserted>> = outcome
         .into_iter()
         .map(|inserted| inserted.and_then(|_| stored.next()))
-        .collect())
+        .collect();
+    // Last: every process's pushes add to the same row (this hour's), whose lock is then held
+    // only while the transaction commits.
+    super::console::add_counts(conn, &console::accepted_counts(all, &outcome)).await?;
+    Ok(outcome)
 }

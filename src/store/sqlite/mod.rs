@@ -31,6 +31,7 @@ use crate::support::clock::unix_now;
 
 mod admin;
 mod apps;
+mod console;
 mod push;
 
 static MIGRATOR: Migrator = sqlx::migrate!("src/store/migrations");
@@ -749,7 +750,8 @@ impl Backend for SqliteBackend {
             for rows in statement_chunks(&batch.log) {
                 let mut insert = QueryBuilder::<Sqlite>::new(
                     "INSERT INTO inbound_log \
-                       (received_at, openid, msg_type, event, msg_id, summary, reply_type, outcome) ",
+                       (received_at, openid, msg_type, event, msg_id, summary, reply_type, \
+                        outcome, rule, latency_ms, reply) ",
                 );
                 insert.push_values(rows, |mut row, e| {
                     row.push_bind(e.received_at)
@@ -759,10 +761,14 @@ impl Backend for SqliteBackend {
                         .push_bind(&e.msg_id)
                         .push_bind(&e.summary)
                         .push_bind(&e.reply_type)
-                        .push_bind(&e.outcome);
+                        .push_bind(&e.outcome)
+                        .push_bind(&e.rule)
+                        .push_bind(e.latency_ms)
+                        .push_bind(&e.reply);
                 });
                 insert.build().execute(&mut *tx).await?;
             }
+            console::add_counts(&mut tx, &batch.counts).await?;
             for rows in statement_chunks(&batch.dedup) {
                 let mut insert = QueryBuilder::<Sqlite>::new(
                     "INSERT INTO dedup (key, owner, state, reply, reply_time, updated_at) ",
@@ -849,7 +855,8 @@ impl Backend for SqliteBackend {
 
     async fn recent_log(&self, limit: u32) -> Result<Vec<LogEntry>, StoreError> {
         Ok(sqlx::query_as::<_, LogEntry>(
-            "SELECT received_at, openid, msg_type, event, msg_id, summary, reply_type, outcome \
+            "SELECT received_at, openid, msg_type, event, msg_id, summary, reply_type, outcome, \
+                    rule, latency_ms, reply \
              FROM inbound_log ORDER BY id DESC LIMIT ?1",
         )
         .bind(i64::from(limit))
@@ -994,6 +1001,7 @@ impl Backend for SqliteBackend {
         &self,
         log_before: i64,
         dedup_before: i64,
+        counts_before: i64,
         now: i64,
     ) -> Result<Pruned, StoreError> {
         self.tracked(async {
@@ -1024,11 +1032,17 @@ impl Backend for SqliteBackend {
                 .bind(now.saturating_sub(3_600).saturating_mul(1_000))
                 .execute(&self.writer)
                 .await?;
+            let counts = sqlx::query("DELETE FROM log_counts WHERE hour < ?1")
+                .bind(crate::store::console::hour_of(counts_before))
+                .execute(&self.writer)
+                .await?
+                .rows_affected();
             Ok(Pruned {
                 log,
                 dedup,
                 sessions,
                 replay,
+                counts,
             })
         })
         .await

@@ -7,6 +7,7 @@ use sqlx::sqlite::SqliteConnection;
 
 use super::SqliteBackend;
 use crate::store::StoreError;
+use crate::store::console::{self, push as counted};
 use crate::store::push::{
     Attempt, Claimed, GroupedPush, Inserted, KEY_PREFIX_LEN, KeyRow, NewPush, Outcome, PushRow,
     PushStore, RecipientRow, Topic,
@@ -427,6 +428,7 @@ impl PushStore for SqliteBackend {
     ) -> Result<(), StoreError> {
         self.tracked(async {
             let mut tx = self.writer.begin().await?;
+            let (mut sent, mut failed) = (0, 0);
             for Outcome {
                 push_seq,
                 openid,
@@ -480,8 +482,16 @@ impl PushStore for SqliteBackend {
                     .bind(now)
                     .bind(owner),
                 };
-                query.execute(&mut *tx).await?;
+                let changed = query.execute(&mut *tx).await?.rows_affected();
+                match attempt {
+                    Attempt::Sent { .. } => sent += changed,
+                    Attempt::Failed { .. } => failed += changed,
+                    Attempt::Retry { .. } | Attempt::Released => {}
+                }
             }
+            let counts =
+                console::settled_counts(now, &[(counted::SENT, sent), (counted::FAILED, failed)]);
+            super::console::add_counts(&mut tx, &counts).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -497,21 +507,43 @@ impl PushStore for SqliteBackend {
     ) -> Result<u64, StoreError> {
         self.tracked(async {
             let (state, error) = if delivered {
-                ("delivered", None)
+                (counted::DELIVERED, None)
             } else {
-                ("failed", Some(status))
+                (counted::FAILED, Some(status))
             };
-            Ok(sqlx::query(
+            let mut tx = self.writer.begin().await?;
+            // The recipient that was sent is settled, and counted; one settled already (the
+            // event came twice) is settled again as this one says, and not counted again.
+            let settled = sqlx::query(
                 "UPDATE push_recipients SET state = ?2, error = ?3, updated_at = ?4 \
-             WHERE msgid = ?1 AND state IN ('sent', 'delivered', 'failed')",
+                 WHERE msgid = ?1 AND state = 'sent'",
             )
             .bind(msgid)
             .bind(state)
             .bind(error)
             .bind(now)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?
-            .rows_affected())
+            .rows_affected();
+            let changed = if settled > 0 {
+                let counts = console::settled_counts(now, &[(state, settled)]);
+                super::console::add_counts(&mut tx, &counts).await?;
+                settled
+            } else {
+                sqlx::query(
+                    "UPDATE push_recipients SET state = ?2, error = ?3, updated_at = ?4 \
+                     WHERE msgid = ?1 AND state IN ('delivered', 'failed')",
+                )
+                .bind(msgid)
+                .bind(state)
+                .bind(error)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+            };
+            tx.commit().await?;
+            Ok(changed)
         })
         .await
     }
@@ -715,10 +747,12 @@ async fn insert_group(
     }
     // Topic members added to the counts.
     let mut stored = stored.into_iter();
-    Ok(outcome
+    let outcome: Vec<Option<Inserted>> = outcome
         .into_iter()
         .map(|inserted| inserted.and_then(|_| stored.next()))
-        .collect())
+        .collect();
+    super::console::add_counts(conn, &console::accepted_counts(all, &outcome)).await?;
+    Ok(outcome)
 }
 
 /// The `client_msg_id` of a push's `index`-th listed recipient: the same on every attempt.
