@@ -198,7 +198,10 @@ fn next_target(console: &Console, next: Option<&str>) -> String {
             if (n == base || n.starts_with(&format!("{base}/")))
                 && !n.contains("//")
                 && !n.contains('\\')
-                && !n.contains("/login") =>
+                && !n.contains("/login")
+                // A browser resolves `..` (and `%2e%2e`) before asking: out of the console.
+                && !n.contains("..")
+                && !n.to_ascii_lowercase().contains("%2e") =>
         {
             n.to_owned()
         }

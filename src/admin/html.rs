@@ -3,7 +3,7 @@
 use axum::extract::Path;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use maud::{DOCTYPE, Markup, PreEscaped, html};
+use maud::{DOCTYPE, Markup, html};
 
 use super::Console;
 use super::auth::Session;
@@ -199,11 +199,6 @@ pub fn ago(seconds: i64) -> String {
         3_600..86_400 => format!("{} h", s / 3_600),
         _ => format!("{} d", s / 86_400),
     }
-}
-
-/// Marks text the templates must not escape: only for markup huixin builds itself.
-pub fn trusted(markup: String) -> PreEscaped<String> {
-    PreEscaped(markup)
 }
 
 /// A query string from pairs, leaving out empty values.

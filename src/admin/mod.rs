@@ -38,7 +38,6 @@ use crate::push::Pushes;
 use crate::rules::Rules;
 use crate::store::{Store, StoreError};
 use crate::support::buckets::Buckets;
-use crate::webhooks::Webhooks;
 
 pub use auth::{LoginLink, hash_password, login_link};
 
@@ -54,7 +53,6 @@ struct Inner {
     rules: Option<Arc<Rules>>,
     pushes: Pushes,
     apps: Apps,
-    webhooks: Webhooks,
     client: Option<Client>,
     /// Whether anyone may sign in: a password is set, or dev mode.
     enabled: bool,
@@ -94,8 +92,6 @@ pub struct Parts {
     pub pushes: Pushes,
     /// The platform for app developers.
     pub apps: Apps,
-    /// The webhook outbox.
-    pub webhooks: Webhooks,
     /// WeChat's API, when credentials are set.
     pub client: Option<Client>,
     /// Dev mode (`huixin serve --dev`): the console is on without a password.
@@ -123,7 +119,6 @@ impl Console {
                 rules: parts.rules,
                 pushes: parts.pushes,
                 apps: parts.apps,
-                webhooks: parts.webhooks,
                 client: parts.client,
             }),
         }

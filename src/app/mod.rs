@@ -302,7 +302,6 @@ impl Builder {
             rules: rules.clone(),
             pushes: pushes.clone(),
             apps: platform.clone(),
-            webhooks: webhooks.clone(),
             client: client.clone(),
             dev: self.dev,
         });

@@ -44,7 +44,7 @@ fn render(console: &Console, session: &Session, form: &TestForm, result: Option<
                     section.errors {
                         h2 { "The last reload failed" }
                         p { "At " (status.failed_at.map(|t| console.time(t)).unwrap_or_default())
-                            ". The rules above it stay live until the files load again." }
+                            ". The rules listed below stay live until the files load again." }
                         ul {
                             @for e in &status.errors {
                                 li.error {
