@@ -48,4 +48,4 @@ fi
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked
-cargo test --locked --bench protocol --bench rules --bench outbound --bench push
+cargo test --locked --bench protocol --bench rules --bench outbound --bench push --bench metrics

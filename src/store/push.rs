@@ -371,6 +371,9 @@ pub trait PushStore: Send + Sync {
     ) -> Result<Option<(i64, String)>, StoreError>;
     /// When the next recipient is due (milliseconds), if any is waiting.
     async fn push_next_due(&self) -> Result<Option<i64>, StoreError>;
+    /// Recipients waiting or being sent (`pending` and `sending`): the delivery queue's depth,
+    /// counted through the partial indexes that hold only those rows.
+    async fn push_queue_depth(&self) -> Result<u64, StoreError>;
     /// Deletes one push (with its recipients, and so its detail page); false when there was
     /// none.
     async fn push_delete(&self, seq: i64) -> Result<bool, StoreError>;
