@@ -941,8 +941,7 @@ impl Pushes {
         };
         let recipients = usize::try_from(stored.recipients).unwrap_or(usize::MAX);
         tracing::info!(push = %id, seq = stored.seq, source, target = %target, recipients, "push accepted");
-        self.metrics()
-            .push_accepted(source, u64::try_from(stored.recipients).unwrap_or(0));
+        self.metrics().push_accepted(source, stored.recipients);
         self.wake();
         Ok(Accepted {
             detail_url: self.detail_url(&id),
