@@ -48,4 +48,5 @@ fi
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked
-cargo test --locked --bench protocol --bench rules --bench outbound --bench push --bench console
+cargo test --locked --bench protocol --bench rules --bench outbound --bench push --bench console \
+  --bench metrics

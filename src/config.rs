@@ -25,6 +25,7 @@ pub const ENV_PREFIX: &str = "HUIXIN_";
 /// Sections of the config; `HUIXIN_<SECTION>_<KEY>` maps to `[section] key`.
 const SECTIONS: &[&str] = &[
     "server", "wechat", "storage", "rules", "bot", "push", "apps", "admin", "emulator", "log",
+    "metrics",
 ];
 
 /// The whole configuration.
@@ -56,6 +57,8 @@ pub struct Config {
     pub emulator: EmulatorConfig,
     /// `[log]`: logging.
     pub log: LogConfig,
+    /// `[metrics]`: Prometheus metrics at `/metrics`.
+    pub metrics: MetricsConfig,
 }
 
 /// `[server]`.
@@ -580,6 +583,34 @@ impl Default for LogConfig {
     }
 }
 
+/// The shortest `[metrics] token` accepted.
+pub const MIN_METRICS_TOKEN_LEN: usize = 16;
+
+/// `[metrics]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `enabled`: count what happens, for `/metrics`. Off, the instrumentation costs nothing
+    /// and `/metrics` answers 404. Default true.
+    pub enabled: bool,
+    /// `token`: `/metrics` on the main listener answers only requests with `Authorization:
+    /// Bearer <token>` (at least 16 characters). Default empty: not served there.
+    pub token: Secret,
+    /// `listen`: a second listener serving `/metrics` without a token, meant for a private
+    /// address (`127.0.0.1:9464`). Default empty: none.
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            token: Secret::default(),
+            listen: String::new(),
+        }
+    }
+}
+
 /// A secret string: never printed by `Debug`, so a logged config leaks nothing.
 #[derive(Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
@@ -776,7 +807,29 @@ impl Config {
             return invalid("[wechat] api_base must be an http(s) URL".into());
         }
         self.admin.validate()?;
+        self.validate_metrics()?;
         self.validate_rules_and_bot()
+    }
+
+    fn validate_metrics(&self) -> Result<(), ConfigError> {
+        let metrics = &self.metrics;
+        let token = metrics.token.expose();
+        if !token.is_empty() && token.chars().count() < MIN_METRICS_TOKEN_LEN {
+            return Err(ConfigError::Invalid(format!(
+                "[metrics] token must be at least {MIN_METRICS_TOKEN_LEN} characters (it is \
+                 all that guards /metrics on the public listener)"
+            )));
+        }
+        let listen = metrics.listen.trim();
+        // Port 0 picks a free port for each: the same text is then two addresses.
+        if !listen.is_empty() && listen == self.server.listen.trim() && !listen.ends_with(":0") {
+            return Err(ConfigError::Invalid(
+                "[metrics] listen must differ from [server] listen (leave it empty to serve \
+                 /metrics on the main listener, with [metrics] token)"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -1007,6 +1060,8 @@ const STRING_KEYS: &[(&str, &str)] = &[
     ("emulator", "listen"),
     ("emulator", "callback_url"),
     ("log", "level"),
+    ("metrics", "token"),
+    ("metrics", "listen"),
 ];
 
 /// `HUIXIN_WECHAT_APP_ID` for `[wechat] app_id`.
@@ -1130,6 +1185,19 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn metrics_are_on_by_default_and_a_token_must_be_long() {
+        let c = Config::from_toml("").unwrap();
+        assert!(c.metrics.enabled);
+        assert!(c.metrics.token.is_empty() && c.metrics.listen.is_empty());
+        let err = Config::from_toml("[metrics]\ntoken = \"short\"").unwrap_err();
+        assert!(err.to_string().contains("[metrics] token"), "{err}");
+        let err = Config::from_toml("[metrics]\nlisten = \"127.0.0.1:8080\"").unwrap_err();
+        assert!(err.to_string().contains("[metrics] listen"), "{err}");
+        let c = Config::from_toml("[metrics]\ntoken = \"0123456789abcdef\"").unwrap();
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //! - [`wechat`]: the callback protocol, pure: signatures, AES, XML parsing into typed
 //!   messages, reply rendering. No I/O.
 //! - [`config`]: `huixin.toml`, `HUIXIN_*` variables and `.env`.
+//! - [`metrics`]: Prometheus metrics, one set per app, rendered at `/metrics`; the recent
+//!   errors and counts the operator console shows.
 //! - [`store`]: persistent state (sqlx; SQLite by default) and its migrations.
 //! - [`bot`]: the dispatcher: routes of async handlers behind filters, middleware around them
 //!   (dedup of retries, the deadline watchdog, followers, the message log, blocklist, rate
@@ -69,6 +71,7 @@ pub mod bot;
 pub mod cli;
 pub mod config;
 pub mod emulator;
+pub mod metrics;
 pub mod outbound;
 pub mod push;
 pub mod rules;

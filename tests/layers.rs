@@ -14,6 +14,7 @@ const ORDER: &[&str] = &[
     "telemetry",
     "wechat",
     "config",
+    "metrics",
     "store",
     "bot",
     "rules",

@@ -1183,6 +1183,14 @@ mod suite {
             .expect("outcomes recorded");
     }
 
+    async fn queue_depth(store: &Store) -> u64 {
+        store
+            .backend()
+            .push_queue_depth()
+            .await
+            .expect("queue depth reads")
+    }
+
     async fn next_due(store: &Store) -> Option<i64> {
         store
             .backend()
@@ -2080,7 +2088,9 @@ mod suite {
 
     pub async fn push_next_due_tracks_pending_and_leases(store: &Store) {
         assert_eq!(next_due(store).await, None, "an empty store");
+        assert_eq!(queue_depth(store).await, 0);
         let seq = push(store, "pDue001", "users:2", T, &["o_1", "o_2"]).await;
+        assert_eq!(queue_depth(store).await, 2, "both pending");
         let due = next_due(store).await;
         assert!(
             matches!(due, Some(t) if t <= T_MS),
@@ -2125,8 +2135,14 @@ mod suite {
         assert_eq!(openids(&again), [short.as_str()]);
         assert_eq!(next_due(store).await, Some(T_MS + 40_000), "its lease");
 
+        assert_eq!(queue_depth(store).await, 2, "one sending, one pending");
         // Settled for good: nothing is waiting.
         settle(store, "w1", &[outcome(seq, &short, sent(1))], T + 3).await;
+        assert_eq!(
+            queue_depth(store).await,
+            1,
+            "a sent recipient left the queue"
+        );
         assert_eq!(
             next_due(store).await,
             Some(T_MS + 50_000),
@@ -5040,6 +5056,9 @@ mod writer {
             unreachable!()
         }
         async fn push_finished(&self, _: i64, _: bool, _: &str, _: i64) -> Result<u64, StoreError> {
+            unreachable!()
+        }
+        async fn push_queue_depth(&self) -> Result<u64, StoreError> {
             unreachable!()
         }
         async fn push_next_due(&self) -> Result<Option<i64>, StoreError> {

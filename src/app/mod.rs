@@ -33,6 +33,7 @@
 //! back the recipients it claimed but did not start; stop the background loops; write what
 //! the store still has queued.
 
+pub mod metrics;
 pub mod pipeline;
 mod upkeep;
 
@@ -52,6 +53,7 @@ use crate::bot::late::{LateReplies, LogLateReplies};
 use crate::bot::tasks::Tasks;
 use crate::bot::{Filter, Handler, Middleware, Router};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::outbound::{self, Client};
 use crate::push::{self, Pushes};
 use crate::rules::api::ScriptModule;
@@ -233,11 +235,14 @@ impl Builder {
         let (token, token_source) = server::resolve_token(&config, &store).await?;
         let protocol = config.wechat.protocol(&token)?;
         let tasks = Tasks::new();
-        let pushes = Pushes::new(&config, store.clone());
+        let metrics = Metrics::enabled(config.metrics.enabled);
+        watch_store(&metrics, &store);
+        let pushes = Pushes::with_metrics(&config, store.clone(), metrics.clone());
         // Without credentials there is no client: late replies are logged, and the rules'
         // send functions say what is missing.
-        let client = Client::new(&config.wechat, Some(store.clone())).ok();
-        let webhooks = Webhooks::new(&config, store.clone());
+        let client =
+            Client::with_metrics(&config.wechat, Some(store.clone()), metrics.clone()).ok();
+        let webhooks = Webhooks::with_metrics(&config, store.clone(), metrics.clone());
         let platform = Apps::new(&config, pushes.clone(), client.clone(), webhooks.clone());
         platform.reload().await?;
         webhooks.set_answer_hook(apps::bot::answer_hook(client.clone()));
@@ -268,7 +273,7 @@ impl Builder {
                 extensions.insert(pushes.clone());
                 extensions.insert(platform.clone());
                 let (layers, services) =
-                    pipeline::layers(&config, &store, late, extensions, &tasks).await?;
+                    pipeline::layers(&config, &store, late, extensions, &tasks, &metrics).await?;
                 let router = push::bot::routes(layers, pushes.clone());
                 let router = apps::bot::routes(router, platform.clone()).merge(self.user);
                 let router = match &rules {
@@ -277,6 +282,7 @@ impl Builder {
                         Arc::clone(rules),
                         services,
                         Some(platform.clone()),
+                        metrics.clone(),
                     ),
                     None => router,
                 };
@@ -294,6 +300,7 @@ impl Builder {
             tasks.clone(),
             &config.server.path,
             config.server.body_limit,
+            metrics.clone(),
         );
         state.replay().preload(&store).await;
         let console = admin::Console::new(admin::Parts {
@@ -311,7 +318,16 @@ impl Builder {
             .merge(apps::api::routes(platform.clone()))
             .merge(apps::wxpusher::routes(platform.clone()))
             .merge(webhooks::api::routes(webhooks.clone(), pushes.clone()))
+            .merge(metrics::routes(
+                metrics.clone(),
+                store.clone(),
+                &config.metrics,
+            ))
             .merge(self.http);
+        // Last, so that it measures every route above, the user's included.
+        let router = crate::metrics::http::layer(router, &metrics);
+        let metrics_addr =
+            metrics::spawn_listener(&metrics, &store, &config.metrics, &tasks).await?;
         let outbox = {
             let stop = CancellationToken::new();
             let worker = webhooks::spawn(webhooks.clone(), stop.clone().cancelled_owned());
@@ -344,8 +360,24 @@ impl Builder {
             token_source,
             limits: self.limits,
             worker: Mutex::new(worker),
+            metrics,
+            metrics_addr,
         })
     }
+}
+
+/// Reads `store`'s writer counters at every scrape, and lists the batches it gives up among
+/// the recent errors.
+fn watch_store(metrics: &Metrics, store: &Store) {
+    let stats = store.writer_stats();
+    metrics.watch_store(move || stats.snapshot());
+    let errors = metrics.clone();
+    store.set_error_hook(Arc::new(move |error: &StoreError, writes: usize| {
+        errors.record_error(
+            "store",
+            format_args!("a batch of {writes} writes was lost: {error}"),
+        );
+    }));
 }
 
 /// The product, built: see the [module documentation](self).
@@ -365,6 +397,8 @@ pub struct App {
     token_source: TokenSource,
     limits: Limits,
     worker: Mutex<Option<Worker>>,
+    metrics: Metrics,
+    metrics_addr: Option<SocketAddr>,
 }
 
 /// How often the live apps are reread (apps made or changed by the CLI or another process).
@@ -481,6 +515,17 @@ impl App {
     /// The live rules (none when the bot was replaced or built without rules).
     pub fn rules(&self) -> Option<&Arc<Rules>> {
         self.rules.as_ref()
+    }
+
+    /// Its metrics: what `/metrics` renders, and the recent errors and counts the operator
+    /// console shows.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Where `[metrics] listen` serves `/metrics`, once bound (none when it is empty).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The work and background loops it started.
@@ -640,6 +685,22 @@ impl App {
             println!("console: {base}/admin");
         } else {
             println!("console: off (set [admin] password; `huixin admin hash-password` makes one)");
+        }
+        match (
+            self.metrics.is_enabled(),
+            self.metrics_addr,
+            config.metrics.token.is_empty(),
+        ) {
+            (false, _, _) => println!("metrics: off ([metrics] enabled = false)"),
+            (true, Some(at), _) => {
+                println!("metrics: http://{at}/metrics (no key: keep it private)")
+            }
+            (true, None, false) => {
+                println!("metrics: /metrics with Authorization: Bearer <[metrics] token>")
+            }
+            (true, None, true) => {
+                println!("metrics: counted, not served (set [metrics] token or [metrics] listen)")
+            }
         }
         println!(
             "huixin listening on http://{addr}{} ({} mode)",

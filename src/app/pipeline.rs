@@ -18,8 +18,9 @@ use crate::bot::middleware::log::InboundLog;
 use crate::bot::middleware::rate_limit::RateLimit;
 use crate::bot::middleware::trace::Trace;
 use crate::bot::tasks::Tasks;
-use crate::bot::{Context, Flow, Router, filter};
+use crate::bot::{Context, Flow, Replier, Router, filter};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::rules::Rules;
 use crate::rules::context::Services;
 use crate::store::{Store, StoreError};
@@ -32,12 +33,14 @@ const BLOCKLIST_REFRESH: Duration = Duration::from_secs(10);
 /// the services rules use (the store, the blocklist the `blocklist` layer consults, the
 /// `extensions` other modules give their script functions, the app's tasks). Background loops
 /// (the blocklist's and dedup's readers of other processes' writes) run as `tasks`' loops.
+/// `dedup` and `deadline` count retries, misses and late replies into `metrics`.
 pub async fn layers(
     config: &Config,
     store: &Store,
     late: Arc<dyn LateReplies>,
     extensions: Extensions,
     tasks: &Tasks,
+    metrics: &Metrics,
 ) -> Result<(Router, Services), StoreError> {
     let bot = &config.bot;
     let deadline = Duration::from_millis(bot.reply_deadline_ms);
@@ -57,10 +60,12 @@ pub async fn layers(
                     Arc::clone(&late),
                     Some(store.clone()),
                     log_retries,
-                );
+                )
+                .with_metrics(metrics.clone());
                 router.layer(dedup)
             }
-            "deadline" => router.layer(Deadline::new(deadline, Arc::clone(&late))),
+            "deadline" => router
+                .layer(Deadline::new(deadline, Arc::clone(&late)).with_metrics(metrics.clone())),
             "followers" => router.layer(Followers::new(store.clone())),
             "log" => router.layer(InboundLog::new(store.clone())),
             "blocklist" => router.layer(BlocklistLayer(Arc::clone(&blocklist))),
@@ -87,21 +92,36 @@ pub async fn layers(
 
 /// Adds the route that runs `rules` (a catch-all: routes added after it never run). With
 /// `platform`, the message then goes to the webhooks, and when no rule replied a webhook that
-/// may answer is asked for the reply ([`apps::bot::after_rules`]).
+/// may answer is asked for the reply ([`apps::bot::after_rules`]). Each run's time, and its
+/// failure, go to `metrics`.
 pub fn with_rules(
     router: Router,
     rules: Arc<Rules>,
     services: Services,
     platform: Option<Apps>,
+    metrics: Metrics,
 ) -> Router {
     router.route(filter::any(), move |ctx: Context| {
         let rules = Arc::clone(&rules);
         let services = services.clone();
         let platform = platform.clone();
+        let metrics = metrics.clone();
         async move {
+            // No clock read when the metrics are off.
+            let started = metrics.is_enabled().then(std::time::Instant::now);
             let outcome = rules.run(Arc::clone(&ctx.message), services).await;
+            if let Some(started) = started {
+                metrics.rule_run(started.elapsed());
+            }
+            if let Some(error) = &outcome.error {
+                metrics.script_error(error);
+            }
             if let Some(origin) = &outcome.replied_by {
-                ctx.trail.set_replied_by(origin.to_string());
+                // The rule's own `Arc`: no string made per message.
+                ctx.trail.set_replied_by(Replier::Rule {
+                    file: Arc::clone(&origin.file),
+                    line: origin.line,
+                });
             }
             if outcome.secret {
                 ctx.trail.set_secret();
@@ -110,7 +130,7 @@ pub fn with_rules(
             if let Some(platform) = &platform
                 && let Some(reply) = apps::bot::after_rules(platform, &ctx.message, replied).await
             {
-                ctx.trail.set_replied_by("webhook".to_owned());
+                ctx.trail.set_replied_by(Replier::Named("webhook"));
                 return Flow::Reply(reply);
             }
             Flow::Reply(outcome.reply)

@@ -193,6 +193,42 @@ impl std::fmt::Display for Outcome {
     }
 }
 
+/// Who replied to a message, as its [`Trail`] records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replier {
+    /// A rule, declared at `file:line` (shown so).
+    Rule {
+        /// The file, relative to the rules folder.
+        file: Arc<str>,
+        /// The line of the declaration.
+        line: usize,
+    },
+    /// Something that is not a rule, by name (`webhook`).
+    Named(&'static str),
+}
+
+impl std::fmt::Display for Replier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Rule { file, line } => write!(f, "{file}:{line}"),
+            Self::Named(name) => f.write_str(name),
+        }
+    }
+}
+
+impl Replier {
+    /// The `rule` label of the metrics.
+    pub fn label(&self) -> crate::metrics::RuleLabel {
+        match self {
+            Self::Rule { file, line } => crate::metrics::RuleLabel::Rule {
+                file: Arc::clone(file),
+                line: *line,
+            },
+            Self::Named(name) => crate::metrics::RuleLabel::Named(name),
+        }
+    }
+}
+
 /// What happened to one message on its way through the pipeline, for the layers that report
 /// on it (the inbound log) and for the HTTP edge: whether the deadline passed, whether a
 /// layer answered for it, the `CreateTime` its reply must carry.
@@ -201,7 +237,7 @@ pub struct Trail {
     late: AtomicBool,
     outcome: Mutex<Option<Outcome>>,
     secret: AtomicBool,
-    replied_by: Mutex<Option<String>>,
+    replied_by: Mutex<Option<Replier>>,
     create_time: Mutex<Option<i64>>,
 }
 
@@ -238,13 +274,13 @@ impl Trail {
         *self.outcome.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The rule that replied (`file:line`).
-    pub fn set_replied_by(&self, rule: String) {
-        *self.replied_by.lock().unwrap_or_else(|p| p.into_inner()) = Some(rule);
+    /// The rule (or the webhook) that replied.
+    pub fn set_replied_by(&self, replier: Replier) {
+        *self.replied_by.lock().unwrap_or_else(|p| p.into_inner()) = Some(replier);
     }
 
-    /// The rule that replied, if a rule did.
-    pub fn replied_by(&self) -> Option<String> {
+    /// The rule (or the webhook) that replied, if one did.
+    pub fn replied_by(&self) -> Option<Replier> {
         self.replied_by
             .lock()
             .unwrap_or_else(|p| p.into_inner())

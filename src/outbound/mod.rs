@@ -36,6 +36,7 @@ pub use template::{TemplateMessage, TemplateSent};
 pub use token::TokenManager;
 
 use crate::config::WechatConfig;
+use crate::metrics::{ErrCode, Metrics};
 use crate::store::{Store, StoreError};
 
 /// Token errors worth one refresh and retry: invalid credential, invalid token, expired.
@@ -111,6 +112,36 @@ impl ApiError {
     /// Whether the error says the call's access token was bad.
     pub fn is_token_error(&self) -> bool {
         self.errcode().is_some_and(|c| TOKEN_ERRORS.contains(&c))
+    }
+}
+
+/// The metrics' errcode label of a failed request, and what to tell the console (never a URL:
+/// the token endpoint's carries the secret).
+fn failure(e: &ApiError) -> (ErrCode, String) {
+    match e {
+        ApiError::Api {
+            errcode, errmsg, ..
+        } => (ErrCode::Code(*errcode), errmsg.clone()),
+        ApiError::Network { source, .. } => (ErrCode::Other("network"), source.to_string()),
+        ApiError::Status { status, .. } => (ErrCode::Other("http"), format!("HTTP {status}")),
+        ApiError::Decode { detail, .. } => (ErrCode::Other("decode"), detail.clone()),
+        other => (ErrCode::Other("other"), other.to_string()),
+    }
+}
+
+/// Counts one request to `api` and, when it failed, its error (a JSON answer with a non-zero
+/// errcode, or no usable answer).
+fn count(metrics: &Metrics, api: &'static str, answer: &Result<Value, ApiError>) {
+    metrics.api_call(api);
+    match answer {
+        Ok(value) => match errcode(value) {
+            0 => {}
+            code => metrics.api_error(api, ErrCode::Code(code), &errmsg(value)),
+        },
+        Err(e) => {
+            let (code, detail) = failure(e);
+            metrics.api_error(api, code, &detail);
+        }
     }
 }
 
@@ -212,6 +243,7 @@ struct Inner {
     app_id: String,
     secret: crate::config::Secret,
     tokens: TokenManager,
+    metrics: Metrics,
 }
 
 /// WeChat's API for one account. Cheap to clone.
@@ -234,6 +266,15 @@ impl Client {
     /// A client for the account of `config`, sharing its token through `store` (several
     /// processes on one database then share one token and one refresh).
     pub fn new(config: &WechatConfig, store: Option<Store>) -> Result<Self, ApiError> {
+        Self::with_metrics(config, store, Metrics::default())
+    }
+
+    /// [`Client::new`], counting every request, error and token refresh into `metrics`.
+    pub fn with_metrics(
+        config: &WechatConfig,
+        store: Option<Store>,
+        metrics: Metrics,
+    ) -> Result<Self, ApiError> {
         if config.app_id.is_empty() || config.app_secret.is_empty() {
             return Err(ApiError::NotConfigured);
         }
@@ -247,7 +288,8 @@ impl Client {
             config.token_endpoint,
             config.token_refresh_margin_secs,
             store,
-        );
+        )
+        .with_metrics(metrics.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
@@ -255,8 +297,14 @@ impl Client {
                 app_id: config.app_id.clone(),
                 secret: config.app_secret.clone(),
                 tokens,
+                metrics,
             }),
         })
+    }
+
+    /// The metrics its requests are counted in.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     /// The account's app id.
@@ -291,6 +339,13 @@ impl Client {
             query.extend(call.query.iter().map(|(k, v)| (*k, v.clone())));
             let result = self.send(&call, &query).await;
             let retry_transient = call.repeatable && attempt < MAX_ATTEMPTS;
+            match &result {
+                // Not an error: the earlier attempt went through (below).
+                Ok(value) if attempt > 1 && call.done_if_repeated == Some(errcode(value)) => {
+                    self.inner.metrics.api_call(call.path);
+                }
+                _ => count(&self.inner.metrics, call.path, &result),
+            }
             match result {
                 Ok(value) => match errcode(&value) {
                     0 => return Ok(value),
@@ -367,7 +422,9 @@ impl Client {
         query: &[(&str, String)],
     ) -> Result<T, ApiError> {
         let url = format!("{}{}", self.inner.base, path);
-        let value = exchange(path, self.inner.http.get(&url).query(query)).await?;
+        let answer = exchange(path, self.inner.http.get(&url).query(query)).await;
+        count(&self.inner.metrics, path, &answer);
+        let value = answer?;
         match errcode(&value) {
             0 => decode(path, value),
             code => Err(ApiError::Api {

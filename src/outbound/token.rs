@@ -22,8 +22,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{ApiError, errcode, errmsg, exchange};
+use super::{ApiError, count, errcode, errmsg, exchange};
 use crate::config::{Secret, TokenEndpoint};
+use crate::metrics::Metrics;
 use crate::store::{NewToken, Store};
 use crate::support::clock::unix_now;
 
@@ -84,6 +85,7 @@ pub struct TokenManager {
     cached: Mutex<Option<Cached>>,
     flight: tokio::sync::Mutex<()>,
     fetches: AtomicU64,
+    metrics: Metrics,
 }
 
 struct Fetched {
@@ -114,7 +116,14 @@ impl TokenManager {
             cached: Mutex::new(None),
             flight: tokio::sync::Mutex::new(()),
             fetches: AtomicU64::new(0),
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Counts token requests (and their errors) into `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Token requests this manager made (for diagnostics and tests).
@@ -363,8 +372,15 @@ impl TokenManager {
         Ok(fetched)
     }
 
-    /// One token request (retried on a busy platform or a network error: it is harmless).
+    /// One token request (retried on a busy platform or a network error: it is harmless),
+    /// counted as a refresh, good or failed.
     async fn fetch(&self, force: bool) -> Result<Fetched, ApiError> {
+        let fetched = self.fetch_once(force).await;
+        self.metrics.token_refresh(fetched.is_ok());
+        fetched
+    }
+
+    async fn fetch_once(&self, force: bool) -> Result<Fetched, ApiError> {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
@@ -391,6 +407,7 @@ impl TokenManager {
                 }
             };
             let answer = exchange(path, request).await;
+            count(&self.metrics, path, &answer);
             let retry = attempt < 3;
             match answer {
                 Ok(value) if errcode(&value) == 0 => {

@@ -429,8 +429,16 @@ async fn settle(pushes: &Pushes, owner: &str, batch: &[Outcome]) {
             .await
         {
             Ok(()) => {
+                count(pushes, batch);
                 for outcome in batch {
                     if let Attempt::Failed { error } = &outcome.attempt {
+                        pushes.metrics().record_error(
+                            "push",
+                            format_args!(
+                                "push #{} to {}: {error}",
+                                outcome.push_seq, outcome.openid
+                            ),
+                        );
                         pushes.settled(Settled::Failed {
                             push_seq: outcome.push_seq,
                             openid: outcome.openid.clone(),
@@ -447,6 +455,28 @@ async fn settle(pushes: &Pushes, owner: &str, batch: &[Outcome]) {
     }
     // The recipients stay `sending`; once the lease runs out they are tried again with the
     // same client_msg_id, which WeChat recognises.
+}
+
+/// Counts a batch of recorded outcomes by kind.
+fn count(pushes: &Pushes, batch: &[Outcome]) {
+    let metrics = pushes.metrics();
+    if !metrics.is_enabled() {
+        return;
+    }
+    let (mut sent, mut retried, mut failed) = (0, 0, 0);
+    for outcome in batch {
+        match outcome.attempt {
+            Attempt::Sent { .. } => sent += 1,
+            Attempt::Retry { .. } => retried += 1,
+            Attempt::Failed { .. } => failed += 1,
+            Attempt::Released => {}
+        }
+    }
+    metrics.push_recipients("sent", sent);
+    metrics.push_recipients("failed", failed);
+    if retried > 0 {
+        metrics.push_retries(retried);
+    }
 }
 
 /// Applies a `TEMPLATESENDJOBFINISH` event: a recipient is delivered on
@@ -469,8 +499,11 @@ pub fn job_finished(pushes: &Pushes, tasks: &Tasks, msgid: u64, status: SendStat
                 .await
             {
                 Ok(0) => continue,
-                Ok(_) => {
+                Ok(n) => {
                     tracing::debug!(msgid, status = %status, "push delivery confirmed");
+                    pushes
+                        .metrics()
+                        .push_recipients(if delivered { "delivered" } else { "failed" }, n);
                     pushes.settled(Settled::Finished {
                         msgid,
                         delivered,

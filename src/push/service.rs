@@ -11,6 +11,7 @@ use super::commit::{Committer, Queued, committer};
 use super::keys::{self, generate_key, generate_push_id, key_hash, valid_key, valid_topic};
 use super::render;
 use crate::config::{Config, PushConfig};
+use crate::metrics::Metrics;
 use crate::store::push::{KEY_PREFIX_LEN, KeyRow, PushRow, RecipientRow, Tally, Topic};
 use crate::store::{Store, StoreError};
 use crate::support::buckets::Buckets;
@@ -364,6 +365,7 @@ struct Inner {
     settled: RwLock<Option<SettledHook>>,
     /// What keys that authenticated stand for, by hash (see [`Pushes::authenticate_to_push`]).
     known_keys: std::sync::Mutex<std::collections::HashMap<String, Scope>>,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Pushes {
@@ -377,6 +379,12 @@ impl Pushes {
     /// public_url` (or, when that is empty, `http://` and the listen address until
     /// [`Pushes::set_public_base`] says otherwise).
     pub fn new(config: &Config, store: Store) -> Self {
+        Self::with_metrics(config, store, Metrics::default())
+    }
+
+    /// [`Pushes::new`], counting pushes accepted and what became of their recipients into
+    /// `metrics`.
+    pub fn with_metrics(config: &Config, store: Store, metrics: Metrics) -> Self {
         let base = if config.server.public_url.is_empty() {
             format!("http://{}", config.server.listen)
         } else {
@@ -400,6 +408,7 @@ impl Pushes {
                     && !config.wechat.app_secret.is_empty(),
                 known_keys: std::sync::Mutex::new(std::collections::HashMap::new()),
                 settled: RwLock::new(None),
+                metrics,
             }),
         }
     }
@@ -447,6 +456,11 @@ impl Pushes {
     /// The store.
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// The metrics pushes are counted in.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     /// Calls `hook` whenever a recipient's delivery ends for good (the platform tells apps of
@@ -927,6 +941,7 @@ impl Pushes {
         };
         let recipients = usize::try_from(stored.recipients).unwrap_or(usize::MAX);
         tracing::info!(push = %id, seq = stored.seq, source, target = %target, recipients, "push accepted");
+        self.metrics().push_accepted(source, stored.recipients);
         self.wake();
         Ok(Accepted {
             detail_url: self.detail_url(&id),

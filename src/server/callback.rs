@@ -19,7 +19,8 @@ use futures_util::FutureExt;
 use tracing::{debug, error, warn};
 
 use super::CallbackState;
-use crate::bot::{BotError, Context, panic_message};
+use crate::bot::{BotError, Context, Outcome, panic_message};
+use crate::metrics::{RuleLabel, event_label, msg_type_label};
 use crate::support::clock::unix_now;
 use crate::wechat::{CallbackError, CallbackQuery, Inbound, Reply};
 
@@ -120,25 +121,46 @@ pub async fn receive(
 
 /// Dispatches the message and seals the reply. Our own failures become `success`.
 async fn answer(state: &CallbackState, query: &CallbackQuery, inbound: &Inbound) -> Response {
+    let metrics = state.metrics();
+    if metrics.is_enabled() {
+        let kind = &inbound.message.kind;
+        metrics.message(msg_type_label(kind), event_label(kind));
+    }
     let ctx = Context::in_tasks(Arc::clone(&inbound.message), state.tasks().clone());
     let trail = Arc::clone(&ctx.trail);
+    let mut failed = false;
     let reply = match std::panic::AssertUnwindSafe(state.router().dispatch(ctx))
         .catch_unwind()
         .await
     {
         Ok(Ok(reply)) => reply,
         Ok(Err(e)) => {
+            failed = true;
             let m = &inbound.message;
             error!(openid = %m.from, msg_id = m.msg_id.map(|id| id.0), msg_type = %m.kind.msg_type(), error = %e, "bot failed; answered success");
             Reply::Success
         }
         Err(panic) => {
+            failed = true;
             let m = &inbound.message;
             let e = BotError::Panic(panic_message(panic.as_ref()));
             error!(openid = %m.from, msg_id = m.msg_id.map(|id| id.0), msg_type = %m.kind.msg_type(), error = %e, "bot panicked; answered success");
             Reply::Success
         }
     };
+    if metrics.is_enabled() {
+        // The outcome as the inbound log records it.
+        let outcome = match trail.outcome() {
+            Some(set) => set,
+            None if failed => Outcome::Failed,
+            None if trail.is_late() => Outcome::Late,
+            None => Outcome::Answered,
+        };
+        let rule = trail
+            .replied_by()
+            .map_or(RuleLabel::None, |replier| replier.label());
+        metrics.replied(outcome.as_str(), rule);
+    }
     // A retry answered by `dedup` carries the first answer's CreateTime: the same bytes again.
     let create_time = trail.create_time().unwrap_or_else(unix_now);
     let sealed = state.protocol().seal(inbound, &reply, query, create_time);

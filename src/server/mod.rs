@@ -25,6 +25,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use crate::bot::Router;
 use crate::bot::tasks::Tasks;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 use crate::wechat::Protocol;
 
@@ -68,11 +69,13 @@ struct Shared {
     tasks: Tasks,
     path: String,
     body_limit: usize,
+    metrics: Metrics,
 }
 
 impl CallbackState {
     /// State for a protocol, a router and a store, serving the callback at `path`. Work a
-    /// message leaves running (a reply past the deadline) goes to `tasks`.
+    /// message leaves running (a reply past the deadline) goes to `tasks`; every message and
+    /// its outcome are counted in `metrics`.
     pub fn new(
         protocol: Protocol,
         router: Router,
@@ -80,6 +83,7 @@ impl CallbackState {
         tasks: Tasks,
         path: &str,
         body_limit: usize,
+        metrics: Metrics,
     ) -> Self {
         let replay_window = std::time::Duration::from_secs(protocol.max_skew_secs());
         Self {
@@ -91,6 +95,7 @@ impl CallbackState {
                 tasks,
                 path: path.to_owned(),
                 body_limit,
+                metrics,
             }),
         }
     }
@@ -123,6 +128,11 @@ impl CallbackState {
     /// `[server] body_limit`.
     pub fn body_limit(&self) -> usize {
         self.inner.body_limit
+    }
+
+    /// The metrics messages are counted in.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 }
 

@@ -925,6 +925,17 @@ impl Store {
         self.writer.defer(write);
     }
 
+    /// The batch writer's counters (batches, writes, drops, the queue's length), for metrics.
+    pub fn writer_stats(&self) -> writer::WriterStats {
+        self.writer.stats()
+    }
+
+    /// Calls `hook` whenever the batch writer gives up a batch (see
+    /// [`writer::Writer::set_error_hook`]).
+    pub fn set_error_hook(&self, hook: writer::ErrorHook) {
+        self.writer.set_error_hook(hook);
+    }
+
     /// Writes everything queued so far, and waits for it.
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.writer.flush().await

@@ -375,6 +375,9 @@ pub trait PushStore: Send + Sync {
     /// its attempts reset, under a new `client_msg_id` (WeChat would take the old one for the
     /// same message and drop it); how many.
     async fn push_retry_failed(&self, seq: i64, now_ms: i64, now: i64) -> Result<u64, StoreError>;
+    /// Recipients waiting or being sent (`pending` and `sending`): the delivery queue's depth,
+    /// counted through the partial indexes that hold only those rows.
+    async fn push_queue_depth(&self) -> Result<u64, StoreError>;
     /// Deletes one push (with its recipients, and so its detail page); false when there was
     /// none.
     async fn push_delete(&self, seq: i64) -> Result<bool, StoreError>;

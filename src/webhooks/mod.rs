@@ -28,6 +28,7 @@ use serde_json::Value;
 use tokio::sync::{Notify, oneshot};
 
 use crate::config::{AppsConfig, Config, ConfigWebhook};
+use crate::metrics::Metrics;
 use crate::store::apps::{AppRow, DeliveryOutcome, DeliveryRow, NewDelivery};
 use crate::store::{Store, StoreError};
 use crate::support::group::{Commit, Group, Written};
@@ -150,6 +151,7 @@ struct Inner {
     hook: RwLock<Option<AnswerHook>>,
     /// App id → its secret (`None`: revoked or missing), and when that was read.
     secrets: Mutex<HashMap<i64, (Option<String>, Instant)>>,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Webhooks {
@@ -171,6 +173,11 @@ pub(crate) enum SecretError {
 impl Webhooks {
     /// The service over `store`, configured by `[apps]` and `[[webhooks]]`.
     pub fn new(config: &Config, store: Store) -> Self {
+        Self::with_metrics(config, store, Metrics::default())
+    }
+
+    /// [`Webhooks::new`], counting delivery attempts into `metrics`.
+    pub fn with_metrics(config: &Config, store: Store, metrics: Metrics) -> Self {
         let apps = config.apps.clone();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(apps.webhook_timeout_ms))
@@ -196,8 +203,14 @@ impl Webhooks {
                 wake: Notify::new(),
                 hook: RwLock::new(None),
                 secrets: Mutex::new(HashMap::new()),
+                metrics,
             }),
         }
+    }
+
+    /// The metrics deliveries are counted in.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     /// `[apps]`.

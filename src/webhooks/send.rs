@@ -55,6 +55,7 @@ pub(crate) async fn attempt(webhooks: &Webhooks, row: &DeliveryRow) -> Attempted
                 duration_ms,
                 "webhook delivered"
             );
+            webhooks.metrics().webhook_delivery("delivered");
             (Some(status), DeliveryResult::Delivered, answer)
         }
         Posted::Failed {
@@ -74,6 +75,7 @@ pub(crate) async fn attempt(webhooks: &Webhooks, row: &DeliveryRow) -> Attempted
                     retry_in_ms = millis(wait),
                     "webhook attempt failed; retrying"
                 );
+                webhooks.metrics().webhook_delivery("retry");
                 DeliveryResult::Retry {
                     next_at: now_ms().saturating_add(millis(wait)),
                     error,
@@ -92,6 +94,17 @@ pub(crate) async fn attempt(webhooks: &Webhooks, row: &DeliveryRow) -> Attempted
                     attempt = row.attempts,
                     error = %loggable(status, &error),
                     "webhook delivery failed"
+                );
+                webhooks.metrics().webhook_delivery("failed");
+                // The endpoint stays out: a receiver's URL may carry a token of its own.
+                webhooks.metrics().record_error(
+                    "webhook",
+                    format_args!(
+                        "{} delivery {}: {}",
+                        row.event,
+                        row.id,
+                        loggable(status, &error)
+                    ),
                 );
                 DeliveryResult::Failed { error }
             };

@@ -13,6 +13,7 @@ use tracing::Instrument;
 
 use crate::bot::late::LateReplies;
 use crate::bot::{BotError, BoxFuture, Context, Middleware, Next, panic_message};
+use crate::metrics::Metrics;
 use crate::wechat::Reply;
 
 /// Receives a reply that missed the deadline (installed by `dedup`).
@@ -23,20 +24,43 @@ pub struct LateSink(pub Arc<dyn Fn(Reply) -> BoxFuture<()> + Send + Sync>);
 #[derive(Clone)]
 pub struct Deadline {
     limit: Duration,
+    inner: Arc<Shared>,
+}
+
+/// What each message's future needs from the layer: one `Arc` to clone per message.
+struct Shared {
     late: Arc<dyn LateReplies>,
+    metrics: Metrics,
 }
 
 impl Deadline {
     /// Answers `success` after `limit`; late replies go to `late` unless `dedup` takes them.
     pub fn new(limit: Duration, late: Arc<dyn LateReplies>) -> Self {
-        Self { limit, late }
+        Self {
+            limit,
+            inner: Arc::new(Shared {
+                late,
+                metrics: Metrics::default(),
+            }),
+        }
+    }
+
+    /// Counts deadline misses and the late replies it hands on into `metrics`.
+    pub fn with_metrics(self, metrics: Metrics) -> Self {
+        Self {
+            limit: self.limit,
+            inner: Arc::new(Shared {
+                late: Arc::clone(&self.inner.late),
+                metrics,
+            }),
+        }
     }
 }
 
 impl Middleware for Deadline {
     fn call(&self, ctx: Context, next: Next) -> BoxFuture<Result<Reply, BotError>> {
         let limit = self.limit;
-        let late = Arc::clone(&self.late);
+        let shared = Arc::clone(&self.inner);
         Box::pin(async move {
             let trail = ctx.trail.clone();
             let sink = ctx.extensions.get::<LateSink>().cloned();
@@ -49,6 +73,7 @@ impl Middleware for Deadline {
                 Ok(result) => result,
                 Err(_) => {
                     trail.set_late();
+                    shared.metrics.deadline_missed();
                     tracing::warn!(
                         deadline_ms = limit.as_millis() as u64,
                         "reply not ready by the deadline: answered success; the reply will follow"
@@ -72,7 +97,10 @@ impl Middleware for Deadline {
                             match sink {
                                 Some(LateSink(sink)) => sink(reply).await,
                                 None if reply == Reply::Success => {}
-                                None => late.deliver(&message, reply).await,
+                                None => {
+                                    shared.metrics.late_reply("sender");
+                                    shared.late.deliver(&message, reply).await
+                                }
                             }
                         }
                         .in_current_span(),

@@ -35,7 +35,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
@@ -46,6 +46,7 @@ use tracing::Instrument;
 use super::deadline::LateSink;
 use crate::bot::late::LateReplies;
 use crate::bot::{BotError, BoxFuture, Context, Middleware, Next, Outcome, Trail, panic_message};
+use crate::metrics::Metrics;
 use crate::store::{DedupRecord, DedupState, Deferred, Store};
 use crate::support::clock::unix_now;
 use crate::wechat::{Message, Reply};
@@ -242,6 +243,8 @@ struct Inner {
     store: Option<Store>,
     table: Mutex<Table>,
     next_waiter: AtomicU64,
+    /// Where retries answered and late replies are counted ([`Dedup::with_metrics`]).
+    metrics: OnceLock<Metrics>,
 }
 
 /// The `dedup` layer.
@@ -282,12 +285,25 @@ impl Dedup {
                 store,
                 table: Mutex::new(Table::default()),
                 next_waiter: AtomicU64::new(1),
+                metrics: OnceLock::new(),
             }),
         }
+    }
+
+    /// Counts the retries it answers and the late replies it hands on into `metrics` (the
+    /// first call wins; clones share it).
+    pub fn with_metrics(self, metrics: Metrics) -> Self {
+        let _ = self.inner.metrics.set(metrics);
+        self
     }
 }
 
 impl Inner {
+    /// The metrics, when set.
+    fn metrics(&self) -> Option<&Metrics> {
+        self.metrics.get()
+    }
+
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -410,10 +426,16 @@ impl Inner {
         if handed || answer.reply == Reply::Success {
             if handed {
                 tracing::info!("late reply handed to WeChat's waiting retry");
+                if let Some(m) = self.metrics() {
+                    m.late_reply("retry");
+                }
             }
             self.persist_answer(key, &answer, trail);
         } else {
             self.persist(key, DedupState::Late, None);
+            if let Some(m) = self.metrics() {
+                m.late_reply("sender");
+            }
             self.late.deliver(message, answer.reply).await;
         }
     }
@@ -589,6 +611,13 @@ impl Middleware for Dedup {
                 }
                 claim => {
                     ctx.trail.set_outcome(Outcome::Retry);
+                    if let Some(m) = inner.metrics() {
+                        m.dedup_retry(match claim {
+                            Claim::Replay(_) => "replayed",
+                            Claim::Wait(..) => "waited",
+                            _ => "foreign",
+                        });
+                    }
                     let answer = match claim {
                         Claim::Replay(answer) => {
                             tracing::info!(

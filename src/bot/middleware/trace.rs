@@ -29,7 +29,7 @@ impl Middleware for Trace {
                         reply = reply.msg_type(),
                         late = trail.is_late(),
                         outcome = trail.outcome().map(Outcome::as_str),
-                        rule = trail.replied_by(),
+                        rule = trail.replied_by().map(tracing::field::display),
                         "handled"
                     );
                 }

@@ -594,6 +594,16 @@ impl PushStore for SqliteBackend {
         .await
     }
 
+    async fn push_queue_depth(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM push_recipients WHERE state = 'pending') \
+                  + (SELECT COUNT(*) FROM push_recipients WHERE state = 'sending')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     async fn push_delete(&self, seq: i64) -> Result<bool, StoreError> {
         self.tracked(async {
             Ok(sqlx::query("DELETE FROM pushes WHERE seq = ?1")
