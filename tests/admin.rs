@@ -80,10 +80,19 @@ struct Http<'a> {
 
 impl<'a> Http<'a> {
     fn new(s: &'a Setup) -> Self {
-        Self { s, http: client(), base: s.base(), admin: "/admin".into() }
+        Self {
+            s,
+            http: client(),
+            base: s.base(),
+            admin: "/admin".into(),
+        }
     }
 
-    fn get(&self, path: &str, cookie: Option<&str>) -> (StatusCode, reqwest::header::HeaderMap, String) {
+    fn get(
+        &self,
+        path: &str,
+        cookie: Option<&str>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, String) {
         self.s.runtime.block_on(async {
             let mut r = self.http.get(format!("{}{path}", self.base));
             if let Some(c) = cookie {
@@ -134,8 +143,14 @@ impl<'a> Http<'a> {
         let (session, attributes) = set_cookie(&headers, "huixin_admin").expect("a session cookie");
         assert!(attributes.contains("HttpOnly"), "{attributes}");
         assert!(attributes.contains("SameSite=Strict"), "{attributes}");
-        assert!(attributes.contains(&format!("Path={}", self.admin)), "{attributes}");
-        assert!(!attributes.contains("Secure"), "plain http here: {attributes}");
+        assert!(
+            attributes.contains(&format!("Path={}", self.admin)),
+            "{attributes}"
+        );
+        assert!(
+            !attributes.contains("Secure"),
+            "plain http here: {attributes}"
+        );
         Ok(session)
     }
 }
@@ -149,7 +164,10 @@ fn the_console_is_off_without_a_password_and_says_how_to_turn_it_on() {
         let (status, _, body) = http.get(path, None);
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         assert!(body.contains("[admin] password"), "{path}: {body}");
-        assert!(body.contains("huixin admin hash-password"), "{path}: {body}");
+        assert!(
+            body.contains("huixin admin hash-password"),
+            "{path}: {body}"
+        );
     }
 }
 
@@ -195,13 +213,24 @@ fn every_console_route_without_a_session_is_sent_to_sign_in_or_refused() {
                 _ => http.post(path, cookie, &[("_csrf", "x")]),
             };
             if *method == "GET" {
-                assert_eq!(status, StatusCode::SEE_OTHER, "{method} {path} {cookie:?}: {body}");
+                assert_eq!(
+                    status,
+                    StatusCode::SEE_OTHER,
+                    "{method} {path} {cookie:?}: {body}"
+                );
                 let to = headers[LOCATION].to_str().unwrap();
                 assert!(to.starts_with("/admin/login?next="), "{path}: {to}");
             } else {
-                assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} {cookie:?}: {body}");
+                assert_eq!(
+                    status,
+                    StatusCode::UNAUTHORIZED,
+                    "{method} {path} {cookie:?}: {body}"
+                );
             }
-            assert!(!body.contains("csrf-token"), "{path}: no page content without a session");
+            assert!(
+                !body.contains("csrf-token"),
+                "{path}: no page content without a session"
+            );
         }
     }
     // The assets and the sign-in pages are open, and every answer carries the policy.
@@ -210,7 +239,10 @@ fn every_console_route_without_a_session_is_sent_to_sign_in_or_refused() {
     let (_, headers_login, _) = http.get("/admin/login", None);
     for h in [&headers, &headers_login] {
         let csp = h["content-security-policy"].to_str().unwrap();
-        assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert!(
+            csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+            "{csp}"
+        );
         assert_eq!(h["x-content-type-options"], "nosniff");
     }
 }
@@ -246,20 +278,33 @@ fn signing_in_refuses_wrong_passwords_and_tokenless_forms_and_never_keeps_a_plan
     let (status, headers, _) = http.post(
         "/admin/login",
         Some(&format!("{pre}; {planted}")),
-        &[("_csrf", &token), ("password", PASSWORD), ("next", "/admin/pushes")],
+        &[
+            ("_csrf", &token),
+            ("password", PASSWORD),
+            ("next", "/admin/pushes"),
+        ],
     );
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(headers[LOCATION], "/admin/pushes");
     let (session, _) = set_cookie(&headers, "huixin_admin").unwrap();
     assert_ne!(session, planted);
     let (status, _, _) = http.get("/admin", Some(planted));
-    assert_eq!(status, StatusCode::SEE_OTHER, "the planted cookie signs nothing in");
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "the planted cookie signs nothing in"
+    );
 
     // Signed in: pages answer; `next` never leaves the console.
     let (status, _, page) = http.get("/admin", Some(&session));
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("Overview"));
-    for next in ["https://evil.example/", "//evil.example/", "/admin/../x", "/elsewhere"] {
+    for next in [
+        "https://evil.example/",
+        "//evil.example/",
+        "/admin/../x",
+        "/elsewhere",
+    ] {
         let other = http.sign_in_to(next);
         assert!(other == "/admin", "next {next:?} went to {other}");
     }
@@ -277,7 +322,11 @@ fn signing_in_refuses_wrong_passwords_and_tokenless_forms_and_never_keeps_a_plan
     let (status, _, made) = http.post(
         "/admin/keys",
         Some(&session),
-        &[("_csrf", &csrf), ("scope", "admin"), ("label", "from the test")],
+        &[
+            ("_csrf", &csrf),
+            ("scope", "admin"),
+            ("label", "from the test"),
+        ],
     );
     assert_eq!(status, StatusCode::OK, "{made}");
     assert!(made.contains("cannot be shown again"), "{made}");
@@ -316,7 +365,11 @@ fn password_attempts_are_rate_limited() {
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
     let (status, body) = http.sign_in(PASSWORD).unwrap_err();
-    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "even the right password waits");
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "even the right password waits"
+    );
     assert!(body.contains("Too many attempts"), "{body}");
 }
 
@@ -392,7 +445,10 @@ fn untrusted_text_is_escaped_on_every_page() {
         "/emulator/users",
         json!({ "openid": "o_xss_user", "nickname": PAYLOADS[1] }),
     );
-    s.emulator_send("o_xss_user", json!({ "type": "subscribe", "scene": PAYLOADS[2] }));
+    s.emulator_send(
+        "o_xss_user",
+        json!({ "type": "subscribe", "scene": PAYLOADS[2] }),
+    );
     for p in PAYLOADS {
         s.emulator_send("o_xss_user", json!({ "type": "text", "content": p }));
     }
@@ -426,7 +482,10 @@ fn untrusted_text_is_escaped_on_every_page() {
         let body = loop {
             let (status, _, body) = http.get(page, Some(&session));
             assert_eq!(status, StatusCode::OK, "{page}: {body}");
-            if !page.starts_with("/admin/conversations") || body.contains("&lt;/textarea&gt;") || Instant::now() > deadline {
+            if !page.starts_with("/admin/conversations")
+                || body.contains("&lt;/textarea&gt;")
+                || Instant::now() > deadline
+            {
                 break body;
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -436,9 +495,14 @@ fn untrusted_text_is_escaped_on_every_page() {
         }
         assert!(!body.contains("<script>alert"), "{page}");
         assert!(!body.contains("onerror=alert(1)>"), "{page}");
-        escaped_seen += usize::from(body.contains("&lt;script&gt;") || body.contains("&lt;img") || body.contains("&lt;svg"));
+        escaped_seen += usize::from(
+            body.contains("&lt;script&gt;") || body.contains("&lt;img") || body.contains("&lt;svg"),
+        );
     }
-    assert!(escaped_seen >= 6, "the payloads are shown, escaped, on most pages ({escaped_seen})");
+    assert!(
+        escaped_seen >= 6,
+        "the payloads are shown, escaped, on most pages ({escaped_seen})"
+    );
 }
 
 fn urlencode(text: &str) -> String {
@@ -475,7 +539,10 @@ fn the_console_in_a_browser() {
 
     runtime.block_on(async {
         // Signing in: sent to the sign-in page, a wrong password refused, then in.
-        b.client.goto(&format!("{base}/admin/followers")).await.unwrap();
+        b.client
+            .goto(&format!("{base}/admin/followers"))
+            .await
+            .unwrap();
         b.wait_text("h1", "huixin", false).await;
         b.fill("input[name=password]", "not it").await;
         b.click("form button[type=submit]").await;
@@ -489,7 +556,10 @@ fn the_console_in_a_browser() {
     });
 
     // A follower appears after a (simulated) subscribe.
-    s.emulator_send("o_browser_fan", json!({ "type": "subscribe", "scene": "poster" }));
+    s.emulator_send(
+        "o_browser_fan",
+        json!({ "type": "subscribe", "scene": "poster" }),
+    );
     runtime.block_on(b.wait_text("table", "o_browser_fan", true));
     shot("followers");
 
@@ -520,7 +590,9 @@ fn the_console_in_a_browser() {
     )
     .unwrap();
     runtime.block_on(async {
-        let error = b.wait_text("section.errors", "30-broken.rhai:3", true).await;
+        let error = b
+            .wait_text("section.errors", "30-broken.rhai:3", true)
+            .await;
         assert!(error.contains("30-broken.rhai:3"), "{error}");
         // The test box runs the live rules.
         b.fill("input[name=value]", "hours").await;
@@ -539,9 +611,15 @@ fn the_console_in_a_browser() {
     assert!(status < 300, "{status} {pushed}");
     let id = pushed["id"].as_str().unwrap().to_owned();
     runtime.block_on(async {
-        b.client.goto(&format!("{base}/admin/pushes")).await.unwrap();
+        b.client
+            .goto(&format!("{base}/admin/pushes"))
+            .await
+            .unwrap();
         b.wait_text("table", "Build finished", false).await;
-        b.client.goto(&format!("{base}/admin/pushes/{id}")).await.unwrap();
+        b.client
+            .goto(&format!("{base}/admin/pushes/{id}"))
+            .await
+            .unwrap();
         b.wait_text("#recipients", "delivered", true).await;
     });
     shot("push");
@@ -549,7 +627,11 @@ fn the_console_in_a_browser() {
     // A key made in the console works on the API until it is revoked in the console.
     let made = runtime.block_on(async {
         b.client.goto(&format!("{base}/admin/keys")).await.unwrap();
-        b.fill("form[action$='/admin/keys'] input[name=label]", "console key").await;
+        b.fill(
+            "form[action$='/admin/keys'] input[name=label]",
+            "console key",
+        )
+        .await;
         b.click("form[action$='/admin/keys'] button").await;
         let secret = b
             .client
@@ -575,7 +657,11 @@ fn the_console_in_a_browser() {
     runtime.block_on(async {
         b.client.goto(&format!("{base}/admin/keys")).await.unwrap();
         let prefix: String = made.chars().take(6).collect();
-        let rows = b.client.find_all(fantoccini::Locator::Css("tr")).await.unwrap();
+        let rows = b
+            .client
+            .find_all(fantoccini::Locator::Css("tr"))
+            .await
+            .unwrap();
         let mut clicked = false;
         for row in rows {
             if row.text().await.unwrap().contains(&prefix)
@@ -595,7 +681,11 @@ fn the_console_in_a_browser() {
     runtime.block_on(async {
         b.client.goto(&format!("{base}/admin")).await.unwrap();
         b.wait_text("h1", "Overview", false).await;
-        let charts = b.client.find_all(fantoccini::Locator::Css("figure.chart svg")).await.unwrap();
+        let charts = b
+            .client
+            .find_all(fantoccini::Locator::Css("figure.chart svg"))
+            .await
+            .unwrap();
         assert!(charts.len() >= 3, "charts: {}", charts.len());
     });
     shot("overview");
@@ -627,9 +717,11 @@ fn the_console_works_under_a_path_prefix_behind_a_proxy() {
     let public = format!("{}/bot", nginx.url());
     let path = s.dir.path().join("huixin.toml");
     let hash = huixin::admin::hash_password(PASSWORD).unwrap();
-    let toml = std::fs::read_to_string(&path)
-        .unwrap()
-        .replacen("[server]\n", &format!("[server]\npublic_url = \"{public}\"\n"), 1);
+    let toml = std::fs::read_to_string(&path).unwrap().replacen(
+        "[server]\n",
+        &format!("[server]\npublic_url = \"{public}\"\n"),
+        1,
+    );
     std::fs::write(&path, format!("{toml}\n[admin]\npassword = \"{hash}\"\n")).unwrap();
     let _server = s.serve();
     let http = Http {
@@ -641,11 +733,18 @@ fn the_console_works_under_a_path_prefix_behind_a_proxy() {
     let (status, headers, _) = http.get("/bot/admin/pushes", None);
     assert_eq!(status, StatusCode::SEE_OTHER);
     let to = headers[LOCATION].to_str().unwrap();
-    assert!(to.starts_with("/bot/admin/login?next=%2Fbot%2Fadmin%2Fpushes"), "{to}");
+    assert!(
+        to.starts_with("/bot/admin/login?next=%2Fbot%2Fadmin%2Fpushes"),
+        "{to}"
+    );
     let session = http.sign_in(PASSWORD).unwrap();
     let (status, _, page) = http.get("/bot/admin/followers", Some(&session));
     assert_eq!(status, StatusCode::OK, "{page}");
-    for link in ["href=\"/bot/admin/keys\"", "/bot/admin/assets/console.css", "action=\"/bot/admin/followers\""] {
+    for link in [
+        "href=\"/bot/admin/keys\"",
+        "/bot/admin/assets/console.css",
+        "action=\"/bot/admin/followers\"",
+    ] {
         assert!(page.contains(link), "{link} in {page}");
     }
     let (status, _, css) = http.get("/bot/admin/assets/console.css", None);

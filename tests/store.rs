@@ -3535,26 +3535,68 @@ mod suite {
             T + 1,
         )
         .await;
-        assert_eq!(b.push_retry_failed(seq, T_MS + 10_000, T + 10).await.unwrap(), 2);
-        assert_eq!(b.push_retry_failed(seq, T_MS + 10_000, T + 10).await.unwrap(), 0, "none failed now");
+        assert_eq!(
+            b.push_retry_failed(seq, T_MS + 10_000, T + 10)
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            b.push_retry_failed(seq, T_MS + 10_000, T + 10)
+                .await
+                .unwrap(),
+            0,
+            "none failed now"
+        );
         let rows = recipients(store, seq).await;
         assert_eq!(
-            rows.iter().map(|r| (r.openid.as_str(), r.state.as_str(), r.attempts)).collect::<Vec<_>>(),
-            [("o_1", "sent", 1), ("o_2", "pending", 0), ("o_3", "pending", 0)]
+            rows.iter()
+                .map(|r| (r.openid.as_str(), r.state.as_str(), r.attempts))
+                .collect::<Vec<_>>(),
+            [
+                ("o_1", "sent", 1),
+                ("o_2", "pending", 0),
+                ("o_3", "pending", 0)
+            ]
         );
         assert!(rows[1].error.is_none());
         let again = claim(store, "w", T_MS + 10_000, T_MS + 40_000, 10).await;
         assert_eq!(openids(&again), ["o_2", "o_3"]);
-        let old = |openid: &str| first.iter().find(|c| c.openid == openid).unwrap().client_msg_id.clone();
+        let old = |openid: &str| {
+            first
+                .iter()
+                .find(|c| c.openid == openid)
+                .unwrap()
+                .client_msg_id
+                .clone()
+        };
         for c in &again {
             assert_ne!(c.client_msg_id, old(&c.openid), "a new message id");
-            assert!(c.client_msg_id.starts_with(&old(&c.openid)), "{}", c.client_msg_id);
+            assert!(
+                c.client_msg_id.starts_with(&old(&c.openid)),
+                "{}",
+                c.client_msg_id
+            );
         }
         // A second resend replaces the suffix instead of growing it.
-        settle(store, "w", &[outcome(seq, "o_2", failed("43004 require subscribe"))], T + 11).await;
-        assert_eq!(b.push_retry_failed(seq, T_MS + 20_000, T + 20).await.unwrap(), 1);
+        settle(
+            store,
+            "w",
+            &[outcome(seq, "o_2", failed("43004 require subscribe"))],
+            T + 11,
+        )
+        .await;
+        assert_eq!(
+            b.push_retry_failed(seq, T_MS + 20_000, T + 20)
+                .await
+                .unwrap(),
+            1
+        );
         let third = claim(store, "w", T_MS + 20_000, T_MS + 50_000, 10).await;
-        assert_eq!(third[0].client_msg_id, format!("{}-r{}", old("o_2"), T_MS + 20_000));
+        assert_eq!(
+            third[0].client_msg_id,
+            format!("{}-r{}", old("o_2"), T_MS + 20_000)
+        );
     }
 
     // --- the console: sessions and login links --------------------------------------------
@@ -5232,7 +5274,7 @@ mod writer {
         }
     }
 
-        #[async_trait]
+    #[async_trait]
     impl AdminStore for Recording {
         async fn admin_session_insert(&self, _: &AdminSession) -> Result<(), StoreError> {
             unreachable!()

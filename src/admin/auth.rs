@@ -55,7 +55,8 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
 
 impl Peer {
     fn key(&self) -> String {
-        self.0.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+        self.0
+            .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
     }
 }
 
@@ -361,10 +362,7 @@ pub async fn login_page(
     }
     let (pre, set) = pre_token(&console, &headers);
     let next = next_target(&console, q.next.as_deref());
-    with_cookies(
-        login_form(&console, &pre, &next, None, StatusCode::OK),
-        set,
-    )
+    with_cookies(login_form(&console, &pre, &next, None, StatusCode::OK), set)
 }
 
 fn login_form(
@@ -469,7 +467,12 @@ async fn start_session(console: &Console, via: &str, next: &str) -> Response {
         created_at: now,
         expires_at: now + max_age,
     };
-    if let Err(e) = console.store().backend().admin_session_insert(&session).await {
+    if let Err(e) = console
+        .store()
+        .backend()
+        .admin_session_insert(&session)
+        .await
+    {
         return AdminError::Store(e).into_response();
     }
     tracing::info!(via, "console: signed in");
@@ -509,7 +512,10 @@ pub async fn link_page(
             }
         }
     };
-    with_cookies(ui::plain_page(&console, "Sign in", body).into_response(), set)
+    with_cookies(
+        ui::plain_page(&console, "Sign in", body).into_response(),
+        set,
+    )
 }
 
 #[derive(Deserialize)]

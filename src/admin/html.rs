@@ -97,7 +97,13 @@ fn head(console: &Console, title: &str) -> Markup {
 }
 
 /// A console page: the navigation, `body`, and the session's form token for the script.
-pub fn page(console: &Console, session: &Session, title: &str, active: Nav, body: Markup) -> Response {
+pub fn page(
+    console: &Console,
+    session: &Session,
+    title: &str,
+    active: Nav,
+    body: Markup,
+) -> Response {
     let base = console.base();
     let v = env!("CARGO_PKG_VERSION");
     Html(
@@ -203,7 +209,11 @@ pub fn ago(seconds: i64) -> String {
 
 /// A query string from pairs, leaving out empty values.
 pub fn query(pairs: &[(&str, &str)]) -> String {
-    let kept: Vec<(&str, &str)> = pairs.iter().filter(|(_, v)| !v.is_empty()).copied().collect();
+    let kept: Vec<(&str, &str)> = pairs
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .copied()
+        .collect();
     match serde_urlencoded::to_string(kept) {
         Ok(q) if !q.is_empty() => format!("?{q}"),
         _ => String::new(),

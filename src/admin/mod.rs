@@ -33,6 +33,7 @@ use axum::routing::{get, post};
 
 use crate::apps::Apps;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::outbound::Client;
 use crate::push::Pushes;
 use crate::rules::Rules;
@@ -54,6 +55,7 @@ struct Inner {
     pushes: Pushes,
     apps: Apps,
     client: Option<Client>,
+    metrics: Metrics,
     /// Whether anyone may sign in: a password is set, or dev mode.
     enabled: bool,
     /// `[server] public_url`'s path, without a trailing slash (empty at the root).
@@ -94,6 +96,8 @@ pub struct Parts {
     pub apps: Apps,
     /// WeChat's API, when credentials are set.
     pub client: Option<Client>,
+    /// The app's metrics (the overview shows the recent errors and the store's drops).
+    pub metrics: Metrics,
     /// Dev mode (`huixin serve --dev`): the console is on without a password.
     pub dev: bool,
 }
@@ -120,6 +124,7 @@ impl Console {
                 pushes: parts.pushes,
                 apps: parts.apps,
                 client: parts.client,
+                metrics: parts.metrics,
             }),
         }
     }
@@ -189,7 +194,10 @@ pub fn routes(console: Console) -> Router {
         .route("/admin/followers", get(followers::list))
         .route("/admin/followers/{openid}", get(followers::show))
         .route("/admin/followers/{openid}/block", post(followers::block))
-        .route("/admin/followers/{openid}/unblock", post(followers::unblock))
+        .route(
+            "/admin/followers/{openid}/unblock",
+            post(followers::unblock),
+        )
         .route("/admin/conversations", get(conversations::list))
         .route("/admin/pushes", get(pushes::list))
         .route("/admin/pushes/{id}", get(pushes::show))

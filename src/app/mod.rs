@@ -310,6 +310,7 @@ impl Builder {
             pushes: pushes.clone(),
             apps: platform.clone(),
             client: client.clone(),
+            metrics: metrics.clone(),
             dev: self.dev,
         });
         let router = server::routes(state)

@@ -81,7 +81,10 @@ fn read_password() -> Result<String, CliError> {
         return Ok(first);
     }
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).map_err(failed)?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(failed)?;
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 

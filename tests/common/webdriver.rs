@@ -112,7 +112,11 @@ impl Browser {
 
     /// Types into the element matching `css`.
     pub async fn fill(&self, css: &str, text: &str) {
-        let e = self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+        let e = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"));
         e.clear().await.unwrap();
         e.send_keys(text).await.unwrap();
     }

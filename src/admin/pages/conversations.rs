@@ -16,8 +16,19 @@ use crate::store::console::{LogFilter, LogRow};
 pub const OUTCOMES: &[&str] = &["answered", "retry", "late", "failed", "blocked", "limited"];
 /// The message types and events offered in the filter.
 const TYPES: &[&str] = &[
-    "text", "image", "voice", "video", "shortvideo", "location", "link", "event", "subscribe",
-    "unsubscribe", "click", "view", "scan",
+    "text",
+    "image",
+    "voice",
+    "video",
+    "shortvideo",
+    "location",
+    "link",
+    "event",
+    "subscribe",
+    "unsubscribe",
+    "click",
+    "view",
+    "scan",
 ];
 
 /// The filter's fields.
@@ -74,7 +85,13 @@ pub async fn list(
             p.pager { a href={ (base) "/conversations" (ui::query(&[("user", f.user.as_str()), ("type", f.kind.as_str()), ("outcome", f.outcome.as_str()), ("before", before.to_string().as_str())])) } { "Older →" } }
         }
     };
-    Ok(ui::page(&console, &session, "Conversations", Nav::Conversations, body))
+    Ok(ui::page(
+        &console,
+        &session,
+        "Conversations",
+        Nav::Conversations,
+        body,
+    ))
 }
 
 fn non_empty(text: &str) -> Option<String> {

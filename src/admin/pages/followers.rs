@@ -41,7 +41,9 @@ pub async fn list(
 ) -> Page {
     let text = |v: &str| (!v.trim().is_empty()).then(|| v.trim().to_owned());
     let after = s.after.split_once(':').and_then(|(seen, openid)| {
-        seen.parse::<i64>().ok().map(|seen| (seen, openid.to_owned()))
+        seen.parse::<i64>()
+            .ok()
+            .map(|seen| (seen, openid.to_owned()))
     });
     let filter = FollowerFilter {
         openid: text(&s.q),
@@ -62,7 +64,10 @@ pub async fn list(
     let apps = console.inner.apps.list().await?;
     let base = console.base();
     let next = (rows.len() == PAGE_ROWS as usize)
-        .then(|| rows.last().map(|f| format!("{}:{}", f.last_seen_at.unwrap_or(0), f.openid)))
+        .then(|| {
+            rows.last()
+                .map(|f| format!("{}:{}", f.last_seen_at.unwrap_or(0), f.openid))
+        })
         .flatten();
     let now = unix_now();
     let body = html! {
@@ -108,7 +113,13 @@ pub async fn list(
             p.pager { a href={ (base) "/followers" (ui::query(&[("q", s.q.as_str()), ("scene", s.scene.as_str()), ("topic", s.topic.as_str()), ("app", s.app.as_str()), ("following", s.following.as_str()), ("after", after.as_str())])) } { "More →" } }
         }
     };
-    Ok(ui::page(&console, &session, "Followers", Nav::Followers, body))
+    Ok(ui::page(
+        &console,
+        &session,
+        "Followers",
+        Nav::Followers,
+        body,
+    ))
 }
 
 /// `GET /admin/followers/{openid}`.
@@ -127,12 +138,18 @@ pub async fn show(
         })
         .await?;
     if follower.is_none() && recent.is_empty() {
-        return Err(AdminError::NotFound(format!("huixin has never heard from {openid:?}")));
+        return Err(AdminError::NotFound(format!(
+            "huixin has never heard from {openid:?}"
+        )));
     }
     let topics = backend.topics_of(&openid).await?;
     let bindings = console.inner.apps.bindings_of(&openid).await?;
     let apps = console.inner.apps.list().await?;
-    let app_name = |id: i64| apps.iter().find(|a| a.id == id).map_or_else(|| format!("#{id}"), |a| a.name.clone());
+    let app_name = |id: i64| {
+        apps.iter()
+            .find(|a| a.id == id)
+            .map_or_else(|| format!("#{id}"), |a| a.name.clone())
+    };
     let session_keys = console.store().session(&openid).await?;
     let blocked = backend.blocked_users().await?.contains(&openid)
         || console.config().bot.blocklist.contains(&openid);
@@ -199,7 +216,13 @@ pub async fn show(
         (log_table(&console, &recent, false))
         p { a href={ (base) "/conversations" (ui::query(&[("user", &openid)])) } { "All their messages →" } }
     };
-    Ok(ui::page(&console, &session, "Follower", Nav::Followers, body))
+    Ok(ui::page(
+        &console,
+        &session,
+        "Follower",
+        Nav::Followers,
+        body,
+    ))
 }
 
 /// `POST /admin/followers/{openid}/block`.
@@ -209,12 +232,22 @@ pub async fn block(State(console): State<Console>, Path(openid): Path<String>) -
         .block_user(&openid, "blocked in the console", unix_now())
         .await?;
     tracing::info!(openid = %openid, "console: user blocked");
-    Ok(Redirect::to(&format!("{}/followers/{}", console.base(), ui::segment(&openid))).into_response())
+    Ok(Redirect::to(&format!(
+        "{}/followers/{}",
+        console.base(),
+        ui::segment(&openid)
+    ))
+    .into_response())
 }
 
 /// `POST /admin/followers/{openid}/unblock`.
 pub async fn unblock(State(console): State<Console>, Path(openid): Path<String>) -> Page {
     console.store().unblock_user(&openid).await?;
     tracing::info!(openid = %openid, "console: user unblocked");
-    Ok(Redirect::to(&format!("{}/followers/{}", console.base(), ui::segment(&openid))).into_response())
+    Ok(Redirect::to(&format!(
+        "{}/followers/{}",
+        console.base(),
+        ui::segment(&openid)
+    ))
+    .into_response())
 }

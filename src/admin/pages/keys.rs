@@ -143,7 +143,13 @@ async fn render(console: &Console, session: &Session, notice: Option<Markup>) ->
             } }
         }
     };
-    Ok(ui::page(console, session, "Keys, topics and apps", Nav::Keys, body))
+    Ok(ui::page(
+        console,
+        session,
+        "Keys, topics and apps",
+        Nav::Keys,
+        body,
+    ))
 }
 
 /// A secret shown once, above the page.
@@ -181,18 +187,29 @@ pub async fn create_key(
             return Err(AdminError::Invalid(format!(
                 "a {} key needs the {}",
                 form.scope,
-                if form.scope == "user" { "follower's OpenID" } else { "topic's name" }
+                if form.scope == "user" {
+                    "follower's OpenID"
+                } else {
+                    "topic's name"
+                }
             )));
         }
         other => return Err(AdminError::Invalid(format!("unknown key scope {other:?}"))),
     };
     let label = form.label.chars().take(100).collect::<String>();
-    let key = console.inner.pushes.create_key(&scope, &label, None).await?;
+    let key = console
+        .inner
+        .pushes
+        .create_key(&scope, &label, None)
+        .await?;
     tracing::info!(scope = %scope.describe(), "console: push key created");
     render(
         &console,
         &session,
-        Some(shown_once(&format!("New key for {}.", scope.describe()), &key)),
+        Some(shown_once(
+            &format!("New key for {}.", scope.describe()),
+            &key,
+        )),
     )
     .await
 }
@@ -201,7 +218,9 @@ pub async fn create_key(
 pub async fn revoke_key(State(console): State<Console>, Path(prefix): Path<String>) -> Page {
     let n = console.inner.pushes.revoke(&prefix).await?;
     if n == 0 {
-        return Err(AdminError::NotFound(format!("no live key starts with {prefix:?}")));
+        return Err(AdminError::NotFound(format!(
+            "no live key starts with {prefix:?}"
+        )));
     }
     tracing::info!(keys = n, "console: push key revoked");
     Ok(Redirect::to(&format!("{}/keys?done=revoked", console.base())).into_response())
@@ -225,10 +244,17 @@ pub async fn create_topic(
     let created = console
         .inner
         .pushes
-        .create_topic(form.name.trim(), form.open.is_some(), form.description.trim())
+        .create_topic(
+            form.name.trim(),
+            form.open.is_some(),
+            form.description.trim(),
+        )
         .await?;
     if !created {
-        return Err(AdminError::Invalid(format!("a topic {:?} exists", form.name.trim())));
+        return Err(AdminError::Invalid(format!(
+            "a topic {:?} exists",
+            form.name.trim()
+        )));
     }
     Ok(Redirect::to(&format!("{}/keys?done=topic", console.base())).into_response())
 }
@@ -293,7 +319,11 @@ pub async fn create_app(
     let spec = AppSpec {
         name: form.name.trim().to_owned(),
         callback_url: form.callback_url.trim().to_owned(),
-        format: if form.format.is_empty() { "huixin".into() } else { form.format },
+        format: if form.format.is_empty() {
+            "huixin".into()
+        } else {
+            form.format
+        },
         replies: form.reply.is_some(),
         return_url: String::new(),
     };

@@ -17,10 +17,16 @@ pub async fn page(State(console): State<Console>, Extension(session): Extension<
         None => (String::new(), Some(needs_client())),
         Some(client) => match client.menu().await {
             Ok(Some(menu)) => (pretty(&menu), None),
-            Ok(None) => (String::new(), Some(ui::flash("info", "The account has no custom menu."))),
+            Ok(None) => (
+                String::new(),
+                Some(ui::flash("info", "The account has no custom menu.")),
+            ),
             Err(e) => (
                 String::new(),
-                Some(ui::flash("error", &format!("WeChat did not give the menu: {e}"))),
+                Some(ui::flash(
+                    "error",
+                    &format!("WeChat did not give the menu: {e}"),
+                )),
             ),
         },
     };
@@ -120,18 +126,42 @@ pub async fn submit(
         }
     };
     if form.action != "publish" {
-        let notice = ui::flash("ok", "The menu is valid. Publish it to show it to followers.");
-        return Ok(render(&console, &session, &form.menu, Some(&menu), Some(notice)));
+        let notice = ui::flash(
+            "ok",
+            "The menu is valid. Publish it to show it to followers.",
+        );
+        return Ok(render(
+            &console,
+            &session,
+            &form.menu,
+            Some(&menu),
+            Some(notice),
+        ));
     }
     let Some(client) = &console.inner.client else {
-        return Ok(render(&console, &session, &form.menu, Some(&menu), Some(needs_client())));
+        return Ok(render(
+            &console,
+            &session,
+            &form.menu,
+            Some(&menu),
+            Some(needs_client()),
+        ));
     };
     let notice = match client.create_menu(&menu).await {
         Ok(()) => {
             tracing::info!(buttons = menu.button.len(), "console: menu published");
-            ui::flash("ok", "Published: followers see the new menu (WeChat may take a few minutes).")
+            ui::flash(
+                "ok",
+                "Published: followers see the new menu (WeChat may take a few minutes).",
+            )
         }
         Err(e) => ui::flash("error", &format!("WeChat refused the menu: {e}")),
     };
-    Ok(render(&console, &session, &pretty(&menu), Some(&menu), Some(notice)))
+    Ok(render(
+        &console,
+        &session,
+        &pretty(&menu),
+        Some(&menu),
+        Some(notice),
+    ))
 }

@@ -16,6 +16,8 @@ use crate::support::clock::unix_now;
 
 /// Days the charts cover.
 const DAYS: i64 = 30;
+/// Recent errors shown.
+const RECENT_ERRORS: usize = 15;
 
 /// The counts of the last [`DAYS`] local days: the day labels, and for each (dim, key) a
 /// value per day.
@@ -29,7 +31,9 @@ impl Days {
         let tz = crate::support::clock::parse_timezone(&console.config().rules.timezone)
             .unwrap_or(jiff::tz::TimeZone::UTC);
         let day_of = |unix: i64| -> Option<jiff::civil::Date> {
-            jiff::Timestamp::from_second(unix).ok().map(|t| t.to_zoned(tz.clone()).date())
+            jiff::Timestamp::from_second(unix)
+                .ok()
+                .map(|t| t.to_zoned(tz.clone()).date())
         };
         let today = day_of(now).unwrap_or_default();
         let first = today
@@ -41,8 +45,12 @@ impl Days {
             .collect::<Vec<_>>();
         let mut values: BTreeMap<(String, String), Vec<i64>> = BTreeMap::new();
         for row in rows {
-            let Some(day) = day_of(row.hour * 3_600) else { continue };
-            let Ok(index) = usize::try_from((day - first).get_days()) else { continue };
+            let Some(day) = day_of(row.hour * 3_600) else {
+                continue;
+            };
+            let Ok(index) = usize::try_from((day - first).get_days()) else {
+                continue;
+            };
             if index >= labels.len() {
                 continue;
             }
@@ -83,16 +91,28 @@ pub async fn page(State(console): State<Console>, Extension(session): Extension<
     let rows = backend.log_counts(now / 3_600 - (DAYS + 1) * 24).await?;
     let days = Days::of(&console, &rows, now);
     let follows = days.series("event", "subscribe");
-    let unfollows: Vec<i64> = days.series("event", "unsubscribe").iter().map(|v| -v).collect();
+    let unfollows: Vec<i64> = days
+        .series("event", "unsubscribe")
+        .iter()
+        .map(|v| -v)
+        .collect();
     let types = days.keys("type");
     let type_series: Vec<Series> = types
         .iter()
         .enumerate()
-        .map(|(i, (k, _))| Series { name: k.clone(), slot: i, values: days.series("type", k) })
+        .map(|(i, (k, _))| Series {
+            name: k.clone(),
+            slot: i,
+            values: days.series("type", k),
+        })
         .collect();
     let push_series: Vec<Series> = [("accepted", 0), ("delivered", 2), ("failed", 3)]
         .iter()
-        .map(|(k, slot)| Series { name: (*k).to_owned(), slot: *slot, values: days.series("push", k) })
+        .map(|(k, slot)| Series {
+            name: (*k).to_owned(),
+            slot: *slot,
+            values: days.series("push", k),
+        })
         .collect();
     let rules = days.keys("rule");
     let outcomes = days.keys("outcome");
@@ -101,6 +121,13 @@ pub async fn page(State(console): State<Console>, Extension(session): Extension<
         app_id => Some(backend.token_load(app_id).await?),
     };
     let rules_status = console.inner.rules.as_ref().map(|r| r.status());
+    let metrics = &console.inner.metrics;
+    let mut errors = metrics.recent_errors();
+    errors.reverse();
+    errors.truncate(RECENT_ERRORS);
+    let mut api_errors = metrics.api_errors();
+    api_errors.sort_by(|a, b| b.2.cmp(&a.2));
+    let store = metrics.store_stats();
     let body = html! {
         div.stats {
             div.stat { strong { (followers) } span { "following now" } }
@@ -148,6 +175,38 @@ pub async fn page(State(console): State<Console>, Extension(session): Extension<
                 }
             }
             section {
+                h2 { "Store" }
+                p {
+                    (store.batches) " write batches (" (store.writes) " writes) since start, "
+                    (store.queued) " queued now. "
+                    @if store.dropped + store.lost > 0 {
+                        strong.bad { (store.dropped) " dropped (queue full), " (store.lost) " lost (batches that failed twice)." }
+                    } @else { "None dropped." }
+                }
+            }
+        }
+        div.columns {
+            section {
+                h2 { "Recent errors" }
+                @if errors.is_empty() { p.muted { "None since start." } }
+                ul.errors-list {
+                    @for e in &errors {
+                        li { span.muted { (console.time(e.at)) } " " span.tag { (e.kind) } " " code { (e.detail) } }
+                    }
+                }
+            }
+            section {
+                h2 { "WeChat API errors by code" }
+                @if api_errors.is_empty() { p.muted { "None since start." } } @else {
+                    table {
+                        thead { tr { th { "API" } th.num { "errcode" } th.num { "times" } } }
+                        tbody { @for (api, code, n) in &api_errors { tr { td { code { (api) } } td.num { (code) } td.num { (n) } } } }
+                    }
+                }
+            }
+        }
+        div.columns {
+            section {
                 h2 { "Rules" }
                 @match &rules_status {
                     None => { p.muted { "This app runs no rules." } }
@@ -160,5 +219,11 @@ pub async fn page(State(console): State<Console>, Extension(session): Extension<
             }
         }
     };
-    Ok(ui::page(&console, &session, "Overview", Nav::Overview, body))
+    Ok(ui::page(
+        &console,
+        &session,
+        "Overview",
+        Nav::Overview,
+        body,
+    ))
 }

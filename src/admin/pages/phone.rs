@@ -76,8 +76,16 @@ pub async fn page(State(console): State<Console>, Extension(session): Extension<
     };
     let leaf = |b: &Button| -> Option<(String, String, String)> {
         match b.kind.as_deref() {
-            Some("view") => Some(("view".into(), b.url.clone().unwrap_or_default(), b.name.clone())),
-            Some(_) => Some(("click".into(), b.key.clone().unwrap_or_default(), b.name.clone())),
+            Some("view") => Some((
+                "view".into(),
+                b.url.clone().unwrap_or_default(),
+                b.name.clone(),
+            )),
+            Some(_) => Some((
+                "click".into(),
+                b.key.clone().unwrap_or_default(),
+                b.name.clone(),
+            )),
             None => None,
         }
     };
@@ -139,7 +147,12 @@ pub async fn page(State(console): State<Console>, Extension(session): Extension<
 
 /// The emulator at `[wechat] api_base`, when it is one that plays WeChat toward a callback.
 async fn emulator(console: &Console) -> Option<String> {
-    let base = console.config().wechat.api_base.trim_end_matches('/').to_owned();
+    let base = console
+        .config()
+        .wechat
+        .api_base
+        .trim_end_matches('/')
+        .to_owned();
     if base == crate::config::DEFAULT_API_BASE.trim_end_matches('/') {
         return None;
     }
@@ -189,7 +202,11 @@ fn sender(from: &str) -> Result<String, Response> {
 
 /// `POST /admin/phone/send?from=OPENID` with a message as the emulator's
 /// `POST /emulator/send` takes it: what the user saw.
-pub async fn send(State(console): State<Console>, Query(q): Query<FromQuery>, body: Bytes) -> Response {
+pub async fn send(
+    State(console): State<Console>,
+    Query(q): Query<FromQuery>,
+    body: Bytes,
+) -> Response {
     let from = match sender(&q.from) {
         Ok(f) => f,
         Err(r) => return r,
@@ -214,10 +231,16 @@ pub async fn send(State(console): State<Console>, Query(q): Query<FromQuery>, bo
                     axum::Json(json!({ "via": "emulator", "user_saw": value["user_saw"], "attempts": value["attempts"] }))
                         .into_response()
                 } else {
-                    json_error(StatusCode::BAD_GATEWAY, format!("the emulator answered {status}: {value}"))
+                    json_error(
+                        StatusCode::BAD_GATEWAY,
+                        format!("the emulator answered {status}: {value}"),
+                    )
                 }
             }
-            Err(e) => json_error(StatusCode::BAD_GATEWAY, format!("the emulator did not answer: {e}")),
+            Err(e) => json_error(
+                StatusCode::BAD_GATEWAY,
+                format!("the emulator did not answer: {e}"),
+            ),
         };
     }
     let Some(self_base) = console.self_base() else {
@@ -236,14 +259,23 @@ pub async fn send(State(console): State<Console>, Query(q): Query<FromQuery>, bo
     };
     let crypt = match config.wechat.msg_crypt(&token) {
         Ok(c) => c,
-        Err(e) => return json_error(StatusCode::CONFLICT, format!("[wechat] encoding_aes_key: {e}")),
+        Err(e) => {
+            return json_error(
+                StatusCode::CONFLICT,
+                format!("[wechat] encoding_aes_key: {e}"),
+            );
+        }
     };
     let url = format!("{self_base}{}", config.server.path);
     let sim = match Simulator::new(&url, &token, config.wechat.mode, crypt) {
         Ok(s) => s,
         Err(e) => return json_error(StatusCode::CONFLICT, e.to_string()),
     };
-    let account = if config.wechat.app_id.is_empty() { "gh_huixin" } else { config.wechat.app_id.as_str() };
+    let account = if config.wechat.app_id.is_empty() {
+        "gh_huixin"
+    } else {
+        config.wechat.app_id.as_str()
+    };
     let xml = match spec.to_xml(&Header::new(account, &from)) {
         Ok(x) => x,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, e.to_string()),
@@ -278,13 +310,20 @@ pub async fn inbox(State(console): State<Console>, Query(q): Query<FromQuery>) -
     {
         Ok(r) if r.status().is_success() => r.json().await.unwrap_or(Value::Null),
         Ok(_) => Value::Null,
-        Err(e) => return json_error(StatusCode::BAD_GATEWAY, format!("the emulator did not answer: {e}")),
+        Err(e) => {
+            return json_error(
+                StatusCode::BAD_GATEWAY,
+                format!("the emulator did not answer: {e}"),
+            );
+        }
     };
     let items: Vec<&Value> = user["inbox"]
         .as_array()
         .map(|list| {
             list.iter()
-                .filter(|d| d["kind"] != "passive" && d["seq"].as_u64().is_some_and(|s| s > q.since))
+                .filter(|d| {
+                    d["kind"] != "passive" && d["seq"].as_u64().is_some_and(|s| s > q.since)
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -302,9 +341,15 @@ pub async fn upload(State(console): State<Console>, mut multipart: Multipart) ->
         if field.name() != Some("file") {
             continue;
         }
-        let kind = field.content_type().unwrap_or("application/octet-stream").to_owned();
+        let kind = field
+            .content_type()
+            .unwrap_or("application/octet-stream")
+            .to_owned();
         if !kind.starts_with("image/") || kind.contains("svg") {
-            return json_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "choose a PNG, JPEG or GIF image");
+            return json_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "choose a PNG, JPEG or GIF image",
+            );
         }
         let bytes = match field.bytes().await {
             Ok(b) if b.len() <= MAX_IMAGE => b,

@@ -29,7 +29,11 @@ pub async fn list(
     Extension(session): Extension<Session>,
     Query(q): Query<ListQuery>,
 ) -> Page {
-    let rows = console.store().backend().push_page(q.before, PAGE_ROWS).await?;
+    let rows = console
+        .store()
+        .backend()
+        .push_page(q.before, PAGE_ROWS)
+        .await?;
     let base = console.base();
     let next = (rows.len() == PAGE_ROWS as usize)
         .then(|| rows.last().map(|p| p.push.seq))
@@ -66,7 +70,11 @@ pub async fn list(
 }
 
 fn title(p: &PushRow) -> &str {
-    if p.title.is_empty() { "(untitled)" } else { &p.title }
+    if p.title.is_empty() {
+        "(untitled)"
+    } else {
+        &p.title
+    }
 }
 
 async fn find(console: &Console, id: &str) -> Result<PushRow, AdminError> {
@@ -136,7 +144,12 @@ pub async fn resend(State(console): State<Console>, Path(id): Path<String>) -> P
     let push = find(&console, &id).await?;
     let n = console.inner.pushes.retry_failed(push.seq).await?;
     tracing::info!(push = %push.id, recipients = n, "console: failed recipients re-sent");
-    Ok(Redirect::to(&format!("{}/pushes/{}?done=resent", console.base(), push.id)).into_response())
+    Ok(Redirect::to(&format!(
+        "{}/pushes/{}?done=resent",
+        console.base(),
+        push.id
+    ))
+    .into_response())
 }
 
 /// `POST /admin/pushes/{id}/revoke`.

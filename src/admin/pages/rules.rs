@@ -23,7 +23,12 @@ pub async fn page(State(console): State<Console>, Extension(session): Extension<
     Ok(render(&console, &session, &TestForm::default(), None))
 }
 
-fn render(console: &Console, session: &Session, form: &TestForm, result: Option<Markup>) -> Response {
+fn render(
+    console: &Console,
+    session: &Session,
+    form: &TestForm,
+    result: Option<Markup>,
+) -> Response {
     let body = match &console.inner.rules {
         None => html! { p { "This app runs no rules." } },
         Some(rules) => {
@@ -116,8 +121,16 @@ pub struct TestForm {
 }
 
 fn test_form(console: &Console, session: &Session, form: &TestForm) -> Markup {
-    let kind = if form.kind.is_empty() { "text" } else { form.kind.as_str() };
-    let from = if form.from.is_empty() { "o_console_test" } else { form.from.as_str() };
+    let kind = if form.kind.is_empty() {
+        "text"
+    } else {
+        form.kind.as_str()
+    };
+    let from = if form.from.is_empty() {
+        "o_console_test"
+    } else {
+        form.from.as_str()
+    };
     html! {
         form.inline method="post" action={ (console.base()) "/rules/test" } {
             (ui::csrf_field(session))
@@ -143,8 +156,14 @@ pub async fn test(
         return Err(AdminError::Invalid("this app runs no rules".into()));
     };
     let value = (!form.value.is_empty()).then_some(form.value.as_str());
-    let from = if form.from.trim().is_empty() { "o_console_test" } else { form.from.trim() };
-    let result = match trial::spec_for(&form.kind, value).and_then(|spec| trial::message(&spec, from)) {
+    let from = if form.from.trim().is_empty() {
+        "o_console_test"
+    } else {
+        form.from.trim()
+    };
+    let result = match trial::spec_for(&form.kind, value)
+        .and_then(|spec| trial::message(&spec, from))
+    {
         Err(e) => html! { p.flash.error role="alert" { (e) } },
         Ok(message) => {
             let scratch = trial::Scratch::open().await?;

@@ -79,7 +79,7 @@ pub fn entry(
         summary: summary(m).map(|s| s.chars().take(SUMMARY_CHARS).collect()),
         reply_type: reply.map_or("success", Reply::msg_type).to_owned(),
         outcome: outcome.as_str().to_owned(),
-        rule: trail.replied_by(),
+        rule: trail.replied_by().map(|r| r.to_string()),
         latency_ms: Some(i64::try_from(took.as_millis()).unwrap_or(i64::MAX)),
         reply: reply.and_then(Reply::summary).map(|line| {
             if trail.is_secret() {
