@@ -633,16 +633,14 @@ fn the_console_in_a_browser() {
         )
         .await;
         b.click("form[action$='/admin/keys'] button").await;
-        let secret = b
-            .client
+        b.client
             .find(fantoccini::Locator::Css("input.secret"))
             .await
             .unwrap()
             .prop("value")
             .await
             .unwrap()
-            .unwrap();
-        secret
+            .unwrap()
     });
     let push = |key: &str| {
         s.post(

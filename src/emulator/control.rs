@@ -254,10 +254,10 @@ async fn add_user(State(emu): State<Emulator>, body: Bytes) -> Result<Response, 
         None => new.interacted.then_some(Duration::ZERO),
     };
     emu.add_user_with(&new.openid, new.following, ago);
-    if let Some(nickname) = new.nickname {
-        if let Some(user) = emu.lock().users.get_mut(&new.openid) {
-            user.nickname = Some(nickname);
-        }
+    if let Some(nickname) = new.nickname
+        && let Some(user) = emu.lock().users.get_mut(&new.openid)
+    {
+        user.nickname = Some(nickname);
     }
     Ok(user_view(&emu, &new.openid).into_response())
 }

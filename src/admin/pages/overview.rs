@@ -126,7 +126,7 @@ pub async fn page(State(console): State<Console>, Extension(session): Extension<
     errors.reverse();
     errors.truncate(RECENT_ERRORS);
     let mut api_errors = metrics.api_errors();
-    api_errors.sort_by(|a, b| b.2.cmp(&a.2));
+    api_errors.sort_by_key(|e| std::cmp::Reverse(e.2));
     let store = metrics.store_stats();
     let body = html! {
         div.stats {

@@ -188,13 +188,12 @@ pub struct FromQuery {
     since: u64,
 }
 
-fn sender(from: &str) -> Result<String, Response> {
+fn sender(from: &str) -> Result<String, String> {
     let from = from.trim();
     let from = if from.is_empty() { DEFAULT_FROM } else { from };
     if !crate::push::keys::valid_openid(from) {
-        return Err(json_error(
-            StatusCode::BAD_REQUEST,
-            format!("{from:?} is not an OpenID (letters, digits, - and _)"),
+        return Err(format!(
+            "{from:?} is not an OpenID (letters, digits, - and _)"
         ));
     }
     Ok(from.to_owned())
@@ -209,7 +208,7 @@ pub async fn send(
 ) -> Response {
     let from = match sender(&q.from) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
     };
     let spec = match crate::emulator::message_spec(&body) {
         Ok(s) => s,
@@ -298,7 +297,7 @@ pub async fn send(
 pub async fn inbox(State(console): State<Console>, Query(q): Query<FromQuery>) -> Response {
     let from = match sender(&q.from) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
     };
     let Some(base) = emulator(&console).await else {
         return axum::Json(json!({ "available": false, "items": [] })).into_response();
