@@ -482,12 +482,14 @@ async fn reserved_segments_are_never_keys_or_topics() {
     assert_bark_error(status, &body, 404);
     let (status, body) = send(h.get("/static?body=x")).await;
     assert_bark_error(status, &body, 404);
+    // `/metrics` and `/admin` are huixin's own routes (GET only, the console behind its
+    // session): a push posted there is refused by them, never taken as a key or a topic.
     let (status, body) = send(
         h.post("/metrics")
             .json(&json!({ "title": "t", "body": "b" })),
     )
     .await;
-    assert_bark_error(status, &body, 404);
+    assert_eq!(status, 405, "{body}");
     // With a key in Authorization, ntfy's topic would name a huixin topic: never a reserved one.
     let (status, body) = send(
         h.post("/admin")
@@ -496,8 +498,10 @@ async fn reserved_segments_are_never_keys_or_topics() {
             .body("x"),
     )
     .await;
-    assert_eq!(status, 404);
-    assert_eq!(body["code"], 40401);
+    assert!(
+        status == 401 || status == 404,
+        "the console's answer, not a push: {status} {body}"
+    );
     let (status, body) = send(h.get("/api.send?title=x")).await;
     assert_eq!(status, 404);
     assert_eq!(body["code"], 404);
