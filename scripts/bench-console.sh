@@ -6,6 +6,7 @@
 # percentiles. `/healthz` on the same server is the reference row.
 #
 #   scripts/bench-console.sh          # FOLLOWERS=100000 LOG_ROWS=1000000 PUSHES=10000 DURATION=5s
+#   HUIXIN_BIN=target/debug/huixin scripts/bench-console.sh   # a binary built already
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,9 +18,12 @@ DURATION=${DURATION:-5s}
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 command -v curl >/dev/null || { echo "curl is needed" >&2; exit 1; }
 
-cargo build --release --quiet --bin huixin
-TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-bin=$TARGET_DIR/release/huixin
+if [ -n "${HUIXIN_BIN:-}" ]; then
+  bin=$(realpath "$HUIXIN_BIN")
+else
+  cargo build --release --quiet --bin huixin
+  bin=${CARGO_TARGET_DIR:-$PWD/target}/release/huixin
+fi
 
 dir=$(mktemp -d)
 server=""
