@@ -11,6 +11,8 @@
 #   SERVE_BIN=/path/to/huixin scripts/bench-traffic.sh   # another build of huixin
 #   WEBHOOK=1 scripts/bench-traffic.sh   # plus a row: every message also goes to a [[webhooks]]
 #                                        # receiver (nginx answering 200), stored and delivered
+#   METRICS_OFF=1 scripts/bench-traffic.sh   # plus a row: `[metrics] enabled = false`, the
+#                                            # same defaults otherwise (what the metrics cost)
 #
 # Each round signs (and in safe mode encrypts) COUNT new requests just before it runs (they
 # stay inside the 300 s clock window). Safe mode needs Python's `cryptography`
@@ -137,7 +139,7 @@ for mode in $MODES; do
   pids+=("$ref_pid")
   wait_port "$ref_port"
 
-  ref_runs=() serve_runs=() hook_runs=() hook_notes=()
+  ref_runs=() serve_runs=() hook_runs=() hook_notes=() off_runs=()
   for round in $(seq "$ROUNDS"); do
     sign "$round" "$work/req.txt" "$mode"
     ref_runs+=("$(run "$ref_port" "$work/req.txt" "$ref_pid")")
@@ -149,6 +151,17 @@ for mode in $MODES; do
     serve_runs+=("$(run "$port" "$work/req.txt" "$serve")")
     kill "$serve" && wait "$serve" 2>/dev/null || true
     echo "  $mode round $round: reference ${ref_runs[-1]}, serve ${serve_runs[-1]} (req/s, p99, CPU µs/req)" >&2
+    if [ "${METRICS_OFF:-0}" = 1 ]; then
+      port=$(free_port)
+      rm -f "$work"/serve.db*
+      config "$port" "$work/serve.db" "$work/serve.toml" "$mode"
+      printf '[metrics]\nenabled = false\n' >>"$work/serve.toml"
+      "$BIN" serve --config "$work/serve.toml" >/dev/null 2>&1 & serve=$!
+      wait_port "$port"
+      off_runs+=("$(run "$port" "$work/req.txt" "$serve")")
+      kill "$serve" && wait "$serve" 2>/dev/null || true
+      echo "  $mode round $round: metrics off ${off_runs[-1]}" >&2
+    fi
     if [ -n "$hook_port" ]; then
       port=$(free_port)
       rm -f "$work"/serve.db*
@@ -176,6 +189,11 @@ for mode in $MODES; do
   echo "| $mode | reference (bare axum) | $r_rps | $r_p99 | $r_cpu |"
   awk -v s="$s_rps" -v r="$r_rps" -v p="$s_p99" -v c="$s_cpu" -v m="$mode" \
     'BEGIN {printf "| %s | huixin serve, defaults | %s (%.2f×) | %s | %s |\n", m, s, s / r, p, c}'
+  if [ "${#off_runs[@]}" -gt 0 ]; then
+    read -r o_rps o_p99 o_cpu <<<"$(printf '%s\n' "${off_runs[@]}" | median)"
+    awk -v s="$o_rps" -v r="$r_rps" -v p="$o_p99" -v c="$o_cpu" -v m="$mode" \
+      'BEGIN {printf "| %s | huixin serve, [metrics] enabled = false | %s (%.2f×) | %s | %s |\n", m, s, s / r, p, c}'
+  fi
   if [ -n "$hook_port" ]; then
     read -r h_rps h_p99 h_cpu <<<"$(printf '%s\n' "${hook_runs[@]}" | median)"
     awk -v s="$h_rps" -v r="$r_rps" -v p="$h_p99" -v c="$h_cpu" -v m="$mode" \

@@ -412,6 +412,68 @@ fn a_login_link_signs_in_once() {
     assert_eq!(status, StatusCode::SEE_OTHER);
 }
 
+/// `start`..`end` of `html`: the text between the first `start` and the next `end`.
+fn between<'h>(html: &'h str, start: &str, end: &str) -> &'h str {
+    let at = html
+        .find(start)
+        .unwrap_or_else(|| panic!("no {start} in {html}"));
+    let rest = &html[at..];
+    &rest[..rest
+        .find(end)
+        .unwrap_or_else(|| panic!("no {end} after {start}"))]
+}
+
+#[test]
+fn a_seeded_database_opens_on_every_page() {
+    let s = setup(&[], "");
+    let hash = huixin::admin::hash_password(PASSWORD).unwrap();
+    let path = s.dir.path().join("huixin.toml");
+    let mut toml = std::fs::read_to_string(&path).unwrap();
+    toml.push_str(&format!("\n[admin]\npassword = \"{hash}\"\n"));
+    std::fs::write(&path, toml).unwrap();
+    let seeded = s.run(&[
+        "store",
+        "seed",
+        "--followers",
+        "300",
+        "--log-rows",
+        "3000",
+        "--pushes",
+        "20",
+    ]);
+    assert!(seeded.contains("300 followers"), "{seeded}");
+    let _server = s.serve();
+    let http = Http::new(&s);
+    let session = http.sign_in(PASSWORD).unwrap();
+    let open = |path: &str| {
+        let (status, _, html) = http.get(path, Some(&session));
+        assert_eq!(status, StatusCode::OK, "{path}: {html}");
+        html
+    };
+    // The overview twice: the second draws the past days from what the first kept, and
+    // must show the same.
+    let first = open("/admin");
+    let second = open("/admin");
+    let charts = |html: &str| between(html, "<div class=\"stats\">", "<h2>Access token").to_owned();
+    assert_eq!(charts(&first), charts(&second));
+    assert!(charts(&first).contains("<svg"), "{first}");
+    for path in ["/admin/followers", "/admin/conversations", "/admin/keys"] {
+        open(path);
+    }
+    // Every seeded push opens.
+    let pushes = open("/admin/pushes");
+    let links: Vec<&str> = pushes
+        .split("href=\"/admin/pushes/")
+        .skip(1)
+        .map(|rest| &rest[..rest.find('"').unwrap()])
+        .collect();
+    assert_eq!(links.len(), 20, "{pushes}");
+    for id in links {
+        let page = open(&format!("/admin/pushes/{id}"));
+        assert!(page.contains("Backup #"), "{page}");
+    }
+}
+
 /// Untrusted text that would run as script or break out of an attribute if a page did not
 /// escape it.
 const PAYLOADS: &[&str] = &[
@@ -633,8 +695,11 @@ fn the_console_in_a_browser() {
         )
         .await;
         b.click("form[action$='/admin/keys'] button").await;
+        // The key is on the page the form's post answers with: wait for it to load.
         b.client
-            .find(fantoccini::Locator::Css("input.secret"))
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(fantoccini::Locator::Css("input.secret"))
             .await
             .unwrap()
             .prop("value")

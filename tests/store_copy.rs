@@ -1099,10 +1099,7 @@ async fn a_target_with_other_pushes_is_refused() {
         .unwrap();
     drop(store);
     let pg = PgPool::connect(db.url()).await.unwrap();
-    sqlx::migrate!("src/store/postgres/migrations")
-        .run(&pg)
-        .await
-        .unwrap();
+    huixin::store::schema::POSTGRES.run(&pg).await.unwrap();
     sqlx::query(
         "INSERT INTO pushes (id, target, title, body, source, created_at) \
          VALUES ('pOTHER', 'users:1', 't', 'b', 'api', 1)",
@@ -1164,10 +1161,7 @@ async fn a_target_with_other_apps_is_refused() {
         .unwrap();
     drop(store);
     let pg = PgPool::connect(db.url()).await.unwrap();
-    sqlx::migrate!("src/store/postgres/migrations")
-        .run(&pg)
-        .await
-        .unwrap();
+    huixin::store::schema::POSTGRES.run(&pg).await.unwrap();
     sqlx::query("INSERT INTO apps (name, secret, created_at) VALUES ('theirs', 's', 1)")
         .execute(&pg)
         .await

@@ -410,25 +410,12 @@ pub async fn login(
     peer: Peer,
     body: Bytes,
 ) -> Response {
-    if !console.enabled() {
-        return console.off_page();
-    }
-    let form: LoginForm = match serde_urlencoded::from_bytes(&body) {
-        Ok(f) => f,
-        Err(_) => return forbidden(),
+    let (form, pre) = match sign_in_form(&console, &headers, &body, |f: &LoginForm| &f._csrf) {
+        Ok(checked) => checked,
+        Err(refused) => return refused.answer(&console),
     };
-    let Some(pre) = cookie(&headers, PRE_COOKIE) else {
-        return forbidden();
-    };
-    if !equal(pre, &form._csrf) {
-        return forbidden();
-    }
     let next = next_target(&console, form.next.as_deref());
-    let client = peer.key();
-    let limited = console.inner.attempts.take(&client).is_err()
-        || console.inner.attempts_all.take("all").is_err();
-    if limited {
-        tracing::warn!(client = %client, "console: too many sign-in attempts");
+    if !attempt_allowed(&console, &peer) {
         return login_form(
             &console,
             pre,
@@ -444,7 +431,7 @@ pub async fn login(
             .await
             .unwrap_or(false);
     if !ok {
-        tracing::warn!(client = %client, "console: wrong password");
+        tracing::warn!(client = %peer.key(), "console: wrong password");
         return login_form(
             &console,
             pre,
@@ -454,6 +441,53 @@ pub async fn login(
         );
     }
     start_session(&console, "password", &next).await
+}
+
+/// Why a sign-in form was refused before its contents were looked at.
+enum Refused {
+    /// The console is off.
+    Off,
+    /// The form did not parse, or its token did not match the pre-session cookie.
+    Forbidden,
+}
+
+impl Refused {
+    fn answer(self, console: &Console) -> Response {
+        match self {
+            Self::Off => console.off_page(),
+            Self::Forbidden => forbidden(),
+        }
+    }
+}
+
+/// What both sign-in forms check first: the console is on, the form parses, and its
+/// double-submit token matches the pre-session cookie. The form and that cookie's value.
+fn sign_in_form<'h, F: serde::de::DeserializeOwned>(
+    console: &Console,
+    headers: &'h HeaderMap,
+    body: &[u8],
+    csrf: impl Fn(&F) -> &str,
+) -> Result<(F, &'h str), Refused> {
+    if !console.enabled() {
+        return Err(Refused::Off);
+    }
+    let form: F = serde_urlencoded::from_bytes(body).map_err(|_| Refused::Forbidden)?;
+    match cookie(headers, PRE_COOKIE) {
+        Some(pre) if equal(pre, csrf(&form)) => Ok((form, pre)),
+        _ => Err(Refused::Forbidden),
+    }
+}
+
+/// Takes a sign-in attempt from the client's and the overall budget
+/// (`[admin] login_attempts_per_minute`); false, logged, when either is spent.
+fn attempt_allowed(console: &Console, peer: &Peer) -> bool {
+    let client = peer.key();
+    let allowed = console.inner.attempts.take(&client).is_ok()
+        && console.inner.attempts_all.take("all").is_ok();
+    if !allowed {
+        tracing::warn!(client = %client, "console: too many sign-in attempts");
+    }
+    allowed
 }
 
 /// Signs a browser in: a new session secret, whatever cookie it had.
@@ -533,20 +567,11 @@ pub async fn link_login(
     peer: Peer,
     body: Bytes,
 ) -> Response {
-    if !console.enabled() {
-        return console.off_page();
-    }
-    let form: LinkForm = match serde_urlencoded::from_bytes(&body) {
-        Ok(f) => f,
-        Err(_) => return forbidden(),
+    let (form, _) = match sign_in_form(&console, &headers, &body, |f: &LinkForm| &f._csrf) {
+        Ok(checked) => checked,
+        Err(refused) => return refused.answer(&console),
     };
-    if !cookie(&headers, PRE_COOKIE).is_some_and(|pre| equal(pre, &form._csrf)) {
-        return forbidden();
-    }
-    let client = peer.key();
-    if console.inner.attempts.take(&client).is_err()
-        || console.inner.attempts_all.take("all").is_err()
-    {
+    if !attempt_allowed(&console, &peer) {
         return (
             StatusCode::TOO_MANY_REQUESTS,
             ui::bare_page("Too many attempts", "Wait a minute and try again."),

@@ -69,6 +69,8 @@ struct Inner {
     self_base: RwLock<Option<String>>,
     /// Images uploaded in the phone panel, by media id (the last few, in memory).
     media: pages::phone::MediaShelf,
+    /// The overview's counts of past days.
+    past_days: pages::overview::PastDays,
     /// The content of each topic's join QR code, once WeChat made it.
     topic_codes: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
@@ -114,6 +116,7 @@ impl Console {
                 attempts: Buckets::new(per_minute),
                 attempts_all: Buckets::new(per_minute.saturating_mul(5)),
                 topic_codes: std::sync::Mutex::default(),
+                past_days: pages::overview::PastDays::default(),
                 media: pages::phone::MediaShelf::default(),
                 self_base: RwLock::new(None),
                 enabled,

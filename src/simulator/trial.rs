@@ -14,20 +14,15 @@ use crate::store::{Store, StoreError};
 use crate::wechat::{Message, Reply};
 
 /// The message kinds a trial takes, as `huixin rules test` names them.
-pub const KINDS: &[&str] = &[
-    "text",
-    "image",
-    "voice",
-    "video",
-    "shortvideo",
-    "location",
-    "link",
-    "subscribe",
-    "unsubscribe",
-    "scan",
-    "click",
-    "view",
-];
+pub fn kinds() -> impl Iterator<Item = &'static str> {
+    crate::wechat::message::MSG_TYPES
+        .into_iter()
+        .filter(|t| !matches!(*t, "miniprogrampage" | "event"))
+        .chain(EVENT_KINDS.iter().copied())
+}
+
+/// The events among [`kinds`].
+pub const EVENT_KINDS: &[&str] = &["subscribe", "unsubscribe", "scan", "click", "view"];
 
 /// The made-up message for `kind` and `value` (as `huixin rules test <kind> [value]`): the
 /// text, a media id, a location's label, a URL, a scene or an event key. Any other kind is an
@@ -183,8 +178,8 @@ mod tests {
 
     #[test]
     fn kinds_make_messages() {
-        for kind in KINDS {
-            let value = match *kind {
+        for kind in kinds() {
+            let value = match kind {
                 "scan" | "click" => Some("k"),
                 "view" => Some("https://example.com/"),
                 _ => None,

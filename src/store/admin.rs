@@ -6,17 +6,19 @@ use async_trait::async_trait;
 
 use super::StoreError;
 
-/// A signed-in console session.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct AdminSession {
-    /// SHA-256 (hex) of the cookie's secret.
-    pub id_hash: String,
-    /// How it signed in: `password` or `link`.
-    pub via: String,
-    /// When (Unix seconds).
-    pub created_at: i64,
-    /// When it ends (Unix seconds).
-    pub expires_at: i64,
+from_row! {
+    /// A signed-in console session.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct AdminSession {
+        /// SHA-256 (hex) of the cookie's secret.
+        pub id_hash: String,
+        /// How it signed in: `password` or `link`.
+        pub via: String,
+        /// When (Unix seconds).
+        pub created_at: i64,
+        /// When it ends (Unix seconds).
+        pub expires_at: i64,
+    }
 }
 
 /// The console's sessions and login links.

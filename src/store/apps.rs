@@ -14,27 +14,29 @@ use async_trait::async_trait;
 
 use super::StoreError;
 
-/// An app as stored.
-#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct AppRow {
-    /// Numeric id, in creation order (WxPusher's `appId`).
-    pub id: i64,
-    /// A name, unique among live apps.
-    pub name: String,
-    /// Where webhooks go (`http(s)://…`); empty for none.
-    pub callback_url: String,
-    /// The shape of the webhook payloads: `huixin` or `wxpusher`.
-    pub callback_format: String,
-    /// Whether a message webhook's answer may be the passive reply.
-    pub replies: bool,
-    /// The HMAC-SHA256 key webhook signatures are made with. Kept in clear: it signs.
-    pub secret: String,
-    /// Where `/bind/{id}` sends the browser once bound, unless the binding names its own.
-    pub return_url: String,
-    /// When it was made (Unix seconds).
-    pub created_at: i64,
-    /// When it was revoked, if it was.
-    pub revoked_at: Option<i64>,
+from_row! {
+    /// An app as stored.
+    #[derive(Clone, PartialEq, Eq)]
+    pub struct AppRow {
+        /// Numeric id, in creation order (WxPusher's `appId`).
+        pub id: i64,
+        /// A name, unique among live apps.
+        pub name: String,
+        /// Where webhooks go (`http(s)://…`); empty for none.
+        pub callback_url: String,
+        /// The shape of the webhook payloads: `huixin` or `wxpusher`.
+        pub callback_format: String,
+        /// Whether a message webhook's answer may be the passive reply.
+        pub replies: bool,
+        /// The HMAC-SHA256 key webhook signatures are made with. Kept in clear: it signs.
+        pub secret: String,
+        /// Where `/bind/{id}` sends the browser once bound, unless the binding names its own.
+        pub return_url: String,
+        /// When it was made (Unix seconds).
+        pub created_at: i64,
+        /// When it was revoked, if it was.
+        pub revoked_at: Option<i64>,
+    }
 }
 
 impl std::fmt::Debug for AppRow {
@@ -89,62 +91,66 @@ pub struct AppChanges {
     pub return_url: Option<String>,
 }
 
-/// A code that binds: a parameter QR code and a web link, made by an app for one of its site's
-/// users (`uid` set, used once), or for anyone who scans it (`uid` empty: WxPusher's parameter
-/// QR codes, which give each follower who scans the app's own opaque uid).
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct BindCode {
-    /// Public, unguessable id: the QR scene is `bind:ID`, the link `/bind/ID`.
-    pub id: String,
-    /// The app.
-    pub app_id: i64,
-    /// The site's user id the code binds, or empty for a code anyone may scan.
-    pub uid: String,
-    /// The app's own data, handed back in the binding and its webhook (at most 64 characters
-    /// for WxPusher's codes).
-    pub extra: String,
-    /// Where the browser goes once bound through the link (empty: the app's, else huixin's
-    /// page).
-    pub return_url: String,
-    /// WeChat's ticket for the QR code (empty until made).
-    pub ticket: String,
-    /// The QR code's content (WeChat's `url`), what the image encodes.
-    pub qr_content: String,
-    /// When it was made (Unix seconds).
-    pub created_at: i64,
-    /// When it stops binding (Unix seconds).
-    pub expires_at: i64,
-    /// When it was last used, if it was.
-    pub used_at: Option<i64>,
-    /// The OpenID of the last follower who used it.
-    pub used_by: Option<String>,
-    /// The uid that follower was bound as (WxPusher's `scan-qrcode-uid`).
-    pub used_uid: Option<String>,
+from_row! {
+    /// A code that binds: a parameter QR code and a web link, made by an app for one of its site's
+    /// users (`uid` set, used once), or for anyone who scans it (`uid` empty: WxPusher's parameter
+    /// QR codes, which give each follower who scans the app's own opaque uid).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct BindCode {
+        /// Public, unguessable id: the QR scene is `bind:ID`, the link `/bind/ID`.
+        pub id: String,
+        /// The app.
+        pub app_id: i64,
+        /// The site's user id the code binds, or empty for a code anyone may scan.
+        pub uid: String,
+        /// The app's own data, handed back in the binding and its webhook (at most 64 characters
+        /// for WxPusher's codes).
+        pub extra: String,
+        /// Where the browser goes once bound through the link (empty: the app's, else huixin's
+        /// page).
+        pub return_url: String,
+        /// WeChat's ticket for the QR code (empty until made).
+        pub ticket: String,
+        /// The QR code's content (WeChat's `url`), what the image encodes.
+        pub qr_content: String,
+        /// When it was made (Unix seconds).
+        pub created_at: i64,
+        /// When it stops binding (Unix seconds).
+        pub expires_at: i64,
+        /// When it was last used, if it was.
+        pub used_at: Option<i64>,
+        /// The OpenID of the last follower who used it.
+        pub used_by: Option<String>,
+        /// The uid that follower was bound as (WxPusher's `scan-qrcode-uid`).
+        pub used_uid: Option<String>,
+    }
 }
 
-/// A binding: the app's `uid` stands for the follower `openid`.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct BindingRow {
-    /// Numeric id (WxPusher's user record `id`).
-    pub seq: i64,
-    /// The app.
-    pub app_id: i64,
-    /// The app's id for the user: the site's, or a minted `UID_…`. At most 64 characters.
-    pub uid: String,
-    /// The follower.
-    pub openid: String,
-    /// The binding code's `extra`.
-    pub extra: String,
-    /// How it was made: `scan`, `link`, `command` or `admin`.
-    pub source: String,
-    /// `bound`, or `unfollowed` while the follower does not follow the account.
-    pub state: String,
-    /// Whether the app refuses to push to the follower (WxPusher's `reject`).
-    pub blocked: bool,
-    /// When it was made (Unix seconds).
-    pub created_at: i64,
-    /// Last change (Unix seconds).
-    pub updated_at: i64,
+from_row! {
+    /// A binding: the app's `uid` stands for the follower `openid`.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct BindingRow {
+        /// Numeric id (WxPusher's user record `id`).
+        pub seq: i64,
+        /// The app.
+        pub app_id: i64,
+        /// The app's id for the user: the site's, or a minted `UID_…`. At most 64 characters.
+        pub uid: String,
+        /// The follower.
+        pub openid: String,
+        /// The binding code's `extra`.
+        pub extra: String,
+        /// How it was made: `scan`, `link`, `command` or `admin`.
+        pub source: String,
+        /// `bound`, or `unfollowed` while the follower does not follow the account.
+        pub state: String,
+        /// Whether the app refuses to push to the follower (WxPusher's `reject`).
+        pub blocked: bool,
+        /// When it was made (Unix seconds).
+        pub created_at: i64,
+        /// Last change (Unix seconds).
+        pub updated_at: i64,
+    }
 }
 
 /// A binding to store ([`AppStore::binding_upsert`]).
@@ -187,56 +193,60 @@ pub struct NewDelivery<'a> {
     pub now_ms: i64,
 }
 
-/// A stored webhook delivery.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct DeliveryRow {
-    /// Order of storing.
-    pub seq: i64,
-    /// Public id.
-    pub id: String,
-    /// The app, if any.
-    pub app_id: Option<i64>,
-    /// The receiver (`app:ID`, `config:NAME`).
-    pub endpoint: String,
-    /// Where it is POSTed.
-    pub url: String,
-    /// The event.
-    pub event: String,
-    /// What orders it among the endpoint's deliveries.
-    pub ordering: String,
-    /// The JSON body.
-    pub body: String,
-    /// `pending`, `sending`, `delivered` or `failed`.
-    pub state: String,
-    /// Attempts so far.
-    pub attempts: i64,
-    /// When it is due (milliseconds).
-    pub next_at: i64,
-    /// The HTTP status of the last attempt, if one answered.
-    pub last_status: Option<i64>,
-    /// What went wrong last.
-    pub last_error: Option<String>,
-    /// When it was stored (milliseconds).
-    pub created_at: i64,
-    /// Last change (milliseconds).
-    pub updated_at: i64,
+from_row! {
+    /// A stored webhook delivery.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct DeliveryRow {
+        /// Order of storing.
+        pub seq: i64,
+        /// Public id.
+        pub id: String,
+        /// The app, if any.
+        pub app_id: Option<i64>,
+        /// The receiver (`app:ID`, `config:NAME`).
+        pub endpoint: String,
+        /// Where it is POSTed.
+        pub url: String,
+        /// The event.
+        pub event: String,
+        /// What orders it among the endpoint's deliveries.
+        pub ordering: String,
+        /// The JSON body.
+        pub body: String,
+        /// `pending`, `sending`, `delivered` or `failed`.
+        pub state: String,
+        /// Attempts so far.
+        pub attempts: i64,
+        /// When it is due (milliseconds).
+        pub next_at: i64,
+        /// The HTTP status of the last attempt, if one answered.
+        pub last_status: Option<i64>,
+        /// What went wrong last.
+        pub last_error: Option<String>,
+        /// When it was stored (milliseconds).
+        pub created_at: i64,
+        /// Last change (milliseconds).
+        pub updated_at: i64,
+    }
 }
 
-/// One attempt of a delivery.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct AttemptRow {
-    /// The delivery.
-    pub delivery_seq: i64,
-    /// 1, 2, …
-    pub attempt: i64,
-    /// When it started (milliseconds).
-    pub at: i64,
-    /// How long it took (milliseconds).
-    pub duration_ms: i64,
-    /// The HTTP status, if the receiver answered.
-    pub status: Option<i64>,
-    /// What went wrong, if it did.
-    pub error: Option<String>,
+from_row! {
+    /// One attempt of a delivery.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct AttemptRow {
+        /// The delivery.
+        pub delivery_seq: i64,
+        /// 1, 2, …
+        pub attempt: i64,
+        /// When it started (milliseconds).
+        pub at: i64,
+        /// How long it took (milliseconds).
+        pub duration_ms: i64,
+        /// The HTTP status, if the receiver answered.
+        pub status: Option<i64>,
+        /// What went wrong, if it did.
+        pub error: Option<String>,
+    }
 }
 
 /// How one delivery attempt ended, to be recorded ([`AppStore::webhook_settle`]).

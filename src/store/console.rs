@@ -67,34 +67,36 @@ pub fn hour_of(unix_secs: i64) -> i64 {
     unix_secs.div_euclid(3_600)
 }
 
-/// One row of the inbound log, as the console lists it.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct LogRow {
-    /// The row's id, in arrival order: where the next page starts ([`LogFilter::before_id`]).
-    pub id: i64,
-    /// When the message arrived (Unix seconds).
-    pub received_at: i64,
-    /// The sender.
-    pub openid: String,
-    /// `MsgType`.
-    pub msg_type: String,
-    /// The event's name, lower case, for events.
-    pub event: Option<String>,
-    /// `MsgId`, as text.
-    pub msg_id: Option<String>,
-    /// Content, event key or media id, truncated.
-    pub summary: Option<String>,
-    /// The reply's type (`text`, `news`, `success`, …).
-    pub reply_type: String,
-    /// `answered`, `late`, `retry`, `failed`, `blocked` or `limited`.
-    pub outcome: String,
-    /// The rule that replied (`file:line`, or `webhook`), if one did.
-    pub rule: Option<String>,
-    /// How long the message took to answer, in milliseconds (rows from before it was kept
-    /// have none).
-    pub latency_ms: Option<i64>,
-    /// The reply on one line, truncated (see [`LogEntry::reply`]).
-    pub reply: Option<String>,
+from_row! {
+    /// One row of the inbound log, as the console lists it.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct LogRow {
+        /// The row's id, in arrival order: where the next page starts ([`LogFilter::before_id`]).
+        pub id: i64,
+        /// When the message arrived (Unix seconds).
+        pub received_at: i64,
+        /// The sender.
+        pub openid: String,
+        /// `MsgType`.
+        pub msg_type: String,
+        /// The event's name, lower case, for events.
+        pub event: Option<String>,
+        /// `MsgId`, as text.
+        pub msg_id: Option<String>,
+        /// Content, event key or media id, truncated.
+        pub summary: Option<String>,
+        /// The reply's type (`text`, `news`, `success`, …).
+        pub reply_type: String,
+        /// `answered`, `late`, `retry`, `failed`, `blocked` or `limited`.
+        pub outcome: String,
+        /// The rule that replied (`file:line`, or `webhook`), if one did.
+        pub rule: Option<String>,
+        /// How long the message took to answer, in milliseconds (rows from before it was kept
+        /// have none).
+        pub latency_ms: Option<i64>,
+        /// The reply on one line, truncated (see [`LogEntry::reply`]).
+        pub reply: Option<String>,
+    }
 }
 
 /// Which log rows a page holds ([`ConsoleStore::log_page`]); every filter set must match.
@@ -119,17 +121,7 @@ pub struct LogFilter {
 
 /// The message types huixin parses (`MsgType`, lower case): a [`LogFilter::msg_type`] of one
 /// of these is a type, any other value an event name.
-pub const MESSAGE_TYPES: [&str; 9] = [
-    "text",
-    "image",
-    "voice",
-    "video",
-    "shortvideo",
-    "location",
-    "link",
-    "miniprogrampage",
-    "event",
-];
+pub use crate::wechat::message::MSG_TYPES as MESSAGE_TYPES;
 
 impl LogFilter {
     /// The `(MsgType, event name)` that [`LogFilter::msg_type`] and [`LogFilter::event`] ask
@@ -149,17 +141,19 @@ impl LogFilter {
     }
 }
 
-/// One hour's count of one key of one dimension (see the module's documentation).
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct CountRow {
-    /// The hour: Unix seconds / 3600 ([`hour_of`]).
-    pub hour: i64,
-    /// The dimension ([`dim`]).
-    pub dim: String,
-    /// The key within it (a type, an event name, an outcome, a rule, a push state).
-    pub key: String,
-    /// How many.
-    pub n: i64,
+from_row! {
+    /// One hour's count of one key of one dimension (see the module's documentation).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct CountRow {
+        /// The hour: Unix seconds / 3600 ([`hour_of`]).
+        pub hour: i64,
+        /// The dimension ([`dim`]).
+        pub dim: String,
+        /// The key within it (a type, an event name, an outcome, a rule, a push state).
+        pub key: String,
+        /// How many.
+        pub n: i64,
+    }
 }
 
 /// Which followers a page holds ([`ConsoleStore::followers_page`]); every filter set must

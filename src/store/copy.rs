@@ -20,16 +20,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
-use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqlitePoolOptions, SqliteRow};
 use sqlx::{ConnectOptions, Connection, Row};
 
 use super::{Store, StoreError, peers};
-
-/// PostgreSQL's migrations: the directory the PostgreSQL backend embeds, so both agree on what
-/// has run.
-static PG_MIGRATOR: Migrator = sqlx::migrate!("src/store/postgres/migrations");
 
 /// Rows per INSERT (one array per column, so any number fits in one statement).
 pub const CHUNK: usize = 1000;
@@ -620,7 +615,7 @@ async fn connect_target(to: &str, options: PgConnectOptions) -> Result<PgPool, S
         .connect_with(options)
         .await
         .map_err(|e| unreachable(e.to_string()))?;
-    if let Err(e) = PG_MIGRATOR.run(&pg).await {
+    if let Err(e) = super::schema::POSTGRES.run(&pg).await {
         pg.close().await;
         return Err(fail(format!(
             "cannot create huixin's tables in the target {}: {e}",

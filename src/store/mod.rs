@@ -1,12 +1,41 @@
 //! Persistent state behind one interface, [`Backend`]: SQLite by default ([`sqlite`]), or
-//! PostgreSQL ([`postgres`]) for several processes sharing one database. Queries are written at runtime (the crate builds without a
-//! database); migrations are numbered SQL files under `src/store/migrations`, embedded in the
-//! binary and run at start.
+//! PostgreSQL ([`postgres`]) for several processes sharing one database. Queries are written
+//! at runtime (the crate builds without a database); migrations are numbered SQL files under
+//! `src/store/migrations` (PostgreSQL's under `src/store/postgres/migrations`), embedded in the
+//! binary by [`schema`] and run at start.
 //!
 //! Hot-path writes (the inbound log, dedup records, last-seen times) go through a
 //! [`writer`] that batches them into one transaction every 100 ms, so they never cap
 //! throughput; writes a handler needs to read back at once (sessions, follower changes) are
 //! written directly.
+
+/// Defines a struct and reads it from a row of either backend by its fields' names (what
+/// sqlx's `FromRow` derive does, without building sqlx's macros and their copy of the drivers).
+macro_rules! from_row {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $( $(#[$field_meta:meta])* $field_vis:vis $field:ident : $ty:ty ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        $vis struct $name {
+            $( $(#[$field_meta])* $field_vis $field : $ty ),*
+        }
+
+        impl<'r, R: ::sqlx::Row> ::sqlx::FromRow<'r, R> for $name
+        where
+            &'r str: ::sqlx::ColumnIndex<R>,
+            $( $ty: ::sqlx::Decode<'r, R::Database> + ::sqlx::Type<R::Database>, )*
+        {
+            fn from_row(row: &'r R) -> ::std::result::Result<Self, ::sqlx::Error> {
+                Ok(Self {
+                    $( $field: ::sqlx::Row::try_get(row, stringify!($field))?, )*
+                })
+            }
+        }
+    };
+}
 
 pub mod admin;
 pub mod apps;
@@ -16,6 +45,7 @@ pub mod peers;
 pub mod postgres;
 pub mod push;
 pub mod reads;
+pub mod schema;
 pub mod seed;
 pub mod sqlite;
 pub mod writer;
@@ -141,38 +171,42 @@ impl std::fmt::Display for Unhealthy {
     }
 }
 
-/// What is known about a user.
-#[derive(Debug, Clone, PartialEq, Eq, Default, sqlx::FromRow)]
-pub struct Follower {
-    /// The OpenID.
-    pub openid: String,
-    /// Whether the user follows the account now.
-    pub subscribed: bool,
-    /// The first subscribe event seen.
-    pub first_subscribed_at: Option<i64>,
-    /// The latest subscribe event.
-    pub last_subscribed_at: Option<i64>,
-    /// The latest unsubscribe event.
-    pub unsubscribed_at: Option<i64>,
-    /// The QR scene of the latest scan-to-follow.
-    pub scene: Option<String>,
-    /// The latest message or event of any kind (written in batches: may lag by a moment).
-    pub last_seen_at: Option<i64>,
+from_row! {
+    /// What is known about a user.
+    #[derive(Debug, Clone, PartialEq, Eq, Default)]
+    pub struct Follower {
+        /// The OpenID.
+        pub openid: String,
+        /// Whether the user follows the account now.
+        pub subscribed: bool,
+        /// The first subscribe event seen.
+        pub first_subscribed_at: Option<i64>,
+        /// The latest subscribe event.
+        pub last_subscribed_at: Option<i64>,
+        /// The latest unsubscribe event.
+        pub unsubscribed_at: Option<i64>,
+        /// The QR scene of the latest scan-to-follow.
+        pub scene: Option<String>,
+        /// The latest message or event of any kind (written in batches: may lag by a moment).
+        pub last_seen_at: Option<i64>,
+    }
 }
 
-/// The shared access token of an app, as stored.
-#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct TokenRow {
-    /// The token, once one was fetched.
-    pub token: Option<String>,
-    /// When it expires (Unix seconds; 0 when invalidated).
-    pub expires_at: i64,
-    /// When to refresh it, ahead of expiry.
-    pub refresh_after: i64,
-    /// When it was fetched.
-    pub fetched_at: i64,
-    /// Incremented with every new token.
-    pub version: i64,
+from_row! {
+    /// The shared access token of an app, as stored.
+    #[derive(Clone, PartialEq, Eq)]
+    pub struct TokenRow {
+        /// The token, once one was fetched.
+        pub token: Option<String>,
+        /// When it expires (Unix seconds; 0 when invalidated).
+        pub expires_at: i64,
+        /// When to refresh it, ahead of expiry.
+        pub refresh_after: i64,
+        /// When it was fetched.
+        pub fetched_at: i64,
+        /// Incremented with every new token.
+        pub version: i64,
+    }
 }
 
 impl std::fmt::Debug for TokenRow {
@@ -219,34 +253,36 @@ pub enum SessionChange {
     },
 }
 
-/// One row of the inbound log.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct LogEntry {
-    /// When the message arrived.
-    pub received_at: i64,
-    /// The sender.
-    pub openid: String,
-    /// `MsgType`.
-    pub msg_type: String,
-    /// The event's canonical name, for events.
-    pub event: Option<String>,
-    /// `MsgId`, as text (u64).
-    pub msg_id: Option<String>,
-    /// Content, event key or media id, truncated.
-    pub summary: Option<String>,
-    /// The reply's type (`text`, `news`, `success`, …).
-    pub reply_type: String,
-    /// `answered`, `late`, `retry`, `failed`, `limited` or `blocked`.
-    pub outcome: String,
-    /// The rule that replied (`file:line`, or `webhook` when an app's webhook did), if one
-    /// did.
-    pub rule: Option<String>,
-    /// How long the message took, from reaching the log layer to its reply, in
-    /// milliseconds (for a retry: from its arrival to the reply it was given).
-    pub latency_ms: Option<i64>,
-    /// The reply on one line, at most 200 characters: the text, the news titles,
-    /// `image MEDIA_ID`, …; `None` for `success` (nothing shown to the user).
-    pub reply: Option<String>,
+from_row! {
+    /// One row of the inbound log.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct LogEntry {
+        /// When the message arrived.
+        pub received_at: i64,
+        /// The sender.
+        pub openid: String,
+        /// `MsgType`.
+        pub msg_type: String,
+        /// The event's canonical name, for events.
+        pub event: Option<String>,
+        /// `MsgId`, as text (u64).
+        pub msg_id: Option<String>,
+        /// Content, event key or media id, truncated.
+        pub summary: Option<String>,
+        /// The reply's type (`text`, `news`, `success`, …).
+        pub reply_type: String,
+        /// `answered`, `late`, `retry`, `failed`, `limited` or `blocked`.
+        pub outcome: String,
+        /// The rule that replied (`file:line`, or `webhook` when an app's webhook did), if one
+        /// did.
+        pub rule: Option<String>,
+        /// How long the message took, from reaching the log layer to its reply, in
+        /// milliseconds (for a retry: from its arrival to the reply it was given).
+        pub latency_ms: Option<i64>,
+        /// The reply on one line, at most 200 characters: the text, the news titles,
+        /// `image MEDIA_ID`, …; `None` for `success` (nothing shown to the user).
+        pub reply: Option<String>,
+    }
 }
 
 /// Where the message of a dedup record stands (`dedup.state`).
@@ -304,15 +340,16 @@ pub struct DedupRecord {
     pub updated_at: i64,
 }
 
-/// A `dedup` row as stored; the state becomes a [`DedupState`] here, at the boundary.
-#[derive(sqlx::FromRow)]
-pub(crate) struct DedupRow {
-    key: String,
-    owner: String,
-    state: String,
-    reply: Option<String>,
-    reply_time: Option<i64>,
-    updated_at: i64,
+from_row! {
+    /// A `dedup` row as stored; the state becomes a [`DedupState`] here, at the boundary.
+    pub(crate) struct DedupRow {
+        key: String,
+        owner: String,
+        state: String,
+        reply: Option<String>,
+        reply_time: Option<i64>,
+        updated_at: i64,
+    }
 }
 
 impl DedupRow {
@@ -440,17 +477,19 @@ pub fn statement_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
-/// What the replay guard remembers of one signed (timestamp, nonce).
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct ReplayRecord {
-    /// The query's `timestamp`, as sent.
-    pub timestamp: String,
-    /// The query's `nonce`.
-    pub nonce: String,
-    /// Hex SHA-1 of what it came with (the POST body, or a marker for a `GET`).
-    pub request_hash: String,
-    /// When the timestamp leaves the skew window, and the record can go (Unix seconds).
-    pub expires_at: i64,
+from_row! {
+    /// What the replay guard remembers of one signed (timestamp, nonce).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct ReplayRecord {
+        /// The query's `timestamp`, as sent.
+        pub timestamp: String,
+        /// The query's `nonce`.
+        pub nonce: String,
+        /// Hex SHA-1 of what it came with (the POST body, or a marker for a `GET`).
+        pub request_hash: String,
+        /// When the timestamp leaves the skew window, and the record can go (Unix seconds).
+        pub expires_at: i64,
+    }
 }
 
 /// Rows removed by [`Store::prune`].

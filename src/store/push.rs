@@ -9,47 +9,51 @@ use async_trait::async_trait;
 
 use super::StoreError;
 
-/// A topic, with its member count.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct Topic {
-    /// The name (`[-_A-Za-z0-9]{1,64}`).
-    pub name: String,
-    /// Whether any follower may join with a chat command.
-    pub open: bool,
-    /// Shown in `topics` listings.
-    pub description: String,
-    /// When it was created.
-    pub created_at: i64,
-    /// How many followers are members (also those who unfollowed since, who stay members
-    /// but are not sent to).
-    pub members: i64,
-    /// Its number (WxPusher's `topicId`), kept per name forever.
-    pub num: i64,
-    /// The app it belongs to (whose token may push to it), if any.
-    pub app_id: Option<i64>,
+from_row! {
+    /// A topic, with its member count.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Topic {
+        /// The name (`[-_A-Za-z0-9]{1,64}`).
+        pub name: String,
+        /// Whether any follower may join with a chat command.
+        pub open: bool,
+        /// Shown in `topics` listings.
+        pub description: String,
+        /// When it was created.
+        pub created_at: i64,
+        /// How many followers are members (also those who unfollowed since, who stay members
+        /// but are not sent to).
+        pub members: i64,
+        /// Its number (WxPusher's `topicId`), kept per name forever.
+        pub num: i64,
+        /// The app it belongs to (whose token may push to it), if any.
+        pub app_id: Option<i64>,
+    }
 }
 
 /// How many of a key's first characters are kept in clear.
 pub const KEY_PREFIX_LEN: usize = 6;
 
-/// A push key as stored.
-#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct KeyRow {
-    /// SHA-256 of the key, hex: how it is looked up. The key itself is not kept: it is shown
-    /// once, when made.
-    pub key_hash: String,
-    /// The key's first [`KEY_PREFIX_LEN`] characters, for listings and revoking.
-    pub key_prefix: String,
-    /// `user`, `topic` or `admin`.
-    pub kind: String,
-    /// The openid or topic name (empty for admin keys).
-    pub target: String,
-    /// A note for listings.
-    pub label: String,
-    /// When it was made.
-    pub created_at: i64,
-    /// When it was revoked, if it was.
-    pub revoked_at: Option<i64>,
+from_row! {
+    /// A push key as stored.
+    #[derive(Clone, PartialEq, Eq)]
+    pub struct KeyRow {
+        /// SHA-256 of the key, hex: how it is looked up. The key itself is not kept: it is shown
+        /// once, when made.
+        pub key_hash: String,
+        /// The key's first [`KEY_PREFIX_LEN`] characters, for listings and revoking.
+        pub key_prefix: String,
+        /// `user`, `topic` or `admin`.
+        pub kind: String,
+        /// The openid or topic name (empty for admin keys).
+        pub target: String,
+        /// A note for listings.
+        pub label: String,
+        /// When it was made.
+        pub created_at: i64,
+        /// When it was revoked, if it was.
+        pub revoked_at: Option<i64>,
+    }
 }
 
 impl std::fmt::Debug for KeyRow {
@@ -124,59 +128,65 @@ pub struct Inserted {
     pub recipients: u64,
 }
 
-/// A stored push.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct PushRow {
-    /// Numeric id, in acceptance order.
-    pub seq: i64,
-    /// Public id.
-    pub id: String,
-    /// The key it came with.
-    pub key_hash: Option<String>,
-    /// What it was addressed to.
-    pub target: String,
-    /// Title.
-    pub title: String,
-    /// Markdown body.
-    pub body: String,
-    /// Link.
-    pub url: Option<String>,
-    /// Summary.
-    pub summary: Option<String>,
-    /// The API it came through.
-    pub source: String,
-    /// When it was accepted.
-    pub created_at: i64,
+from_row! {
+    /// A stored push.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct PushRow {
+        /// Numeric id, in acceptance order.
+        pub seq: i64,
+        /// Public id.
+        pub id: String,
+        /// The key it came with.
+        pub key_hash: Option<String>,
+        /// What it was addressed to.
+        pub target: String,
+        /// Title.
+        pub title: String,
+        /// Markdown body.
+        pub body: String,
+        /// Link.
+        pub url: Option<String>,
+        /// Summary.
+        pub summary: Option<String>,
+        /// The API it came through.
+        pub source: String,
+        /// When it was accepted.
+        pub created_at: i64,
+    }
 }
 
-/// One recipient's delivery.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct RecipientRow {
-    /// The follower.
-    pub openid: String,
-    /// `pending`, `sending`, `sent`, `delivered` or `failed`.
-    pub state: String,
-    /// Send attempts so far.
-    pub attempts: i64,
-    /// WeChat's msgid, once accepted.
-    pub msgid: Option<i64>,
-    /// The last error (`43004 require subscribe`, …).
-    pub error: Option<String>,
-    /// Last change (Unix seconds).
-    pub updated_at: i64,
+from_row! {
+    /// One recipient's delivery.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct RecipientRow {
+        /// The follower.
+        pub openid: String,
+        /// `pending`, `sending`, `sent`, `delivered` or `failed`.
+        pub state: String,
+        /// Send attempts so far.
+        pub attempts: i64,
+        /// WeChat's msgid, once accepted.
+        pub msgid: Option<i64>,
+        /// The last error (`43004 require subscribe`, …).
+        pub error: Option<String>,
+        /// Last change (Unix seconds).
+        pub updated_at: i64,
+    }
 }
 
-/// A recipient claimed for delivery.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct Claimed {
-    /// The push.
-    pub push_seq: i64,
-    /// The follower.
-    pub openid: String,
-    /// The same on every attempt.
-    pub client_msg_id: String,
-    /// Attempts including this one.
-    pub attempts: i64,
+from_row! {
+    /// A recipient claimed for delivery.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Claimed {
+        /// The push.
+        pub push_seq: i64,
+        /// The follower.
+        pub openid: String,
+        /// The same on every attempt.
+        pub client_msg_id: String,
+        /// Attempts including this one.
+        pub attempts: i64,
+    }
 }
 
 /// How one delivery attempt ended.

@@ -545,7 +545,8 @@ async fn seed_pushes(
                 .collect();
             let source = ["api", "api", "bark", "ntfy", "wxpusher"][rng.below(5) as usize];
             owned.push((
-                format!("seed{:012x}{j:08}", rng.next() >> 16),
+                // 22 letters and digits, like the ids huixin gives pushes.
+                format!("seed{:010x}{j:08}", rng.next() >> 24),
                 format!("Backup #{j} finished"),
                 at,
                 recipients,

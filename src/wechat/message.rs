@@ -648,6 +648,19 @@ impl Event {
     }
 }
 
+/// Every `MsgType` huixin parses, lower case, as [`MessageKind::msg_type`] names them.
+pub const MSG_TYPES: [&str; 9] = [
+    "text",
+    "image",
+    "voice",
+    "video",
+    "shortvideo",
+    "location",
+    "link",
+    "miniprogrampage",
+    "event",
+];
+
 impl MessageKind {
     /// The canonical `MsgType`, lower case; for an unknown type, the type as sent.
     pub fn msg_type(&self) -> &str {

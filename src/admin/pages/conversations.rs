@@ -10,27 +10,11 @@ use super::PAGE_ROWS;
 use crate::admin::auth::Session;
 use crate::admin::html::{self as ui, Nav};
 use crate::admin::{Console, Page};
-use crate::store::console::{LogFilter, LogRow};
+use crate::simulator::trial;
+use crate::store::console::{LogFilter, LogRow, MESSAGE_TYPES};
 
 /// The outcomes a message can have.
 pub const OUTCOMES: &[&str] = &["answered", "retry", "late", "failed", "blocked", "limited"];
-/// The message types and events offered in the filter.
-const TYPES: &[&str] = &[
-    "text",
-    "image",
-    "voice",
-    "video",
-    "shortvideo",
-    "location",
-    "link",
-    "event",
-    "subscribe",
-    "unsubscribe",
-    "click",
-    "view",
-    "scan",
-];
-
 /// The filter's fields.
 #[derive(Debug, Default, Deserialize)]
 pub struct Filter {
@@ -69,7 +53,7 @@ pub async fn list(
             label { "Type"
                 select name="type" {
                     option value="" { "any" }
-                    @for t in TYPES { option value=(t) selected[f.kind == *t] { (t) } }
+                    @for t in MESSAGE_TYPES.iter().chain(trial::EVENT_KINDS) { option value=(t) selected[f.kind == *t] { (t) } }
                 }
             }
             label { "Outcome"

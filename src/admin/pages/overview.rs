@@ -2,6 +2,7 @@
 //! type, pushes), replies by rule and outcomes, the access token, and the last errors.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::Extension;
 use axum::extract::State;
@@ -11,55 +12,146 @@ use crate::admin::auth::Session;
 use crate::admin::chart::{self, Series};
 use crate::admin::html::{self as ui, Nav};
 use crate::admin::{Console, Page};
+use crate::store::StoreError;
 use crate::store::console::CountRow;
 use crate::support::clock::unix_now;
 
 /// Days the charts cover.
-const DAYS: i64 = 30;
+const DAYS: usize = 30;
 /// Recent errors shown.
 const RECENT_ERRORS: usize = 15;
+/// How long after midnight the day before is still written to (a log batch of its last
+/// messages, a settle): until then it is not kept as final.
+const SETTLE_SECS: i64 = 300;
+
+/// Counts per (dim, key), a value per day.
+type Values = BTreeMap<(String, String), Vec<i64>>;
 
 /// The counts of the last [`DAYS`] local days: the day labels, and for each (dim, key) a
 /// value per day.
 struct Days {
     labels: Vec<String>,
-    values: BTreeMap<(String, String), Vec<i64>>,
+    values: Values,
 }
 
-impl Days {
-    fn of(console: &Console, rows: &[CountRow], now: i64) -> Self {
-        let tz = crate::support::clock::parse_timezone(&console.config().rules.timezone)
-            .unwrap_or(jiff::tz::TimeZone::UTC);
-        let day_of = |unix: i64| -> Option<jiff::civil::Date> {
-            jiff::Timestamp::from_second(unix)
-                .ok()
-                .map(|t| t.to_zoned(tz.clone()).date())
+/// The local days the charts show, as the hours each starts at (`hour_of` of its first
+/// second, rounded up): an hourly count belongs to the day its hour starts in.
+struct Window {
+    today: jiff::civil::Date,
+    labels: Vec<String>,
+    /// [`DAYS`] + 1 bounds: day `i` holds the hours from `starts[i]` up to `starts[i + 1]`.
+    starts: Vec<i64>,
+}
+
+impl Window {
+    fn at(timezone: &str, now: i64) -> Self {
+        let tz = crate::support::clock::parse_timezone(timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+        let today = jiff::Timestamp::from_second(now)
+            .map(|t| t.to_zoned(tz.clone()).date())
+            .unwrap_or_default();
+        let day = |i: usize| {
+            let back = i64::try_from(DAYS).unwrap_or(0) - 1 - i64::try_from(i).unwrap_or(0);
+            today
+                .checked_sub(jiff::Span::new().days(back))
+                .unwrap_or(today)
         };
-        let today = day_of(now).unwrap_or_default();
-        let first = today
-            .checked_sub(jiff::Span::new().days(DAYS - 1))
-            .unwrap_or(today);
         let labels = (0..DAYS)
-            .filter_map(|i| first.checked_add(jiff::Span::new().days(i)).ok())
-            .map(|d| d.strftime("%m-%d").to_string())
-            .collect::<Vec<_>>();
-        let mut values: BTreeMap<(String, String), Vec<i64>> = BTreeMap::new();
+            .map(|i| day(i).strftime("%m-%d").to_string())
+            .collect();
+        // Day DAYS is tomorrow: where today ends.
+        let starts = (0..=DAYS)
+            .map(|i| {
+                let start = day(i)
+                    .to_zoned(tz.clone())
+                    .map_or(now, |z| z.timestamp().as_second());
+                start.div_euclid(3_600) + i64::from(start.rem_euclid(3_600) > 0)
+            })
+            .collect();
+        Self {
+            today,
+            labels,
+            starts,
+        }
+    }
+
+    /// The hour today starts at.
+    fn today_start(&self) -> i64 {
+        self.starts[DAYS - 1]
+    }
+
+    /// Adds `rows` into `values`, each on its day (rows outside the window left out).
+    fn fold(&self, values: &mut Values, rows: &[CountRow]) {
         for row in rows {
-            let Some(day) = day_of(row.hour * 3_600) else {
-                continue;
-            };
-            let Ok(index) = usize::try_from((day - first).get_days()) else {
-                continue;
-            };
-            if index >= labels.len() {
+            let index = self.starts.partition_point(|&start| start <= row.hour);
+            if index == 0 || index > DAYS {
                 continue;
             }
             let slot = values
                 .entry((row.dim.clone(), row.key.clone()))
-                .or_insert_with(|| vec![0; labels.len()]);
-            slot[index] += row.n;
+                .or_insert_with(|| vec![0; DAYS]);
+            slot[index - 1] += row.n;
         }
-        Self { labels, values }
+    }
+}
+
+/// The past days' counts, which no longer change, kept between requests so that the
+/// overview reads only today's hours from the store.
+#[derive(Default)]
+pub struct PastDays(std::sync::Mutex<Option<(jiff::civil::Date, Arc<Values>)>>);
+
+impl PastDays {
+    fn get(&self, today: jiff::civil::Date) -> Option<Arc<Values>> {
+        let kept = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        kept.as_ref()
+            .filter(|(day, _)| *day == today)
+            .map(|(_, values)| values.clone())
+    }
+
+    fn keep(&self, today: jiff::civil::Date, values: Values) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((today, Arc::new(values)));
+    }
+}
+
+impl Days {
+    /// The last [`DAYS`] local days' counts: the past days from `past` when it has them (else
+    /// read, and kept there once they are final), today's read from the store.
+    async fn read(console: &Console, now: i64) -> Result<Self, StoreError> {
+        let window = Window::at(&console.config().rules.timezone, now);
+        let backend = console.store().backend();
+        let past = &console.inner.past_days;
+        let values = match past.get(window.today) {
+            Some(kept) => {
+                let mut values = (*kept).clone();
+                window.fold(
+                    &mut values,
+                    &backend.log_counts(window.today_start()).await?,
+                );
+                values
+            }
+            None => {
+                let rows = backend.log_counts(window.starts[0]).await?;
+                let (before, today): (Vec<CountRow>, Vec<CountRow>) = rows
+                    .into_iter()
+                    .partition(|row| row.hour < window.today_start());
+                let mut values = Values::new();
+                window.fold(&mut values, &before);
+                if now >= window.today_start() * 3_600 + SETTLE_SECS {
+                    past.keep(window.today, values.clone());
+                }
+                window.fold(&mut values, &today);
+                values
+            }
+        };
+        Ok(Self {
+            labels: window.labels,
+            values,
+        })
     }
 
     fn series(&self, dim: &str, key: &str) -> Vec<i64> {
@@ -87,9 +179,7 @@ pub async fn page(State(console): State<Console>, Extension(session): Extension<
     let now = unix_now();
     let backend = console.store().backend();
     let followers = backend.follower_count().await?;
-    // A day more than the charts show: the first local day may start before the UTC hour.
-    let rows = backend.log_counts(now / 3_600 - (DAYS + 1) * 24).await?;
-    let days = Days::of(&console, &rows, now);
+    let days = Days::read(&console, now).await?;
     let follows = days.series("event", "subscribe");
     let unfollows: Vec<i64> = days
         .series("event", "unsubscribe")
@@ -226,4 +316,72 @@ pub async fn page(State(console): State<Console>, Extension(session): Extension<
         Nav::Overview,
         body,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(hour: i64, n: i64) -> CountRow {
+        CountRow {
+            hour,
+            dim: "type".into(),
+            key: "text".into(),
+            n,
+        }
+    }
+
+    #[test]
+    fn hours_fall_on_their_local_day() {
+        // 2026-12-04 10:00 in Shanghai (02:00 UTC).
+        let now = 1_796_349_600;
+        let w = Window::at("Asia/Shanghai", now);
+        assert_eq!(w.labels.len(), DAYS);
+        assert_eq!(w.labels[DAYS - 1], "12-04");
+        assert_eq!(w.labels[0], "11-05");
+        // Local midnight is 16:00 UTC the day before.
+        assert_eq!(w.today_start() * 3_600, 1_796_313_600);
+        assert!(w.starts.windows(2).all(|p| p[1] - p[0] == 24));
+        let mut values = Values::new();
+        let today = w.today_start();
+        w.fold(
+            &mut values,
+            &[
+                row(today, 1),
+                row(today - 1, 10),
+                row(w.starts[0], 100),
+                row(w.starts[0] - 1, 1_000),
+                row(w.starts[DAYS], 10_000),
+            ],
+        );
+        let text = &values[&("type".to_owned(), "text".to_owned())];
+        assert_eq!(text[DAYS - 1], 1);
+        assert_eq!(text[DAYS - 2], 10);
+        assert_eq!(text[0], 100);
+        assert_eq!(
+            text.iter().sum::<i64>(),
+            111,
+            "outside the window: left out"
+        );
+    }
+
+    #[test]
+    fn days_around_a_clock_change_have_their_own_length() {
+        // 2026-11-20 12:00 in New York (17:00 UTC); clocks went back on 11-01.
+        let now = 1_795_194_000;
+        let w = Window::at("America/New_York", now);
+        let lengths: Vec<i64> = w.starts.windows(2).map(|p| p[1] - p[0]).collect();
+        assert_eq!(
+            lengths.iter().filter(|&&l| l == 25).count(),
+            1,
+            "{lengths:?}"
+        );
+        assert!(lengths.iter().all(|&l| l == 24 || l == 25));
+        let kept = PastDays::default();
+        assert!(kept.get(w.today).is_none());
+        kept.keep(w.today, Values::new());
+        assert!(kept.get(w.today).is_some());
+        let tomorrow = w.today.tomorrow().unwrap();
+        assert!(kept.get(tomorrow).is_none(), "a new day reads again");
+    }
 }

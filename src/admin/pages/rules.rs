@@ -136,7 +136,7 @@ fn test_form(console: &Console, session: &Session, form: &TestForm) -> Markup {
             (ui::csrf_field(session))
             label { "Kind"
                 select name="kind" {
-                    @for k in trial::KINDS { option value=(k) selected[*k == kind] { (k) } }
+                    @for k in trial::kinds() { option value=(k) selected[k == kind] { (k) } }
                 }
             }
             label.grow { "Text, key, scene or URL" input type="text" name="value" value=(form.value); }

@@ -19,7 +19,6 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use async_trait::async_trait;
-use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 
 use super::{
@@ -32,8 +31,6 @@ mod admin;
 mod apps;
 mod console;
 mod push;
-
-static MIGRATOR: Migrator = sqlx::migrate!("src/store/postgres/migrations");
 
 /// Connections per process, unless configured.
 pub const DEFAULT_POOL_SIZE: u32 = 10;
@@ -142,7 +139,7 @@ impl PostgresBackend {
             .acquire_timeout(Duration::from_secs(3))
             .connect_with(options)
             .await?;
-        MIGRATOR.run(&pool).await?;
+        super::schema::POSTGRES.run(&pool).await?;
         Ok(Self {
             pool,
             wakeups: Arc::default(),

@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
@@ -33,8 +32,6 @@ mod admin;
 mod apps;
 mod console;
 mod push;
-
-static MIGRATOR: Migrator = sqlx::migrate!("src/store/migrations");
 
 /// How long the health probe waits for the write lock before calling the database locked.
 const PROBE_WAIT: Duration = Duration::from_secs(1);
@@ -104,7 +101,7 @@ impl SqliteBackend {
                     .acquire_timeout(Duration::from_secs(3))
                     .connect_with(options.clone())
                     .await?;
-                MIGRATOR.run(&pool).await?;
+                super::schema::SQLITE.run(&pool).await?;
                 let writer = if in_memory {
                     // A second pool would open a second, empty database.
                     pool.clone()
