@@ -7,7 +7,7 @@
 //!
 //! ## Layout
 //!
-//! Lowest first; a module uses only those above it in this list (`tests/layers.rs` checks).
+//! Lowest first; a module uses only those above it in this list (`tests/it/layers.rs` checks).
 //!
 //! - [`support`]: the clock and time zones, token buckets, the path segments huixin keeps.
 //! - [`telemetry`]: logging setup.

@@ -1,6 +1,6 @@
 //! Several `huixin serve` processes on one PostgreSQL database behave as one: WeChat, push
 //! clients and followers cannot tell how many there are. Each test starts three real
-//! processes on a fresh database (`tests/common/pg.rs`: skipped with a message when no
+//! processes on a fresh database (`tests/it/common/pg.rs`: skipped with a message when no
 //! PostgreSQL server is configured, failing under `HUIXIN_REQUIRE_POSTGRES`), with the
 //! emulator as WeChat's API.
 
@@ -13,7 +13,7 @@ use huixin::simulator::Simulator;
 use huixin::wechat::Mode;
 use serde_json::{Value, json};
 
-mod common;
+use crate::common;
 
 use common::emu::{API_APP_ID, API_SECRET, RunningEmulator, TEMPLATE, emulator_settings};
 use common::pg::TestDb;

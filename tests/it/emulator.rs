@@ -1,7 +1,7 @@
 //! The WeChat emulator: every API endpoint and error code over HTTP, the control endpoints,
 //! faults, and WeChat's side of the callback against the real huixin server.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

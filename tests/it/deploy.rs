@@ -4,7 +4,7 @@
 //! upstreams are trivial HTTP servers answering with their name. Without nginx these tests say
 //! they were skipped (`HUIXIN_REQUIRE_NGINX` makes that a failure).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};

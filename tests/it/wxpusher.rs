@@ -3,7 +3,7 @@
 //! returned UID in each content type, the status query), the `send_up_cmd` callback, the
 //! simple push with a follower's SPT, and WxPusher's own Python client pointed at huixin.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

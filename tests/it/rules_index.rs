@@ -2,7 +2,7 @@
 //! entries and 100 regex rules. Matching goes through the index built at load; each message
 //! must get the reply the first matching rule gives, with its captures, as rule order says.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! The rule engine, offline: rule sets loaded from memory or a folder and run on parsed
 //! messages, with a temp SQLite store where sessions are involved. No server, no sleeping.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

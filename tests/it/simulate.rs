@@ -1,7 +1,7 @@
 //! The simulator builds every message and event type in the shape huixin parses fully, and
 //! checks replies as WeChat would.
 
-mod common;
+use crate::common;
 
 use clap::Parser;
 use common::{MODES, start};

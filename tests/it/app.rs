@@ -2,7 +2,7 @@
 //! own in front of the rules, mounted inside another axum app, and two apps in one process
 //! that start, serve and shut down independently.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

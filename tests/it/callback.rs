@@ -1,7 +1,7 @@
 //! The callback endpoint end to end: the real server on port 0, a real SQLite file, WeChat
 //! played by huixin's simulator in plain, compatible and safe mode.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -24,8 +24,7 @@ use huixin::store::{
 };
 use huixin::support::clock::unix_now;
 
-#[path = "common/pg.rs"]
-mod pg;
+use crate::common::pg;
 
 /// A fresh SQLite database: the temp dir that holds it (keep it alive) and its URL.
 async fn fresh_sqlite() -> (tempfile::TempDir, String) {
@@ -40,7 +39,7 @@ async fn suite_sqlite() -> Option<(tempfile::TempDir, String)> {
 }
 
 /// A fresh PostgreSQL database (dropped with the guard), or `None` when no server is
-/// configured (see `tests/common/pg.rs`).
+/// configured (see `tests/it/common/pg.rs`).
 async fn fresh_postgres() -> Option<(pg::TestDb, String)> {
     let db = pg::database("the store suite on PostgreSQL").await?;
     let url = db.url().to_owned();

@@ -3,7 +3,7 @@
 //! retried with the same `client_msg_id`, permanent ones not retried, a crash mid-delivery
 //! that loses nothing and sends nothing twice, the admin commands, and the chat commands.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! sharing one access token, the `token`, `menu`, `qrcode` and `user` commands against the
 //! emulator, and `huixin emulator` + `huixin serve` + `huixin simulate` as the README shows.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

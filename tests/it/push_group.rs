@@ -3,7 +3,7 @@
 //! fails alone, not the pushes committed with it; a key remembered by the server stops
 //! working as soon as another process revokes it.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! (over WebDriver) using the pages as an operator would, with screenshots at 1280 and 390
 //! pixels in `target/admin-screenshots/`.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! watchdog, follower bookkeeping, the inbound log, the blocklist, the rate limit, hot reload
 //! and the fallback. Sleeps below only stage the order of events; assertions are on behaviour.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

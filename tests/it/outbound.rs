@@ -3,7 +3,7 @@
 //! (token errors once, busy platform only where safe), every request body against the
 //! reference, and the wiring: late replies and rule sends arriving as messages at the emulator.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

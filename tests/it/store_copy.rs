@@ -6,7 +6,7 @@
 //!
 //! The tests that need PostgreSQL say they are skipped without one (see `common::pg`).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! webhook, pushes to its own user ids; message webhooks answer the reply; bad input is
 //! refused with a clear error.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -7,7 +7,7 @@
 //! says how to turn it on, the switch turns it off, and a taken `[metrics] listen` fails the
 //! start with a clear error. The Grafana dashboard names only metrics huixin renders.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
