@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::MatchedPath;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 
-use crate::wechat::message::{Event, MessageKind};
+use crate::wechat::message::{EVENT_NAMES, Event, MessageKind};
 
 /// `msg_type`, `event`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -237,32 +237,6 @@ pub fn msg_type_label(kind: &MessageKind) -> &'static str {
     }
 }
 
-/// The events huixin knows, by [`Event::name`].
-const EVENTS: &[&str] = &[
-    "subscribe",
-    "unsubscribe",
-    "scan",
-    "location",
-    "click",
-    "view",
-    "view_miniprogram",
-    "scancode_push",
-    "scancode_waitmsg",
-    "pic_sysphoto",
-    "pic_photo_or_album",
-    "pic_weixin",
-    "location_select",
-    "templatesendjobfinish",
-    "masssendjobfinish",
-    "publishjobfinish",
-    "subscribe_msg_popup_event",
-    "subscribe_msg_change_event",
-    "subscribe_msg_sent_event",
-    "kf_create_session",
-    "kf_close_session",
-    "kf_switch_session",
-];
-
 /// The `event` label of a message: the event's name, `unknown` for one huixin does not know,
 /// empty for a message that is not an event.
 pub fn event_label(kind: &MessageKind) -> &'static str {
@@ -270,7 +244,7 @@ pub fn event_label(kind: &MessageKind) -> &'static str {
         MessageKind::Event(Event::Unknown { .. }) => "unknown",
         MessageKind::Event(event) => {
             let name = event.name();
-            EVENTS
+            EVENT_NAMES
                 .iter()
                 .find(|known| **known == name)
                 .copied()

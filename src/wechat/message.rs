@@ -661,6 +661,32 @@ pub const MSG_TYPES: [&str; 9] = [
     "event",
 ];
 
+/// Every event huixin parses, as [`Event::name`] names it.
+pub const EVENT_NAMES: [&str; 22] = [
+    "subscribe",
+    "unsubscribe",
+    "scan",
+    "location",
+    "click",
+    "view",
+    "view_miniprogram",
+    "scancode_push",
+    "scancode_waitmsg",
+    "pic_sysphoto",
+    "pic_photo_or_album",
+    "pic_weixin",
+    "location_select",
+    "templatesendjobfinish",
+    "masssendjobfinish",
+    "publishjobfinish",
+    "subscribe_msg_popup_event",
+    "subscribe_msg_change_event",
+    "subscribe_msg_sent_event",
+    "kf_create_session",
+    "kf_close_session",
+    "kf_switch_session",
+];
+
 impl MessageKind {
     /// The canonical `MsgType`, lower case; for an unknown type, the type as sent.
     pub fn msg_type(&self) -> &str {

@@ -581,7 +581,7 @@ async fn every_request_matches_the_reference() {
     assert!(page.openids.iter().all(|o| o != USER));
 
     // Temporary media: multipart field `media`, the type in the query.
-    let png = include_bytes!("../src/emulator/qrcode.rs").to_vec(); // any bytes will do
+    let png = include_bytes!("../../src/emulator/qrcode.rs").to_vec(); // any bytes will do
     let media = client
         .upload_media(MediaType::Image, "shot.png", png)
         .await

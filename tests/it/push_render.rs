@@ -294,7 +294,7 @@ fn assert_safe_page(page: &str, context: &str) {
 
 /// The corpus records, in file order.
 fn corpus() -> Vec<String> {
-    let text = include_str!("fixtures/push/xss.txt");
+    let text = include_str!("../fixtures/push/xss.txt");
     let mut records = Vec::new();
     let mut current = Vec::new();
     for line in text.lines() {
